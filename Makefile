@@ -1,0 +1,49 @@
+# Two commands on a fresh machine: `make run` (server on SQLite with demo data) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run serve migrate seed schema test lint bench clean
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+# Migrate, seed demo data if the database is empty, and serve http://127.0.0.1:8000/graphql.
+run: install migrate seed serve
+
+serve: install
+	$(BIN)/quill serve --host $(HOST) --port $(PORT)
+
+migrate: install
+	$(BIN)/quill migrate
+
+seed: install
+	$(BIN)/quill seed
+
+# Regenerate the committed SDL (tests/test_schema_contract.py fails while it is stale).
+schema: install
+	$(BIN)/quill export-schema -o schema.graphql
+
+# The whole suite, on SQLite and on PostgreSQL (TEST_DATABASE_URL; default the local service).
+test: install
+	$(BIN)/pytest
+
+# Side by side with the peer servers of ../shared/bench (about 15 minutes; see bench/run.py).
+bench: install
+	$(BIN)/python bench/run.py
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,197 @@
+"""Benchmark this server side by side with the peers of ../shared/bench (`make bench`).
+
+The shared harness (run_bench.py, the peer servers, load_data.py) is used as it is, from a
+working copy under .bench/ (the shared folder is read-only and the harness writes next to
+itself). This script only prepares what the harness needs and adds this server as a target:
+
+1. tools: wrk, the peers' virtualenvs, PostGraphile's node packages (all under .bench/);
+2. data: the bench-m data set loaded into this server's own migrated schema (alembic upgrade
+   head, then load_data.py --into-existing), on PostgreSQL (database `bench`) and on SQLite,
+   plus a superuser from the seed command (tasks are private: Q2 reads as a superuser);
+3. a query file with the canonical texts and a superuser's token, and two targets (SQLite and
+   PostgreSQL, one uvicorn worker each);
+4. the harness run, then results/bench.{md,json} and the ratios the performance issue set
+   (results/ratios.md).
+
+    python bench/run.py                          # everything, ~15 minutes
+    python bench/run.py --only quill --db pg      # this server only, on PostgreSQL
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "bench"
+WORK = ROOT / ".bench"
+HARNESS = WORK / "harness"
+RESULTS = ROOT / "bench" / "results"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_BENCH = "postgresql://postgres@127.0.0.1:5432/bench"
+SQLITE_BENCH = HARNESS / "data" / "bench.db"
+SECRET = "bench-secret-" + "b" * 40
+SUPERUSER = ("bench-root@example.com", "bench-root-password")
+PYTHON_PEERS = ("strawberry_naive", "strawberry_mapper", "graphene_sqlalchemy")
+QUERIES = {
+    "Q1": "{ users(first: 50) { edges { node { username posts(first: 10) { edges { node { title datePosted author { username } } } } } } } }",
+    "Q1_u10": "{ users(first: 10) { edges { node { username posts(first: 10) { edges { node { title datePosted author { username } } } } } } } }",
+    "Q2": "{ tasks(first: 100, filter: {status: OPEN}) { edges { node { title status owner { username } notes(first: 5) { edges { node { body } } } } } } }",
+    "Q3": "{ posts(first: 100) { edges { node { id title content datePosted } } pageInfo { endCursor hasNextPage } } }",
+    "Q5": '{ user(username: "user42") { username posts(first: 3) { edges { node { title } } } } }',
+}
+CREATE_POST = "mutation ($input: CreatePostInput!) { createPost(input: $input) { __typename ... on PostPayload { post { id } } } }"
+
+
+def run(*command: str | Path, cwd: Path = ROOT, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(
+        [str(part) for part in command],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        sys.exit(f"failed: {' '.join(map(str, command))}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return done.stdout
+
+
+def prepare_tools() -> tuple[Path, Path]:
+    if shutil.which("wrk") is None:
+        run("apt-get", "install", "-y", "wrk")
+    shutil.copytree(
+        SHARED, HARNESS, dirs_exist_ok=True, ignore=shutil.ignore_patterns("node_modules", "results")
+    )
+    for path in HARNESS.rglob("*"):  # the shared copy is read-only; the harness writes beside it
+        path.chmod(path.stat().st_mode | 0o200)
+    (HARNESS / "results").mkdir(exist_ok=True)
+    peers, graphene = WORK / "venv", WORK / "venv-graphene"
+    if not (peers / "bin" / "python").exists():
+        run(sys.executable, "-m", "venv", peers)
+        run(peers / "bin" / "pip", "install", "-q", "strawberry-graphql", "strawberry-sqlalchemy-mapper", "starlette",
+            "uvicorn[standard]", "sqlalchemy[asyncio]>=2", "aiosqlite", "asyncpg", "psycopg2-binary", "orjson")  # fmt: skip
+    if not (graphene / "bin" / "python").exists():
+        run(sys.executable, "-m", "venv", graphene)
+        run(graphene / "bin" / "pip", "install", "-q", "--pre", "graphene-sqlalchemy", "starlette",
+            "uvicorn[standard]", "sqlalchemy[asyncio]>=2", "aiosqlite", "asyncpg", "psycopg2-binary", "orjson")  # fmt: skip
+    postgraphile = HARNESS / "peers" / "postgraphile"
+    if not (postgraphile / "node_modules").exists():
+        run("npm", "install", "--no-audit", "--no-fund", cwd=postgraphile)
+    return peers / "bin" / "python", graphene / "bin" / "python"
+
+
+def load(url: str, bench_python: Path) -> int:
+    """bench-m in this server's migrated schema, plus a superuser; returns the superuser's id."""
+    if url.startswith("sqlite"):
+        SQLITE_BENCH.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{SQLITE_BENCH}{suffix}").unlink(missing_ok=True)
+    else:
+        run("psql", PG_ADMIN, "-qc", "DROP DATABASE IF EXISTS bench WITH (FORCE)")
+        run("psql", PG_ADMIN, "-qc", "CREATE DATABASE bench")
+    env = {"DATABASE_URL": url}
+    run(sys.executable, "-m", "alembic", "upgrade", "head", env=env)
+    run(bench_python, "load_data.py", "--into-existing", url, cwd=HARNESS)
+    email, password = SUPERUSER
+    run(
+        sys.executable,
+        "-m",
+        "db.seed",
+        env={**env, "FIRST_SUPERUSER_EMAIL": email, "FIRST_SUPERUSER_PASSWORD": password},
+    )
+    query = f"SELECT id FROM users WHERE email = '{email}'"
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        with sqlite3.connect(SQLITE_BENCH) as conn:
+            return int(conn.execute(query).fetchone()[0])
+    return int(run("psql", url, "-Atc", query).strip())
+
+
+def write_targets(superuser_id: int) -> Path:
+    sys.path.insert(0, str(ROOT))
+    from schema.tokens import AccessTokens
+
+    token, _ = AccessTokens(SECRET, timedelta(days=2)).issue(superuser_id, is_superuser=True)
+    headers = {"Authorization": f"Bearer {token}"}
+    queries = {name: {"query": text, "headers": headers} for name, text in QUERIES.items()}
+    queries["Q4"] = {
+        "query": QUERIES["Q3"].replace("first: 100)", f'first: 100, after: "{_cursor_after(15000)}")'),
+        "headers": headers,
+    }
+    queries["M1"] = {
+        "query": CREATE_POST,
+        "variables": {"input": {"title": "Benchmark post", "content": "Written by wrk."}},
+        "headers": headers,
+    }
+    (HARNESS / "queries" / "quill.json").write_text(json.dumps(queries, indent=1))
+    config = json.loads((SHARED / "targets.json").read_text())
+    start = (
+        f"{sys.executable} -m uvicorn --app-dir {ROOT} server:app --host 127.0.0.1 --port {{port}} "
+        "--workers 1 --log-level warning --no-access-log"
+    )
+    # One wrk client would spend the rate limit at once: the benchmark measures throughput.
+    env = {"SECRET_KEY": SECRET, "APP_ENV": "production", "STATS_ENDPOINT": "1", "RATE_LIMIT": "0"}
+    for db, port in (("sqlite", 8151), ("pg", 8152)):
+        config["targets"].append(
+            {
+                "name": "quill",
+                "db": db,
+                "port": port,
+                "url": "http://127.0.0.1:{port}/graphql",
+                "queries": "queries/quill.json",
+                "start": start,
+                "env": env,
+            }
+        )
+    path = HARNESS / "targets-with-quill.json"
+    path.write_text(json.dumps(config, indent=1))
+    return path
+
+
+def _cursor_after(post_id: int) -> str:
+    from db.pagination import Order
+    from schema.relay import encode_cursor
+
+    return encode_cursor(Order("ID"), (post_id,))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", help="targets, e.g. quill,graphene_sqlalchemy (default: all)")
+    parser.add_argument("--db", choices=["sqlite", "pg"])
+    parser.add_argument("--queries", help="e.g. Q1,Q3")
+    parser.add_argument("--duration", default="10")
+    parser.add_argument("--no-load", action="store_true", help="only check answers and count statements")
+    args = parser.parse_args()
+    bench_python, graphene_python = prepare_tools()
+    superuser_ids = {
+        db: load(url, bench_python) for db, url in (("pg", PG_BENCH), ("sqlite", f"sqlite:///{SQLITE_BENCH}"))
+    }
+    assert len(set(superuser_ids.values())) == 1, superuser_ids  # one token serves both
+    targets = write_targets(superuser_ids["pg"])
+    command = [str(bench_python), "run_bench.py", "--targets", str(targets), "--duration", args.duration,
+               "--out", "results/bench", "--pg-log", os.environ.get("PG_LOG", "/var/log/postgresql/postgresql-15-main.log")]  # fmt: skip
+    for flag, value in (("--only", args.only), ("--db", args.db), ("--queries", args.queries)):
+        if value:
+            command += [flag, value]
+    if args.no_load:
+        command.append("--no-load")
+    env = {"BENCH_PY": str(bench_python), "BENCH_PY_GRAPHENE": str(graphene_python)}
+    subprocess.run(command, cwd=HARNESS, env={**os.environ, **env}, check=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for suffix in (".md", ".json"):
+        shutil.copy(HARNESS / "results" / f"bench{suffix}", RESULTS / f"bench{suffix}")
+    from bench.ratios import write_ratios
+
+    print(write_ratios(RESULTS / "bench.json", RESULTS / "ratios.md"))
+
+
+if __name__ == "__main__":
+    main()

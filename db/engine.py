@@ -1,0 +1,146 @@
+"""Engine and session factory for SQLite and PostgreSQL, and the start-up checks on the database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# A write transaction asks for this execution option so that SQLite takes the write lock at
+# BEGIN (see _begin_sqlite_transaction); PostgreSQL ignores it.
+WRITE_TRANSACTION = {"sqlite_begin": "BEGIN IMMEDIATE"}
+
+
+class DatabaseNotReady(RuntimeError):
+    """The database is unreachable or not migrated to head; the message says what to do."""
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    url = settings.database_url
+    kwargs: dict[str, Any] = {"echo": settings.sql_echo, "pool_pre_ping": settings.pool_pre_ping}
+    if not is_sqlite(url):
+        kwargs |= {
+            "pool_size": settings.pool_size,
+            "max_overflow": settings.pool_max_overflow,
+            "connect_args": {
+                # PostgreSQL cancels a statement that runs longer; the request gets OPERATION_TIMEOUT.
+                "server_settings": {"statement_timeout": str(settings.statement_timeout_ms)},
+                # An unreachable database fails a request in seconds, not the driver's minute.
+                "timeout": settings.connect_timeout_seconds,
+            },
+        }
+    engine = create_async_engine(url, **kwargs)
+    if is_sqlite(url):
+        _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The driver's own implicit BEGIN only starts a transaction before a write, so the
+        # reads of one request would not share a snapshot; we issue BEGIN ourselves below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # SQLite ignores foreign keys (and so ON DELETE CASCADE) unless asked, per connection.
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # WAL lets readers run while one writer commits.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # Wait for another writer's lock instead of failing with "database is locked".
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin_sqlite_transaction(conn: Connection) -> None:
+        # A deferred transaction that reads and then writes cannot wait for the lock (SQLite
+        # returns SQLITE_BUSY at once to avoid a deadlock), so writes take the lock up front.
+        conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
+
+
+class StatementCounter:
+    """Counts the SQL statements an engine sends (transaction control excluded): in total, and
+    for the current request (a context variable the request's code reads)."""
+
+    _CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.total = 0
+        self.current: ContextVar[list[int] | None] = ContextVar("statements", default=None)
+        event.listen(engine.sync_engine, "before_cursor_execute", self._count)
+
+    def _count(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip()[:9].upper().startswith(self._CONTROL):
+            return
+        self.total += 1
+        if (per_request := self.current.get()) is not None:
+            per_request[0] += 1
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # expire_on_commit=False: a mutation returns the rows it just committed.
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def alembic_config() -> Config:
+    """Alembic's configuration; the database URL is not in it (alembic/env.py asks settings)."""
+    return Config(str(PROJECT_ROOT / "alembic.ini"))
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as conn:
+        return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+
+
+async def migration_problem(engine: AsyncEngine) -> str | None:
+    """Why this database cannot be served (one line), or None when it is at the Alembic head."""
+    current, head = await current_revision(engine), head_revision()
+    if current == head:
+        return None
+    return (
+        f"database is at revision {current or '<empty>'} but the code needs {head}: "
+        "run `alembic upgrade head`"
+    )
+
+
+async def wait_for_database(engine: AsyncEngine, timeout_seconds: float) -> None:
+    """Retry connecting until the database answers, so a server started with it can wait for it."""
+    deadline = time.monotonic() + timeout_seconds
+    delay = 0.25
+    while True:
+        try:
+            async with engine.connect() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+            return
+        except Exception as exc:
+            if time.monotonic() >= deadline:
+                raise DatabaseNotReady(
+                    f"database {engine.url.render_as_string(hide_password=True)} is unreachable "
+                    f"after {timeout_seconds:g}s: {exc}"
+                ) from exc
+            log.warning("waiting for the database (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)

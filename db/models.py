@@ -1,0 +1,209 @@
+"""The tables, as SQLAlchemy models. Alembic migrations create them; `alembic check` keeps the two equal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    DateTime,
+    Dialect,
+    Enum,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    false,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+# Stable constraint and index names, so migrations written today still match tomorrow's models.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamptz that always comes back as an aware UTC datetime.
+
+    PostgreSQL stores the instant and returns it in the session's time zone; SQLite has no
+    time zones and stores the UTC wall time naively. Either way the API returns `...+00:00`.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    @property
+    def python_type(self) -> type[datetime]:
+        return datetime
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class TaskStatus(StrEnum):
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def table_of(model: type[Base]) -> Table:
+    """The model's Core table: reads and writes use Core statements (no ORM objects on the hot path)."""
+    return model.__table__  # type: ignore[return-value]
+
+
+def _created_at() -> Any:
+    return mapped_column(UtcDateTime, default=utcnow, server_default=func.now())
+
+
+def _keyset_indexes(table: str, *keys: tuple[str, ...]) -> tuple[Index, ...]:
+    """One index per (parent?, sort key, id) combination a keyset page walks in order.
+
+    A page `WHERE (key, id) > (:key, :id) ORDER BY key, id LIMIT n` then reads n rows from the
+    index wherever it starts, so the page after the millionth row costs what the first costs."""
+    return tuple(Index(f"ix_{table}_{'_'.join(columns)}", *columns) for columns in keys)
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        *_keyset_indexes("users", ("created_at", "id")),
+        # LIKE 'prefix%' can use an index only with byte-wise comparison; the unique index on
+        # username follows the database's collation, which on PostgreSQL is rarely "C".
+        Index(
+            "ix_users_username_pattern",
+            "username",
+            postgresql_ops={"username": "varchar_pattern_ops"},
+            info={"dialects": ("postgresql",)},
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(50), unique=True)
+    email: Mapped[str] = mapped_column(String(120), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    image_file: Mapped[str | None] = mapped_column(String(200))
+    is_superuser: Mapped[bool] = mapped_column(default=False, server_default=false())
+    created_at: Mapped[datetime] = _created_at()
+
+    # lazy="raise": relationships are loaded on purpose (by the data loaders), never by accident.
+    # passive_deletes: the database's ON DELETE CASCADE removes the children.
+    posts: Mapped[list[Post]] = relationship(
+        back_populates="author", lazy="raise", cascade="all, delete-orphan", passive_deletes=True
+    )
+    tasks: Mapped[list[Task]] = relationship(
+        back_populates="owner", lazy="raise", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Post(Base):
+    __tablename__ = "posts"
+    __table_args__ = _keyset_indexes(
+        "posts",
+        ("date_posted", "id"),
+        ("title", "id"),
+        ("user_id", "id"),
+        ("user_id", "date_posted", "id"),
+        ("user_id", "title", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(100))
+    content: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    date_posted: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, server_default=func.now())
+
+    author: Mapped[User] = relationship(back_populates="posts", lazy="raise")
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+    __table_args__ = _keyset_indexes(
+        "tasks",
+        ("created_at", "id"),
+        ("title", "id"),
+        ("status", "id"),
+        ("owner_id", "id"),
+        ("owner_id", "created_at", "id"),
+        ("owner_id", "title", "id"),
+        ("owner_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(255))
+    # A plain varchar(50) holding 'open' | 'in_progress' | 'done' (no database enum type).
+    status: Mapped[TaskStatus] = mapped_column(
+        Enum(
+            TaskStatus,
+            native_enum=False,
+            create_constraint=False,
+            length=50,
+            values_callable=lambda statuses: [status.value for status in statuses],
+        ),
+        default=TaskStatus.OPEN,
+        server_default=TaskStatus.OPEN.value,
+    )
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = _created_at()
+
+    owner: Mapped[User] = relationship(back_populates="tasks", lazy="raise")
+    notes: Mapped[list[Note]] = relationship(
+        back_populates="task", lazy="raise", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Note(Base):
+    __tablename__ = "notes"
+    __table_args__ = _keyset_indexes("notes", ("task_id", "id"), ("task_id", "created_at", "id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+
+    task: Mapped[Task] = relationship(back_populates="notes", lazy="raise")
+
+
+class RefreshToken(Base):
+    """One refresh token, stored as a hash. Tokens of one login form a family: each refresh
+    replaces the token with the next of its family, and showing a replaced token again revokes
+    the family (it was stolen, or the client is confused; either way it must log in again)."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    family: Mapped[str] = mapped_column(String(32), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = _created_at()
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    replaced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

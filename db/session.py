@@ -1,0 +1,87 @@
+"""The one database session of a GraphQL operation, shared by its resolvers one at a time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.engine import WRITE_TRANSACTION
+
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+class OperationFinished(RuntimeError):
+    """The operation's session was closed; work still running for it (a field graphql-core settles
+    in the background after a sibling failed) must not open another one."""
+
+
+class RequestDb:
+    """Owns an operation's only AsyncSession.
+
+    Sibling resolvers run concurrently, and an AsyncSession allows one operation at a time, so
+    every use goes through `use()` (or `write()`), which take turns on a lock. The lock is not
+    reentrant: keep each block to database calls and never await a data loader inside one.
+    The session is created on first use, so an operation that needs no SQL holds no connection.
+    """
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+        self._session: AsyncSession | None = None
+        self._lock = asyncio.Lock()
+        self._after_commit: list[AfterCommit] = []
+        self._closed = False
+
+    def _current(self) -> AsyncSession:
+        if self._closed:
+            raise OperationFinished("this operation is over; its session is closed")
+        if self._session is None:
+            self._session = self._sessionmaker()
+        return self._session
+
+    @asynccontextmanager
+    async def use(self) -> AsyncIterator[AsyncSession]:
+        async with self._lock:
+            yield self._current()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """One write transaction: commits when the block ends, rolls back if it raises.
+
+        Callbacks registered with `after_commit` inside the block run only once the commit
+        succeeded, so a rolled-back mutation has no side effects.
+        """
+        async with self._lock:
+            session = self._current()
+            if session.in_transaction():
+                # Only reads can be pending here; a write must not run on their old snapshot.
+                await session.rollback()
+            await session.connection(execution_options=WRITE_TRANSACTION)
+            self._after_commit.clear()
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                self._after_commit.clear()
+                await session.rollback()
+                raise
+            callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            await callback()
+
+    def after_commit(self, callback: AfterCommit) -> None:
+        self._after_commit.append(callback)
+
+    async def release(self) -> None:
+        """End the current transaction so the connection goes back to the pool (kept for reuse)."""
+        async with self._lock:
+            if self._session is not None and self._session.in_transaction():
+                await self._session.rollback()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()

@@ -1,0 +1,51 @@
+"""Text matching that can use an index on both engines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import NullType
+
+from db.where import Where, param
+
+
+class _StartsWith(ColumnElement[bool]):
+    """Case-sensitive prefix match of `column`, the prefix bound as prefix_glob / prefix_like.
+
+    SQLite's LIKE ignores case, and then cannot use a plain index, so SQLite gets GLOB;
+    PostgreSQL gets LIKE, which a varchar_pattern_ops index serves. The two dialects escape the
+    prefix differently, so both forms are bound and each dialect reads its own.
+    """
+
+    inherit_cache = True
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]
+    # Not Boolean: SQLite would render "x GLOB ? = 1", which no index can serve.
+    type = NullType()  # type: ignore[assignment]
+
+    def __init__(self, column: ColumnElement[str]) -> None:
+        self.column = column
+
+
+def starts_with(column: ColumnElement[str], prefix: str) -> Where:
+    glob = "".join(f"[{char}]" if char in "*?[" else char for char in prefix) + "*"
+    like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return Where(
+        shape=("starts_with", column.key),
+        params={"prefix_glob": glob, "prefix_like": like},
+        makers=(lambda: _StartsWith(column),),
+    )
+
+
+@compiles(_StartsWith, "sqlite")
+def _starts_with_sqlite(element: _StartsWith, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{compiler.process(element.column, **kw)} GLOB {compiler.process(param('prefix_glob'), **kw)}"
+
+
+@compiles(_StartsWith)
+def _starts_with_default(element: _StartsWith, compiler: SQLCompiler, **kw: Any) -> str:
+    pattern = compiler.process(param("prefix_like"), **kw)
+    return f"{compiler.process(element.column, **kw)} LIKE {pattern} ESCAPE '\\'"

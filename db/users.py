@@ -1,0 +1,203 @@
+"""Reading and writing users."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db import pagination
+from db.errors import AccountGone, Conflict, unique_column
+from db.models import User, table_of, utcnow
+from db.pagination import AnyRow, Listing, Order, Page, Window
+from db.text import starts_with
+from db.visibility import ANONYMOUS, Viewer, can_see_email, only_where, viewer_params
+from db.where import Where
+
+users = table_of(User)
+
+
+@functools.cache
+def _listing(kind: Viewer) -> Listing:
+    return Listing(
+        name=f"users:{kind.kind}",
+        id=users.c.id,
+        columns={
+            "id": users.c.id,
+            "username": users.c.username,
+            "email": only_where(can_see_email(kind), users.c.email),
+            "image_file": users.c.image_file,
+            "is_superuser": users.c.is_superuser,
+            "created_at": users.c.created_at,
+        },
+        sort_keys={"ID": users.c.id, "USERNAME": users.c.username, "CREATED_AT": users.c.created_at},
+    )
+
+
+def listing(viewer: Viewer) -> Listing:
+    """Users as a list; `email` reads as NULL where the viewer may not see it (the viewer's id
+    is bound with each read: see `viewer_params`)."""
+    return _listing(Viewer(id=None if viewer.id is None else 0, is_superuser=viewer.is_superuser))
+
+
+@dataclass(frozen=True, slots=True)
+class UserFilter:
+    username_starts_with: str | None = None
+
+    def where(self, viewer: Viewer) -> Where:
+        # The viewer's id is bound for the email column's rule.
+        where = Where(params=viewer_params(viewer))
+        if self.username_starts_with:
+            where = where & starts_with(users.c.username, self.username_starts_with)
+        return where
+
+
+async def page(
+    session: AsyncSession,
+    viewer: Viewer,
+    *,
+    fields: frozenset[str],
+    filter: UserFilter,
+    order: Order,
+    window: Window,
+) -> Page[AnyRow]:
+    return await pagination.fetch_page(
+        session, listing(viewer), fields=fields, where=filter.where(viewer), order=order, window=window
+    )
+
+
+async def count(session: AsyncSession, filter: UserFilter) -> int:
+    return await pagination.count(session, users, filter.where(ANONYMOUS))
+
+
+async def by_ids(
+    session: AsyncSession, viewer: Viewer, ids: Sequence[int], fields: frozenset[str]
+) -> dict[Any, AnyRow]:
+    return await pagination.fetch_by(
+        session,
+        listing(viewer),
+        key=users.c.id,
+        values=ids,
+        fields=fields,
+        where=Where(params=viewer_params(viewer)),
+    )
+
+
+async def by_usernames(
+    session: AsyncSession, viewer: Viewer, usernames: Sequence[str], fields: frozenset[str]
+) -> dict[Any, AnyRow]:
+    return await pagination.fetch_by(
+        session,
+        listing(viewer),
+        key=users.c.username,
+        values=usernames,
+        fields=fields,
+        where=Where(params=viewer_params(viewer)),
+    )
+
+
+# Writes. Each runs inside the caller's write transaction (RequestDb.write).
+
+
+def _conflict(column: str) -> Conflict:
+    if column == "username":
+        return Conflict("username", "That username is taken.")
+    return Conflict("email", "An account with that email address already exists.")
+
+
+async def _check_free(session: AsyncSession, *, except_id: int | None = None, **values: str) -> None:
+    """A friendly Conflict before writing; the unique constraints still decide races (below)."""
+    for column, value in values.items():
+        stmt = select(users.c.id).where(users.c[column] == value)
+        if except_id is not None:
+            stmt = stmt.where(users.c.id != except_id)
+        if (await session.execute(stmt.limit(1))).first() is not None:
+            raise _conflict(column)
+
+
+async def _write(session: AsyncSession, statement: Any) -> AnyRow | None:
+    try:
+        return (await session.execute(statement)).first()
+    except IntegrityError as error:
+        column = unique_column(error)
+        if column in ("username", "email"):
+            raise _conflict(column) from error
+        raise
+
+
+# What a user reads of themself after a write (their own email included).
+_OWN_ROW = (
+    users.c.id,
+    users.c.username,
+    users.c.email,
+    users.c.image_file,
+    users.c.is_superuser,
+    users.c.created_at,
+)
+
+
+async def create_user(session: AsyncSession, *, username: str, email: str, password_hash: str) -> AnyRow:
+    await _check_free(session, username=username, email=email)
+    statement = (
+        insert(users)
+        .values(username=username, email=email, password_hash=password_hash, created_at=utcnow())
+        .returning(*_OWN_ROW)
+    )
+    row = await _write(session, statement)
+    assert row is not None
+    return row
+
+
+async def own_row(session: AsyncSession, user_id: int) -> AnyRow:
+    """The user as they see themself (email included)."""
+    row = (await session.execute(select(*_OWN_ROW).where(users.c.id == user_id))).first()
+    if row is None:
+        raise AccountGone()
+    return row
+
+
+async def credentials(session: AsyncSession, login: str) -> AnyRow | None:
+    """id, password_hash and is_superuser of the user with this username or email."""
+    column = users.c.email if "@" in login else users.c.username
+    stmt = select(users.c.id, users.c.password_hash, users.c.is_superuser).where(column == login)
+    return (await session.execute(stmt)).first()
+
+
+async def password_hash_of(session: AsyncSession, user_id: int) -> str:
+    stmt = select(users.c.password_hash).where(users.c.id == user_id)
+    found = (await session.execute(stmt)).scalar_one_or_none()
+    if found is None:
+        raise AccountGone()
+    return found
+
+
+async def update_user(session: AsyncSession, user_id: int, changes: dict[str, Any]) -> AnyRow:
+    """Apply `changes` (column -> value) to the user; returns the row as the user sees it."""
+    free = {column: changes[column] for column in ("username", "email") if column in changes}
+    await _check_free(session, except_id=user_id, **free)
+    statement = update(users).where(users.c.id == user_id).values(**changes).returning(*_OWN_ROW)
+    row = await _write(session, statement)
+    if row is None:
+        raise AccountGone()
+    return row
+
+
+async def image_file_of(session: AsyncSession, user_id: int) -> str | None:
+    row = (await session.execute(select(users.c.image_file).where(users.c.id == user_id))).first()
+    if row is None:
+        raise AccountGone()
+    return row.image_file
+
+
+async def delete_user(session: AsyncSession, user_id: int) -> str | None:
+    """Delete the user (their posts, tasks, notes and tokens go with it); returns their image file."""
+    statement = delete(users).where(users.c.id == user_id).returning(users.c.image_file)
+    row = (await session.execute(statement)).first()
+    if row is None:
+        raise AccountGone()
+    return row.image_file

@@ -1,0 +1,106 @@
+"""Who may see and change which rows and fields: one SQL predicate per rule.
+
+Every read and write applies these as WHERE clauses (or CASE for a hidden field), so the rule
+lives here once and a future compiled read can inline it unchanged. Nothing else in the code
+decides visibility with a Python `if`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, exists, false, null, true
+
+from db.models import Note, Post, Task, User, table_of
+from db.where import Where, fixed, param
+
+users, posts, tasks, notes = (table_of(model) for model in (User, Post, Task, Note))
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who is asking. Anonymous when id is None."""
+
+    id: int | None = None
+    is_superuser: bool = False
+
+    @property
+    def kind(self) -> str:
+        """What shapes the rules' SQL; the id itself is only ever a bound value."""
+        return "superuser" if self.is_superuser else "anonymous" if self.id is None else "user"
+
+
+ANONYMOUS = Viewer()
+
+
+VIEWER_ID = "viewer_id"
+
+
+def viewer_params(viewer: Viewer) -> dict[str, Any]:
+    return {VIEWER_ID: viewer.id}
+
+
+def _superuser_or_owner(viewer: Viewer, owner: ColumnElement[int], rule: str) -> Where:
+    if viewer.is_superuser:
+        return Where(shape=(rule, "superuser"))  # no condition
+    if viewer.id is None:
+        return fixed((rule, "anonymous"), false)
+    return Where(
+        shape=(rule, "owner"), params=viewer_params(viewer), makers=(lambda: owner == param(VIEWER_ID),)
+    )
+
+
+def may_see_owned_by(viewer: Viewer, owner_id: int) -> bool:
+    """_superuser_or_owner for a row that no longer exists (a deleted task's event): the same rule,
+    evaluated on the owner the event carries (tests/test_subscriptions.py checks they agree)."""
+    return viewer.is_superuser or (viewer.id is not None and viewer.id == owner_id)
+
+
+def can_see_task(viewer: Viewer) -> Where:
+    """Tasks are private: their owner and superusers see them; nobody else learns they exist."""
+    return _superuser_or_owner(viewer, tasks.c.owner_id, "can_see_task")
+
+
+def can_change_task(viewer: Viewer) -> Where:
+    """Whoever sees a task may change it (and its notes)."""
+    return can_see_task(viewer)
+
+
+def can_see_note(viewer: Viewer) -> Where:
+    """A note is visible exactly when its task is."""
+    task_rule = can_see_task(viewer)
+    if not task_rule.params:  # everything or nothing: no need to look at the task
+        return task_rule
+    return Where(
+        shape=("can_see_note", *task_rule.shape),
+        params=task_rule.params,
+        makers=(lambda: exists().where(tasks.c.id == notes.c.task_id, *task_rule.clauses()),),
+    )
+
+
+def can_change_note(viewer: Viewer) -> Where:
+    """Whoever sees a note may change it."""
+    return can_see_note(viewer)
+
+
+def can_see_email(viewer: Viewer) -> Where:
+    return _superuser_or_owner(viewer, users.c.id, "can_see_email")
+
+
+def can_change_post(viewer: Viewer) -> Where:
+    return _superuser_or_owner(viewer, posts.c.user_id, "can_change_post")
+
+
+def only_where(rule: Where, column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The column's value where the rule holds, NULL elsewhere (a field hidden row by row)."""
+    clauses = rule.clauses()
+    if not clauses:
+        return column
+    return case((and_(*clauses), column), else_=null())
+
+
+def holds(rule: Where) -> ColumnElement[bool]:
+    """The rule as one SQL boolean (true when it has no condition)."""
+    clauses = rule.clauses()
+    return and_(*clauses) if clauses else true()

@@ -1,0 +1,72 @@
+"""Errors a client can act on.
+
+Mutations return these as typed members of their result union; every one implements `Error`,
+so `... on Error { message }` always works. Queries have no payload to put them in, so a bad
+argument to a query is a top-level error with `extensions.code` = "BAD_USER_INPUT" and the
+argument's name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+
+from schema.tokens import AuthFailure
+
+AuthenticationFailure = strawberry.enum(
+    AuthFailure, name="AuthenticationFailure", description="Why there is no viewer."
+)
+
+
+@strawberry.interface(description="Anything that went wrong in a way the client can show or fix.")
+class Error:
+    message: str
+
+
+@strawberry.type(description="One input field that broke a rule.")
+class FieldError:
+    field: str = strawberry.field(description="The input field's name, as in the schema (camelCase).")
+    message: str
+
+
+@strawberry.type(description="The input broke one or more rules; nothing was changed.")
+class ValidationError(Error):
+    field_errors: list[FieldError]
+
+
+@strawberry.type(description="No such object, or not one the viewer may see.")
+class NotFoundError(Error):
+    id: strawberry.ID | None = None
+
+
+@strawberry.type(description="The viewer is logged in but may not do this.")
+class PermissionDeniedError(Error):
+    pass
+
+
+@strawberry.type(description="This needs a logged-in viewer, and the request has none; `reason` says why.")
+class AuthenticationRequiredError(Error):
+    reason: AuthenticationFailure  # type: ignore[valid-type]
+
+
+@strawberry.type(description="The value is already taken (for example a username).")
+class ConflictError(Error):
+    field: str
+
+
+def validation_error(problems: dict[str, str]) -> ValidationError:
+    """One ValidationError naming every field that broke a rule."""
+    fields = ", ".join(problems)
+    return ValidationError(
+        message=f"Invalid input: {fields}.",
+        field_errors=[FieldError(field=name, message=text) for name, text in problems.items()],
+    )
+
+
+class BadInput(GraphQLError):
+    """A query argument the server cannot use (a page too large, a malformed cursor or ID)."""
+
+    def __init__(self, message: str, *, argument: str, **extensions: Any) -> None:
+        super().__init__(message, extensions={"code": "BAD_USER_INPUT", "argument": argument, **extensions})

@@ -1,0 +1,219 @@
+"""Every setting the server reads, from the environment, in one place.
+
+The database URL in particular comes only from here: the server, Alembic (alembic/env.py),
+the seed command and the tests all call `database_url()`, so they can never point at two
+different databases.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_DATABASE_URL = "sqlite:///app.db"
+
+# Plain URLs users paste, mapped to the async drivers SQLAlchemy needs here.
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+pysqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+psycopg2": "postgresql+asyncpg",
+    "postgresql+psycopg": "postgresql+asyncpg",
+}
+
+
+DEVELOPMENT_SECRET = "development-only-secret-do-not-deploy"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot run with; the message says which and why."""
+
+
+def async_database_url(url: str) -> str:
+    """Map `sqlite:///app.db` or `postgresql://u@h/db` to the async driver's URL form."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise SettingsError(f"DATABASE_URL {url!r} is not a URL (expected e.g. sqlite:///app.db)")
+    scheme = _ASYNC_DRIVERS.get(scheme, scheme)
+    if scheme not in _ASYNC_DRIVERS.values():
+        raise SettingsError(
+            f"DATABASE_URL scheme {url.partition('://')[0]!r} is not supported: "
+            "use sqlite:///path.db or postgresql://user@host/db"
+        )
+    return f"{scheme}://{rest}"
+
+
+def database_url() -> str:
+    """The one database URL (async driver form) every part of the project uses."""
+    return async_database_url(os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
+
+
+def _flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _list(name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # "development" (the default, for `make run`), "test" or "production".
+    app_env: str = "development"
+    # Signs access tokens. Outside development a missing or default secret stops the server.
+    secret_key: str = DEVELOPMENT_SECRET
+    access_token_ttl_seconds: int = 15 * 60
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    database_url: str = field(default_factory=database_url)
+    sql_echo: bool = False
+    cors_origins: tuple[str, ...] = ()
+    # How long start-up waits for the database (PostgreSQL in a fresh deployment comes up late).
+    database_wait_seconds: int = 30
+    # SQLite waits this long for another writer's lock before giving up.
+    sqlite_busy_timeout_ms: int = 5000
+    # Pool size per server process (PostgreSQL).
+    pool_size: int = 10
+    pool_max_overflow: int = 10
+    # Test each pooled connection before use (a round trip per request). Off: a connection that
+    # died with the database fails its request, and the pool is then refilled (tests/test_outage.py).
+    pool_pre_ping: bool = False
+    # Argon2id cost; tests lower it, production may raise it (stored hashes are upgraded at login).
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
+    # The seed command creates this superuser when both are set and the email is not taken.
+    first_superuser_email: str | None = None
+    first_superuser_password: str | None = None
+    first_superuser_username: str | None = None
+    # Hostile-query limits (schema/limits.py). The cost is the number of objects a query can return.
+    max_query_depth: int = 12
+    max_aliases: int = 30
+    max_tokens: int = 2000
+    max_query_nodes: int = 20_000
+    max_batch: int = 10
+    max_body_bytes: int = 1024 * 1024  # multipart uploads may add max_avatar_bytes
+    max_variables_bytes: int = 64 * 1024
+    # Time limits: each SQL statement (PostgreSQL), and each operation as a whole.
+    statement_timeout_ms: int = 5000
+    connect_timeout_seconds: float = 5.0
+    operation_timeout_seconds: float = 10.0
+    introspection: bool = True
+    # Rate limit per client (the user, or the IP address of an anonymous request).
+    rate_limit: bool = True
+    rate_limit_burst: int = 20_000
+    rate_limit_per_second: float = 1000.0
+    redis_url: str | None = None  # shares the rate limit across processes
+    # Take the client's address from X-Forwarded-For (only behind a proxy that sets it).
+    trust_forwarded_for: bool = False
+    # Events a subscriber may fall behind by before it is dropped (a slow client cannot slow others).
+    subscription_queue_size: int = 100
+    # GET /__stats answers {"statements": n}: the benchmark harness counts SQL statements with it.
+    stats_endpoint: bool = False
+    # Parsed and validated query documents kept, least recently used dropped first.
+    document_cache_size: int = 1000
+    # Uploaded avatars live here and are served under /media/.
+    media_dir: str = "media"
+    max_avatar_bytes: int = 2 * 1024 * 1024
+    # Observability (web/logs.py, web/metrics.py, web/tracing.py). Logs: one JSON line per request
+    # ("json") or plain text for a terminal ("text").
+    log_format: str = "json"
+    log_level: str = "INFO"
+    # GET /metrics in the Prometheus format; with a token, only for `Authorization: Bearer <token>`.
+    metrics: bool = True
+    metrics_token: str | None = None
+    # Operation names are chosen by clients: past this many distinct names, the rest count as "other".
+    metrics_max_operation_names: int = 200
+    # OpenTelemetry traces: "off", "otlp" (to OTEL_EXPORTER_OTLP_ENDPOINT) or "console" (stdout).
+    tracing: str = "off"
+    # Automatic persisted queries (Apollo APQ): query texts remembered by their sha256 hash.
+    persisted_queries: bool = True
+    persisted_query_cache_size: int = 5000
+    # Allow-list mode: only the operations in this manifest run (Apollo or Relay manifest format).
+    operations_manifest: str | None = None
+    # Cache-Control max-age of an anonymous GET query's answer (an ETag is always sent).
+    get_cache_max_age_seconds: int = 0
+
+    def check(self) -> Settings:
+        """Refuse settings the server must not run with; returns self for chaining."""
+        if self.app_env not in {"development", "test", "production"}:
+            raise SettingsError(f"APP_ENV must be development, test or production, not {self.app_env!r}")
+        if self.app_env != "development" and (not self.secret_key or self.secret_key == DEVELOPMENT_SECRET):
+            raise SettingsError(
+                f"SECRET_KEY must be set to a long random value when APP_ENV={self.app_env} "
+                "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        if len(self.secret_key) < 32:
+            raise SettingsError("SECRET_KEY must be at least 32 characters long")
+        if self.log_format not in {"json", "text"}:
+            raise SettingsError(f"LOG_FORMAT must be json or text, not {self.log_format!r}")
+        if self.tracing not in {"off", "otlp", "console"}:
+            raise SettingsError(f"TRACING must be off, otlp or console, not {self.tracing!r}")
+        return self
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            app_env=os.environ.get("APP_ENV") or "development",
+            secret_key=os.environ.get("SECRET_KEY") or DEVELOPMENT_SECRET,
+            access_token_ttl_seconds=_int("ACCESS_TOKEN_TTL_SECONDS", 15 * 60),
+            refresh_token_ttl_seconds=_int("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600),
+            database_url=database_url(),
+            sql_echo=_flag("SQL_ECHO"),
+            cors_origins=_list("CORS_ORIGINS"),
+            database_wait_seconds=_int("DATABASE_WAIT_SECONDS", 30),
+            sqlite_busy_timeout_ms=_int("SQLITE_BUSY_TIMEOUT_MS", 5000),
+            pool_size=_int("DB_POOL_SIZE", 10),
+            pool_max_overflow=_int("DB_POOL_MAX_OVERFLOW", 10),
+            pool_pre_ping=_flag("DB_POOL_PRE_PING"),
+            argon2_time_cost=_int("ARGON2_TIME_COST", 3),
+            argon2_memory_kib=_int("ARGON2_MEMORY_KIB", 65536),
+            argon2_parallelism=_int("ARGON2_PARALLELISM", 4),
+            first_superuser_email=os.environ.get("FIRST_SUPERUSER_EMAIL") or None,
+            first_superuser_password=os.environ.get("FIRST_SUPERUSER_PASSWORD") or None,
+            first_superuser_username=os.environ.get("FIRST_SUPERUSER_USERNAME") or None,
+            document_cache_size=_int("DOCUMENT_CACHE_SIZE", 1000),
+            stats_endpoint=_flag("STATS_ENDPOINT"),
+            subscription_queue_size=_int("SUBSCRIPTION_QUEUE_SIZE", 100),
+            max_query_depth=_int("MAX_QUERY_DEPTH", 12),
+            max_aliases=_int("MAX_ALIASES", 30),
+            max_tokens=_int("MAX_TOKENS", 2000),
+            max_query_nodes=_int("MAX_QUERY_NODES", 20_000),
+            max_batch=_int("MAX_BATCH", 10),
+            max_body_bytes=_int("MAX_BODY_BYTES", 1024 * 1024),
+            max_variables_bytes=_int("MAX_VARIABLES_BYTES", 64 * 1024),
+            statement_timeout_ms=_int("STATEMENT_TIMEOUT_MS", 5000),
+            connect_timeout_seconds=float(_int("DB_CONNECT_TIMEOUT_SECONDS", 5)),
+            operation_timeout_seconds=float(_int("OPERATION_TIMEOUT_SECONDS", 10)),
+            introspection=_flag("INTROSPECTION", default=True),
+            rate_limit=_flag("RATE_LIMIT", default=True),
+            rate_limit_burst=_int("RATE_LIMIT_BURST", 20_000),
+            rate_limit_per_second=float(_int("RATE_LIMIT_PER_SECOND", 1000)),
+            redis_url=os.environ.get("REDIS_URL") or None,
+            trust_forwarded_for=_flag("TRUST_FORWARDED_FOR"),
+            media_dir=os.environ.get("MEDIA_DIR") or "media",
+            max_avatar_bytes=_int("MAX_AVATAR_BYTES", 2 * 1024 * 1024),
+            log_format=(os.environ.get("LOG_FORMAT") or "json").lower(),
+            log_level=(os.environ.get("LOG_LEVEL") or "INFO").upper(),
+            metrics=_flag("METRICS", default=True),
+            metrics_token=os.environ.get("METRICS_TOKEN") or None,
+            metrics_max_operation_names=_int("METRICS_MAX_OPERATION_NAMES", 200),
+            tracing=(os.environ.get("TRACING") or "off").lower(),
+            persisted_queries=_flag("PERSISTED_QUERIES", default=True),
+            persisted_query_cache_size=_int("PERSISTED_QUERY_CACHE_SIZE", 5000),
+            operations_manifest=os.environ.get("OPERATIONS_MANIFEST") or None,
+            get_cache_max_age_seconds=_int("GET_CACHE_MAX_AGE_SECONDS", 0),
+        )

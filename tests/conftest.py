@@ -1,0 +1,286 @@
+"""Fixtures: a migrated database per test on each engine, the app over real HTTP (httpx), counters.
+
+Every test that takes `gql` (or `app`) runs twice: on a SQLite file and on PostgreSQL.
+- SQLite: the migrations run once into a template file; each test gets a fresh copy.
+- PostgreSQL: one database per test session (TEST_DATABASE_URL names the server, default the
+  local service), migrated once and truncated before each test. If the server is unreachable
+  the PostgreSQL tests are skipped, unless REQUIRE_POSTGRES=1 (CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.applications import Starlette
+
+from db.models import Base, User
+from server import create_app
+from settings import Settings, async_database_url
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+ENGINES = ("sqlite", "postgresql")
+CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|SET|SHOW|SELECT pg_advisory)", re.I)
+
+
+def alembic(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the alembic command line against `url`, the way a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "alembic", *args],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def migrate(url: str) -> None:
+    done = alembic(url, "upgrade", "head")
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    admin_url: str  # plain URL of a database we may connect to in order to create others
+
+    def url_for(self, database: str) -> str:
+        return make_url(self.admin_url).set(database=database).render_as_string(hide_password=False)
+
+    def run(self, sql: str) -> None:
+        async def execute() -> None:
+            conn = await asyncpg.connect(
+                async_database_url(self.admin_url).replace("+asyncpg", ""), timeout=5
+            )
+            try:
+                await conn.execute(sql)
+            finally:
+                await conn.close()
+
+        asyncio.run(execute())
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> PostgresServer:
+    server = PostgresServer(os.environ.get("TEST_DATABASE_URL", DEFAULT_PG_URL))
+    try:
+        server.run("SELECT 1")
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        message = f"PostgreSQL at {server.admin_url} is unreachable: {exc!r}"
+        if os.environ.get("REQUIRE_POSTGRES") == "1":
+            pytest.fail(message + " (REQUIRE_POSTGRES=1)")
+        pytest.skip(message)
+    return server
+
+
+@pytest.fixture(scope="session")
+def postgres_database(postgres_server: PostgresServer) -> Iterator[str]:
+    """A migrated database of our own for this test session, dropped at the end."""
+    name = f"quill_test_{uuid.uuid4().hex[:10]}"
+    postgres_server.run(f'CREATE DATABASE "{name}"')
+    url = postgres_server.url_for(name)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        postgres_server.run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def truncate_all(url: str) -> None:
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+
+    async def truncate() -> None:
+        conn = await asyncpg.connect(url.replace("postgresql://", "postgres://"), timeout=5)
+        try:
+            await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        finally:
+            await conn.close()
+
+    asyncio.run(truncate())
+
+
+@pytest.fixture(params=ENGINES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database for this test (plain URL, as a user would write it)."""
+    if request.param == "sqlite":
+        path = tmp_path / "test.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_database")
+    truncate_all(url)
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        app_env="test",
+        secret_key="test-secret-" + "x" * 40,
+        database_url=async_database_url(database_url),
+        database_wait_seconds=5,
+        media_dir=str(tmp_path / "media"),
+        # Tests send many requests from one address; tests/test_limits.py turns it on.
+        rate_limit=False,
+        # Cheap hashing: tests hash many passwords; the cost is not what they test.
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+        argon2_parallelism=1,
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Starlette]:
+    app = create_app(settings)
+    async with LifespanManager(app):
+        yield app
+
+
+@pytest.fixture
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+class GraphQLClient:
+    """POSTs a GraphQL request and returns the JSON body; fails the test on a non-200 or errors."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def __call__(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        token: str | None = None,
+        errors: bool = False,
+    ) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = await self.client.post(
+            "/graphql", json={"query": query, "variables": variables}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        if not errors:
+            assert "errors" not in body, body["errors"]
+        return body
+
+
+@pytest.fixture
+def gql(client: httpx.AsyncClient) -> GraphQLClient:
+    return GraphQLClient(client)
+
+
+@pytest.fixture
+def token_for(app: Starlette) -> Callable[[User], str]:
+    """A valid access token for a user, signed by the app's own token service."""
+
+    def token(user: User) -> str:
+        return str(app.state.services.tokens.issue(user.id, is_superuser=user.is_superuser)[0])
+
+    return token
+
+
+@pytest.fixture
+async def session(app: Starlette) -> AsyncIterator[AsyncSession]:
+    """A session of the test's own on the app's database, for factories and checks."""
+    async with app.state.services.sessionmaker() as session:
+        yield session
+
+
+@dataclass
+class Counted:
+    """The statements sent during one `with statements.count()` block."""
+
+    statements: list[str] = field(default_factory=list)
+    parameters: list[Any] = field(default_factory=list)
+
+    @property
+    def value(self) -> int:
+        return len(self.statements)
+
+
+class StatementCounter:
+    """Counts the SQL statements the app sends (not BEGIN/COMMIT/ROLLBACK)."""
+
+    def __init__(self) -> None:
+        self._current: Counted | None = None
+
+    def record(self, conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        if self._current is not None and not CONTROL.match(statement):
+            self._current.statements.append(statement)
+            self._current.parameters.append(parameters)
+
+    @contextmanager
+    def count(self) -> Iterator[Counted]:
+        self._current = Counted()
+        try:
+            yield self._current
+        finally:
+            self._current = None
+
+
+@pytest.fixture
+def statements(app: Starlette) -> Iterator[StatementCounter]:
+    counter = StatementCounter()
+    engine = app.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", counter.record)
+    yield counter
+    event.remove(engine, "before_cursor_execute", counter.record)
+
+
+@pytest.fixture
+def engine_name(database_url: str) -> str:
+    return make_url(database_url).get_backend_name()
+
+
+NODE_DIR = ROOT / "tests" / "node"
+
+
+@pytest.fixture(scope="session")
+def node_tools() -> Path:
+    """The pinned npm packages of tests/node, installed if missing; Node itself is required."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.fail("Node.js and npm are needed for the client and protocol tests (tests/node)")
+    if not (NODE_DIR / "node_modules").exists():
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, capture_output=True
+        )
+    return NODE_DIR
+
+
+# Figures the load and fault tests measure, printed at the end of the run (tests/test_reliability.py).
+RELIABILITY_REPORT: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if RELIABILITY_REPORT:
+        terminalreporter.section("reliability figures")
+        for line in RELIABILITY_REPORT:
+            terminalreporter.write_line(line)

@@ -1,0 +1,111 @@
+"""The `quill` command line, run as an operator would: a subprocess with DATABASE_URL in its environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.api import LOGIN, mutate
+from tests.conftest import ROOT, GraphQLClient, truncate_all
+from tests.servers import TEST_ENV, running
+
+QUILL = Path(sys.executable).parent / "quill"
+
+
+def quill(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(QUILL), *args],
+        cwd=ROOT,
+        env={**os.environ, **TEST_ENV, "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_migrate_brings_a_new_database_to_head(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+
+    migrated = quill(url, "migrate")
+    again = quill(url, "migrate")
+    current = subprocess.run(
+        [sys.executable, "-m", "alembic", "current"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert migrated.returncode == 0, migrated.stderr
+    assert again.returncode == 0, again.stderr
+    assert "(head)" in current.stdout
+
+
+async def test_create_superuser_who_can_log_in(database_url: str, gql: GraphQLClient) -> None:
+    done = quill(database_url, "create-superuser", "--email", "Root@Example.com", "--password", "s3cret-pass")
+
+    assert done.returncode == 0, done.stderr
+    assert "created superuser root <root@example.com>" in done.stdout
+    payload = await mutate(gql, LOGIN, input={"usernameOrEmail": "root", "password": "s3cret-pass"})
+    assert payload["user"]["isSuperuser"] is True
+
+
+def test_create_superuser_applies_the_api_rules(database_url: str) -> None:
+    done = quill(database_url, "create-superuser", "--email", "not-an-email", "--password", "short")
+
+    assert done.returncode == 1
+    assert "email is not a valid email address" in done.stderr
+    assert "password must be 8 to 256 characters long." in done.stderr
+
+
+def test_create_superuser_refuses_a_taken_email(database_url: str) -> None:
+    first = quill(database_url, "create-superuser", "--email", "a@example.com", "--password", "s3cret-pass")
+    second = quill(
+        database_url, "create-superuser", "--email", "a@example.com", "--username", "b", "--password", "x" * 9
+    )
+
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 1
+    assert "exists already" in second.stderr
+
+
+def test_seed_command(database_url: str) -> None:
+    done = quill(database_url, "seed", "--users", "3", "--posts-per-user", "2")
+
+    assert done.returncode == 0, done.stderr
+    assert "seeded 3 users, 6 posts" in done.stderr
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # Fields after the command name (which may hold spaces) start with the state, then the ppid.
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
+def test_serve_with_workers(postgres_database: str, tmp_path: Path) -> None:
+    truncate_all(postgres_database)
+    with running(postgres_database, workers=2, via_cli=True, log_path=tmp_path / "serve.log") as server:
+        assert server.process is not None
+        workers = _children(server.process.pid)
+        answers = [
+            httpx.post(f"{server.url}/graphql", json={"query": "{ users(first: 1) { totalCount } }"}).json()
+            for _ in range(4)
+        ]
+
+    # uvicorn's supervisor starts the workers (and, on some Python builds, a resource tracker).
+    assert len(workers) >= 2, server.log()
+    assert all(answer == {"data": {"users": {"totalCount": 0}}} for answer in answers)

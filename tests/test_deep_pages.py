@@ -1,0 +1,141 @@
+"""A page deep in a million posts costs what the first page costs: same plan, same index, same rows read.
+
+Marked slow (a minute: the seed command generates 1,000,000 posts into PostgreSQL); CI runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy import event
+from starlette.applications import Starlette
+
+from db.pagination import Order
+from schema.relay import encode_cursor
+from server import create_app
+from settings import Settings, async_database_url
+from tests.conftest import ROOT, PostgresServer, migrate
+
+pytestmark = pytest.mark.slow
+
+POSTS = 1_000_000
+PAGE = """query ($after: String, $order: PostOrder) {
+  posts(first: 100, after: $after, orderBy: $order) { edges { node { id title content datePosted } } }
+}"""
+
+
+@pytest.fixture(scope="module")
+def million_posts(postgres_server: PostgresServer) -> Iterator[str]:
+    name = f"quill_deep_{uuid.uuid4().hex[:8]}"
+    postgres_server.run(f'CREATE DATABASE "{name}"')
+    url = postgres_server.url_for(name)
+    try:
+        migrate(url)
+        seeded = subprocess.run(
+            [sys.executable, "-m", "db.seed", "--users", "1000", "--posts-per-user", str(POSTS // 1000),
+             "--tasks-per-user", "0", "--notes-per-task", "0"],
+            cwd=ROOT, env={"DATABASE_URL": url, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert seeded.returncode == 0, seeded.stderr
+        postgres_server.run(f'ALTER DATABASE "{name}" SET search_path = public')
+        subprocess.run(["psql", url, "-qc", "VACUUM ANALYZE posts"], check=True, capture_output=True)
+        yield url
+    finally:
+        postgres_server.run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def big_app(million_posts: str) -> AsyncIterator[Starlette]:
+    settings = Settings(app_env="test", secret_key="s" * 40, database_url=async_database_url(million_posts))
+    app = create_app(settings)
+    async with LifespanManager(app):
+        yield app
+
+
+async def _page_statement(app: Starlette, variables: dict[str, Any]) -> tuple[str, Any]:
+    """The one statement the server sends for a page, with its parameters."""
+    sent: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            sent.append((statement, parameters))
+
+    event.listen(app.state.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test"
+        ) as client:
+            body = (await client.post("/graphql", json={"query": PAGE, "variables": variables})).json()
+    finally:
+        event.remove(app.state.engine.sync_engine, "before_cursor_execute", record)
+    assert len(body["data"]["posts"]["edges"]) == 100
+    [statement] = sent
+    return statement
+
+
+async def _plan(app: Starlette, statement: tuple[str, Any]) -> dict[str, Any]:
+    sql, parameters = statement
+    async with app.state.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        plan = await raw.driver_connection.fetchval(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, *parameters
+        )
+    document = json.loads(plan) if isinstance(plan, str) else plan
+    return document[0]["Plan"]
+
+
+def _shape(plan: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """The plan's node types and indexes, top down: what must not change with the page's depth."""
+    shape = [(plan["Node Type"], plan.get("Index Name"))]
+    for child in plan.get("Plans", []):
+        shape += _shape(child)
+    return shape
+
+
+def _scan(plan: dict[str, Any]) -> dict[str, Any]:
+    return plan if "Index Name" in plan else _scan(plan["Plans"][0])
+
+
+@pytest.mark.parametrize(
+    ("order", "key"),
+    [
+        ({"field": "ID", "direction": "ASC"}, lambda n: (n,)),
+        ({"field": "DATE_POSTED", "direction": "DESC"}, None),
+    ],
+)
+async def test_last_page_has_the_plan_of_the_first(
+    big_app: Starlette, order: dict[str, str], key: Any
+) -> None:
+    first = await _page_statement(big_app, {"order": order})
+    if key is None:  # a cursor near the end of a descending date order: the oldest posts
+        last_page = {"order": order, "after": await _cursor_near_end(big_app, order)}
+    else:
+        last_page = {"order": order, "after": encode_cursor(Order(order["field"]), key(POSTS - 100))}
+    deep = await _page_statement(big_app, last_page)
+
+    first_plan, deep_plan = await _plan(big_app, first), await _plan(big_app, deep)
+
+    assert _shape(first_plan) == _shape(deep_plan)
+    assert _scan(first_plan)["Node Type"].startswith("Index Scan")
+    assert _scan(first_plan)["Index Name"] in {"pk_posts", "ix_posts_date_posted_id"}
+    # Both read about one page of rows from the index, not the million before it.
+    assert _scan(first_plan)["Actual Rows"] <= 101
+    assert _scan(deep_plan)["Actual Rows"] <= 101
+    assert deep_plan["Shared Hit Blocks"] + deep_plan.get("Shared Read Blocks", 0) < 200
+
+
+async def _cursor_near_end(app: Starlette, order: dict[str, str]) -> str:
+    async with app.state.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        row = await raw.driver_connection.fetchrow(
+            "SELECT date_posted, id FROM posts ORDER BY date_posted ASC, id ASC OFFSET 100 LIMIT 1"
+        )
+    return encode_cursor(Order("DATE_POSTED", descending=True), (row["date_posted"], row["id"]))

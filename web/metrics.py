@@ -1,0 +1,112 @@
+"""Prometheus metrics at GET /metrics: per-operation latency, errors and SQL statements, and HTTP
+requests by route.
+
+Several server processes (uvicorn --workers, gunicorn) each count their own requests; with
+PROMETHEUS_MULTIPROC_DIR set (an empty directory, the same for all of them, wiped before start),
+/metrics answers the sum over all processes, whichever one a scrape reaches.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from schema.telemetry import OperationRecord
+
+ANONYMOUS, OTHER = "(anonymous)", "(other)"
+
+# Where a request went, as a bounded label: the path itself is chosen by the client.
+_ROUTES = ("/graphql", "/health", "/ready", "/metrics", "/__stats")
+_PREFIXES = ("/media/", "/static/", "/graphiql/")
+
+_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_STATEMENTS = (0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 100)
+
+
+def route_of(path: str) -> str:
+    if path in _ROUTES:
+        return path
+    return next((prefix.rstrip("/") for prefix in _PREFIXES if path.startswith(prefix)), "other")
+
+
+class OperationNames:
+    """Operation names as label values, at most `limit` distinct ones (clients choose them, and each
+    new label value costs memory for the life of the process)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: set[str] = set()
+
+    def label(self, name: str | None) -> str:
+        if not name:
+            return ANONYMOUS
+        if name in self._seen:
+            return name
+        if len(self._seen) >= self.limit:
+            return OTHER
+        self._seen.add(name)
+        return name
+
+
+class Metrics:
+    def __init__(self, max_operation_names: int, token: str | None = None) -> None:
+        self.token = token
+        self.names = OperationNames(max_operation_names)
+        self.registry = CollectorRegistry()
+        self.operation_seconds = Histogram(
+            "quill_graphql_operation_duration_seconds",
+            "GraphQL operations by name and type, and how long they took.",
+            ["operation", "type"],
+            buckets=_SECONDS,
+            registry=self.registry,
+        )
+        self.operation_statements = Histogram(
+            "quill_graphql_operation_sql_statements",
+            "SQL statements each GraphQL operation sent to the database.",
+            ["operation", "type"],
+            buckets=_STATEMENTS,
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "quill_graphql_errors_total",
+            "GraphQL operations that answered with errors, by operation and error code.",
+            ["operation", "code"],
+            registry=self.registry,
+        )
+        self.http_seconds = Histogram(
+            "quill_http_request_duration_seconds",
+            "HTTP requests by route, method and status, and how long they took.",
+            ["route", "method", "status"],
+            buckets=_SECONDS,
+            registry=self.registry,
+        )
+
+    def observe_operation(self, record: OperationRecord) -> None:
+        operation = self.names.label(record.name)
+        kind = record.type or "unknown"
+        self.operation_seconds.labels(operation, kind).observe(record.duration_seconds)
+        self.operation_statements.labels(operation, kind).observe(record.sql_statements)
+        for code in record.error_codes:
+            self.errors.labels(operation, code).inc()
+
+    def observe_request(self, path: str, method: str, status: int, seconds: float) -> None:
+        self.http_seconds.labels(route_of(path), method, str(status)).observe(seconds)
+
+    def exposition(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+    async def endpoint(self, request: Request) -> Response:
+        if self.token is not None:
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                return PlainTextResponse("metrics need Authorization: Bearer <METRICS_TOKEN>\n", 401)
+        return Response(self.exposition(), media_type=CONTENT_TYPE_LATEST)

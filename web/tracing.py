@@ -1,0 +1,132 @@
+"""OpenTelemetry traces, on with TRACING=otlp (exported over OTLP/HTTP to
+OTEL_EXPORTER_OTLP_ENDPOINT, default http://localhost:4318) or TRACING=console (stdout).
+
+A trace per operation: the operation span (joining the caller's trace when the request carries a
+`traceparent` header), its parsing and validation, the resolvers that are not plain attribute
+reads, and every SQL statement, each under the span that sent it. The service name is
+OTEL_SERVICE_NAME (default "quill"); the other OTEL_* variables work as the SDK documents.
+The packages are the `tracing` extra: pip install 'quill[tracing]'.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+from strawberry.extensions import LifecycleStep
+from strawberry.extensions.tracing import OpenTelemetryExtension
+
+from schema.context import ConnectionContext, Context
+from schema.telemetry import error_code
+from settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Tracing:
+    provider: TracerProvider
+
+    @classmethod
+    def start(cls, settings: Settings, engine: AsyncEngine) -> Tracing:
+        provider = tracer_provider(settings)
+        trace_statements(engine, provider)
+        return cls(provider)
+
+    def extensions(self) -> list[Callable[[], OperationSpans]]:
+        provider = self.provider
+        return [lambda: OperationSpans(tracer_provider=provider)]
+
+    def shutdown(self) -> None:
+        """Sends the spans still buffered."""
+        self.provider.shutdown()
+
+
+def tracer_provider(settings: Settings) -> TracerProvider:
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or "quill"})
+    provider = TracerProvider(resource=resource)
+    if settings.tracing == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    else:
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+    return provider
+
+
+class OperationSpans(OpenTelemetryExtension):
+    """Strawberry's OpenTelemetry extension, with the operation span made current (so the SQL
+    spans nest under it), joined to the caller's trace, and named and marked as the semantic
+    conventions for GraphQL say."""
+
+    def on_operation(self) -> Generator[None, None, None]:
+        context = self.execution_context.context
+        connection = context.connection if isinstance(context, Context) else context
+        assert isinstance(connection, ConnectionContext)
+        parent = propagate.extract(dict(connection.request.headers))
+        span = self._tracer.start_span("GraphQL Operation", context=parent, kind=SpanKind.SERVER)
+        self._span_holder[LifecycleStep.OPERATION] = span
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        try:
+            yield
+        finally:
+            self._finish(span)
+            otel_context.detach(token)
+
+    def _finish(self, span: trace.Span) -> None:
+        context = self.execution_context
+        name = context.operation_name
+        try:
+            kind = context.operation_type.value
+        except (RuntimeError, ValueError, KeyError):
+            kind = None
+        span.update_name(" ".join(part for part in (kind, name) if part) or "GraphQL Operation")
+        if name:
+            span.set_attribute("graphql.operation.name", name)
+        if kind:
+            span.set_attribute("graphql.operation.type", kind)
+        if context.query:
+            span.set_attribute("graphql.document", context.query)
+        errors = getattr(context.result, "errors", None)
+        if errors:
+            codes = sorted({error_code(e, context.graphql_document is not None, True) for e in errors})
+            span.set_attribute("graphql.error_codes", codes)
+            span.set_status(Status(StatusCode.ERROR, ", ".join(codes)))
+        span.end()
+
+
+def trace_statements(engine: AsyncEngine, provider: TracerProvider) -> None:
+    """A span per SQL statement, a child of whatever span is current when it is sent."""
+    tracer = provider.get_tracer("quill.db")
+    system = engine.dialect.name
+
+    def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "SQL"
+        span = tracer.start_span(verb, kind=SpanKind.CLIENT)
+        span.set_attribute("db.system.name", system)
+        span.set_attribute("db.query.text", statement)
+        context._quill_span = span
+
+    def after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        span = getattr(context, "_quill_span", None)
+        if span is not None:
+            span.end()
+
+    def failed(exception_context: Any) -> None:
+        span = getattr(exception_context.execution_context, "_quill_span", None)
+        if span is not None:
+            span.record_exception(exception_context.original_exception)
+            span.set_status(Status(StatusCode.ERROR, type(exception_context.original_exception).__name__))
+            span.end()
+
+    event.listen(engine.sync_engine, "before_cursor_execute", before)
+    event.listen(engine.sync_engine, "after_cursor_execute", after)
+    event.listen(engine.sync_engine, "handle_error", failed)

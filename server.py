@@ -38,14 +38,16 @@ from schema.avatars import Avatars
 from schema.context import Services
 from schema.extensions import DocumentCache
 from schema.limits import RateLimiter
+from schema.operations import ManifestError, OperationManifest
 from schema.tokens import AccessTokens
-from settings import Settings
+from settings import Settings, SettingsError
 from web.graphql_http import GraphQLHTTP
 from web.graphql_ws import GraphQLWebSocket
 from web.limits import BodySizeLimit
 from web.logs import configure_logging
 from web.metrics import Metrics
 from web.observability import Observer, RequestLog
+from web.persisted_queries import LocalQueryStore, PersistedQueries, QueryStore, RedisQueryStore
 from web.probes import health, ready, statement_stats
 from web.rate_limit import RedisTokenBuckets, TokenBuckets
 
@@ -77,7 +79,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     documents = DocumentCache(settings.document_cache_size)
     tracing = _tracing(settings, engine)
-    schema = build_schema(documents, settings, tracing=tracing.extensions() if tracing else [])
+    manifest = _manifest(settings)
+    schema = build_schema(
+        documents, settings, tracing=tracing.extensions() if tracing else [], allow_list=manifest
+    )
+    persisted = PersistedQueries(_query_store(settings), manifest)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -97,10 +103,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             await services.broker.stop()
             await engine.dispose()
+            if persisted.store is not None:
+                await persisted.store.close()
             if tracing is not None:
                 tracing.shutdown()
 
-    graphql_http = GraphQLHTTP(schema, services)
+    graphql_http = GraphQLHTTP(schema, services, persisted)
     app = Starlette(
         routes=[
             Route("/graphql", graphql_http.handle, methods=["GET", "POST"]),
@@ -131,6 +139,24 @@ def _rate_limiter(settings: Settings) -> RateLimiter | None:
     if settings.redis_url:
         return RedisTokenBuckets(settings.redis_url, burst=burst, per_second=per_second)
     return TokenBuckets(burst=burst, per_second=per_second)
+
+
+def _manifest(settings: Settings) -> OperationManifest | None:
+    if not settings.operations_manifest:
+        return None
+    try:
+        return OperationManifest.load(settings.operations_manifest)
+    except ManifestError as error:
+        raise SettingsError(str(error)) from None
+
+
+def _query_store(settings: Settings) -> QueryStore | None:
+    """Where APQ texts are kept: Redis when configured (shared by all processes), else in process."""
+    if not settings.persisted_queries:
+        return None
+    if settings.redis_url:
+        return RedisQueryStore(settings.redis_url)
+    return LocalQueryStore(settings.persisted_query_cache_size)
 
 
 def _broker(settings: Settings) -> Broker:

@@ -21,6 +21,7 @@ from schema.limits import CostLimit
 from schema.names import RememberingNameConverter
 from schema.nodes import NodeQueries
 from schema.notes import NoteMutations
+from schema.operations import AllowList, OperationManifest
 from schema.posts import PostMutations, PostQueries
 from schema.subscriptions import Subscription
 from schema.tasks import TaskMutations, TaskQueries
@@ -46,14 +47,21 @@ class Schema(strawberry.Schema):
         """Strawberry logs every error with a stack trace; MaskUnexpectedErrors logs the bugs only."""
 
 
-def build_schema(cache: DocumentCache, settings: Settings, tracing: Sequence[Any] = ()) -> Schema:
-    """`tracing`: extensions that trace whole operations (web/tracing.py), when tracing is on."""
-    # Order matters: telemetry and tracing measure everything after them; the scope builds each
-    # operation's context; the token limit must be set before parsing; the document cache goes
-    # last so that it caches only what validation said.
+def build_schema(
+    cache: DocumentCache,
+    settings: Settings,
+    tracing: Sequence[Any] = (),
+    allow_list: OperationManifest | None = None,
+) -> Schema:
+    """`tracing`: extensions that trace whole operations (web/tracing.py), when tracing is on;
+    `allow_list`: the only operations that may run (allow-list mode), when one is configured."""
+    # Order matters: telemetry and tracing measure everything after them; the allow-list refuses
+    # before any work; the scope builds each operation's context; the token limit must be set
+    # before parsing; the document cache goes last so that it caches only what validation said.
     extensions: list[Any] = [
         OperationTelemetry,
         *tracing,
+        *([lambda: AllowList(allow_list)] if allow_list is not None else []),
         OperationScope,
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: QueryDepthLimiter(max_depth=settings.max_query_depth, should_ignore=_introspection),

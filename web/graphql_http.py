@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import uuid
 from typing import Any
@@ -35,6 +36,7 @@ from strawberry.types.graphql import OperationType
 from schema import Schema
 from schema.context import ConnectionContext, Services
 from web.limits import BodyTooLarge
+from web.persisted_queries import PersistedQueries, PersistedQueryError
 
 log = logging.getLogger("quill.errors")
 
@@ -56,10 +58,11 @@ class RequestError(Exception):
 class GraphQLHTTP:
     """The /graphql endpoint for HTTP requests (WebSockets go to Strawberry's handlers)."""
 
-    def __init__(self, schema: Schema, services: Services) -> None:
+    def __init__(self, schema: Schema, services: Services, persisted: PersistedQueries) -> None:
         self.schema = schema
         self.services = services
         self.settings = services.settings
+        self.persisted = persisted
         self.graphiql_html = get_graphql_ide_html("graphiql")
 
     async def handle(self, request: Request) -> Response:
@@ -78,6 +81,8 @@ class GraphQLHTTP:
                 answers = [await self._execute(request, item, context, media_type) for item in payload]
                 return _json_response([body for body, _, _ in answers], 200, media_type)
             body, status, headers = await self._execute(request, payload, context, media_type)
+            if request.method == "GET":
+                return self._cacheable(request, body, status, media_type, headers)
             return _json_response(body, status, media_type, headers)
         except RequestError as error:
             problem: dict[str, Any] = {"message": error.message}
@@ -94,11 +99,17 @@ class GraphQLHTTP:
         self, request: Request, payload: Any, context: ConnectionContext, media_type: str
     ) -> tuple[dict[str, Any], int, dict[str, str]]:
         params = self._graphql_params(payload)
+        try:
+            query, remember_as = await self.persisted.resolve(params)
+        except PersistedQueryError as refusal:
+            return {"errors": [refusal.error]}, refusal.status, {}
+        if not isinstance(query, str) or not query.strip():
+            raise RequestError(400, "The request has no GraphQL query (a non-empty string).")
         allowed = {OperationType.QUERY} if request.method == "GET" else set(OperationType)
         try:
             async with asyncio.timeout(self.settings.operation_timeout_seconds):
                 result = await self.schema.execute(
-                    params["query"],
+                    query,
                     variable_values=params["variables"],
                     context_value=context,
                     operation_name=params["operationName"],
@@ -120,7 +131,32 @@ class GraphQLHTTP:
             raise RequestError(400, error.as_http_error_reason()) from None
         except MissingQueryError:
             raise RequestError(400, "The request has no GraphQL query.") from None
+        if remember_as is not None and not isinstance(result, PreExecutionError):
+            await self.persisted.remember(remember_as, query)  # only documents that validated
         return _answer(result, media_type)
+
+    def _cacheable(
+        self, request: Request, body: dict[str, Any], status: int, media_type: str, headers: dict[str, str]
+    ) -> Response:
+        """A GET answer with cache headers: shared caches may keep an anonymous successful answer
+        (for GET_CACHE_MAX_AGE_SECONDS; by default they revalidate it with its ETag each time),
+        never one given to a signed-in user or one with errors."""
+        response = _json_response(body, status, media_type, headers)
+        response.headers["Vary"] = "Accept, Authorization"
+        if status != 200 or "errors" in body:
+            response.headers["Cache-Control"] = "no-store"
+            return response
+        if request.headers.get("authorization"):
+            response.headers["Cache-Control"] = "private, no-store"
+            return response
+        max_age = self.settings.get_cache_max_age_seconds
+        response.headers["Cache-Control"] = f"public, max-age={max_age}" if max_age > 0 else "no-cache"
+        etag = '"' + hashlib.sha256(response.body).hexdigest()[:32] + '"'
+        response.headers["ETag"] = etag
+        if etag in request.headers.get("if-none-match", ""):
+            unchanged = {k: v for k, v in response.headers.items() if k in _NOT_MODIFIED_HEADERS}
+            return Response(status_code=304, headers=unchanged)
+        return response
 
     async def _read_payload(self, request: Request) -> Any:
         if request.method == "GET":
@@ -130,6 +166,7 @@ class GraphQLHTTP:
                 "operationName": params.get("operationName"),
                 "variables": _json_param(params.get("variables"), "variables"),
                 "extensions": _json_param(params.get("extensions"), "extensions"),
+                **{name: params[name] for name in _DOCUMENT_ID_PARAMS if params.get(name)},
             }
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         try:
@@ -147,10 +184,8 @@ class GraphQLHTTP:
     def _graphql_params(self, payload: Any) -> dict[str, Any]:
         if not isinstance(payload, dict):
             raise RequestError(400, "The request body must be a JSON object (or a list of them).")
-        query = payload.get("query")
-        if not isinstance(query, str) or not query.strip():
-            raise RequestError(400, "The request has no GraphQL query (a non-empty string).")
-        for name, kind in (("variables", dict), ("extensions", dict), ("operationName", str)):
+        # The query may be missing here: a persisted query or document id stands for it.
+        for name, kind in (("query", str), ("variables", dict), ("extensions", dict), ("operationName", str)):
             if payload.get(name) is not None and not isinstance(payload[name], kind):
                 expected = "an object" if kind is dict else "a string"
                 raise RequestError(400, f"{name} must be {expected} or null.")
@@ -162,7 +197,13 @@ class GraphQLHTTP:
         ):
             limit = self.settings.max_variables_bytes
             raise RequestError(413, f"The variables are larger than {limit:,} bytes.", limitBytes=limit)
-        return {name: payload.get(name) for name in ("query", "variables", "operationName", "extensions")}
+        names = ("query", "variables", "operationName", "extensions", *_DOCUMENT_ID_PARAMS)
+        return {name: payload.get(name) for name in names}
+
+
+# A registered operation's id: the GraphQL-over-HTTP persisted documents proposal's name, Relay's.
+_DOCUMENT_ID_PARAMS = ("documentId", "doc_id", "id")
+_NOT_MODIFIED_HEADERS = {"cache-control", "etag", "vary"}
 
 
 # A browser sends a cross-site multipart form without asking first (a "simple" request); with one

@@ -8,13 +8,23 @@ PORT ?= 8000
 
 .PHONY: install run serve migrate seed schema test lint bench clean
 
+GRAPHIQL := web/graphiql/node_modules/.package-lock.json
+
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(INSTALLED)
 
-install: $(INSTALLED)
+# GraphiQL's files, so the playground works offline (web/graphiql.py); without npm it uses the CDN.
+$(GRAPHIQL): web/graphiql/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd web/graphiql && npm ci --no-audit --no-fund --silent; \
+	else \
+		echo "npm not found: GraphiQL will load from the unpkg CDN"; \
+	fi
+
+install: $(INSTALLED) $(GRAPHIQL)
 
 # Migrate, seed demo data if the database is empty, and serve http://127.0.0.1:8000/graphql.
 run: install migrate seed serve
@@ -34,6 +44,7 @@ schema: install
 
 # The whole suite, on SQLite and on PostgreSQL (TEST_DATABASE_URL; default the local service).
 test: install
+	scripts/install-test-deps
 	$(BIN)/pytest
 
 # Side by side with the peer servers of ../shared/bench (about 15 minutes; see bench/run.py).

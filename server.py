@@ -41,6 +41,7 @@ from schema.limits import RateLimiter
 from schema.operations import ManifestError, OperationManifest
 from schema.tokens import AccessTokens
 from settings import Settings, SettingsError
+from web.graphiql import GraphiQLPage
 from web.graphql_http import GraphQLHTTP
 from web.graphql_ws import GraphQLWebSocket
 from web.limits import BodySizeLimit
@@ -108,11 +109,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if tracing is not None:
                 tracing.shutdown()
 
-    graphql_http = GraphQLHTTP(schema, services, persisted)
+    graphiql = GraphiQLPage()
+    graphql_http = GraphQLHTTP(schema, services, persisted, graphiql)
     app = Starlette(
         routes=[
             Route("/graphql", graphql_http.handle, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", GraphQLWebSocket(schema, services)),
+            Route("/graphiql", graphiql.page),
+            Route("/graphiql/assets/{name}", graphiql.asset),
             Route("/health", health),
             Route("/ready", ready),
             Mount("/media", StaticFiles(directory=settings.media_dir, check_dir=False), name="media"),

@@ -5,7 +5,7 @@
 - GET: queries only (a mutation over GET is 405), parameters in the query string. GETs are
   CSRF-safe: they have no side effects, and credentials come only from the Authorization header,
   which a browser never sends on its own to another site (there are no cookies).
-- A browser asking for HTML gets GraphiQL.
+- A browser asking for HTML gets GraphiQL (web/graphiql.py).
 - `Accept: application/graphql-response+json` gets that media type and 4xx for requests that
   did not run (unparsable, invalid, over the cost budget); plain `application/json` gets 200
   for any well-formed GraphQL request, as legacy clients expect. A spent rate limit is 429 with
@@ -24,10 +24,9 @@ import orjson
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from strawberry.exceptions import MissingQueryError
 from strawberry.file_uploads.utils import replace_placeholders_with_files
-from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
@@ -35,6 +34,7 @@ from strawberry.types.graphql import OperationType
 
 from schema import Schema
 from schema.context import ConnectionContext, Services
+from web.graphiql import GraphiQLPage
 from web.limits import BodyTooLarge
 from web.persisted_queries import PersistedQueries, PersistedQueryError
 
@@ -58,18 +58,20 @@ class RequestError(Exception):
 class GraphQLHTTP:
     """The /graphql endpoint for HTTP requests (WebSockets go to Strawberry's handlers)."""
 
-    def __init__(self, schema: Schema, services: Services, persisted: PersistedQueries) -> None:
+    def __init__(
+        self, schema: Schema, services: Services, persisted: PersistedQueries, graphiql: GraphiQLPage
+    ) -> None:
         self.schema = schema
         self.services = services
         self.settings = services.settings
         self.persisted = persisted
-        self.graphiql_html = get_graphql_ide_html("graphiql")
+        self.graphiql = graphiql
 
     async def handle(self, request: Request) -> Response:
         media_type = _response_media_type(request)
         try:
             if request.method == "GET" and _wants_html(request) and "query" not in request.query_params:
-                return HTMLResponse(self.graphiql_html)
+                return await self.graphiql.page(request)
             payload = await self._read_payload(request)
             authentication = self.services.tokens.from_header(request.headers.get("authorization"))
             context = ConnectionContext(

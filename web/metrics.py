@@ -21,8 +21,8 @@ from schema.telemetry import OperationRecord
 ANONYMOUS, OTHER = "(anonymous)", "(other)"
 
 # Where a request went, as a bounded label: the path itself is chosen by the client.
-_ROUTES = ("/graphql", "/health", "/ready", "/metrics", "/__stats")
-_PREFIXES = ("/media/", "/static/", "/graphiql/")
+_ROUTES = ("/graphql", "/graphiql", "/health", "/ready", "/metrics", "/__stats")
+_PREFIXES = ("/media/", "/static/", "/graphiql/assets/")
 
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _STATEMENTS = (0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 100)

@@ -1,0 +1,118 @@
+"""The tools frontend teams use, against a real server: Apollo Client (with graphql-ws and APQ),
+graphql-codegen with tsc, and GraphiQL in headless Chromium (tests/node pins them all)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.servers import running
+from web.graphiql import GraphiQLPage
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def node(node_tools: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["node", *args], cwd=node_tools, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_apollo_client_flow(node_tools: Path, database_url: str, tmp_path: Path) -> None:
+    with running(database_url, log_path=tmp_path / "server.log") as server:
+        done = node(node_tools, "apollo-flow.mjs", server.url)
+    assert done.returncode == 0, done.stderr + done.stdout
+    seen: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert seen["register"] == seen["login"] == "AuthPayload"
+    assert seen["registerAgain"] == {
+        "__typename": "ConflictError",
+        "field": "username",
+        "message": "That username is taken.",
+    }
+    assert seen["invalidPost"]["fieldErrors"][0]["field"] == "title"
+    assert seen["subscription"]["title"] == "First"
+    assert seen["subscription"]["author"]["username"] == "apollo"
+    # fetchMore pages merged by relayStylePagination, in order, nothing twice
+    assert seen["firstPage"] == ["First", "Second"]
+    assert seen["allPages"] == ["First", "Second", "Third", "Fourth", "Fifth"]
+    # normalised by __typename and id: a mutation's payload updated the list in the cache
+    assert seen["cacheKey"].startswith("Post:")
+    assert seen["afterRename"] == "First, renamed"
+    assert seen["authorsInCache"] == 1
+    # APQ: hash over GET, not found, hash and text over POST, then the hash alone over GET
+    assert seen["apq"]["titles"][0] == "First, renamed" and seen["apq"]["same"]
+    assert seen["apq"]["requests"] == [
+        {"method": "GET", "hasQuery": False},
+        {"method": "POST", "hasQuery": True},
+        {"method": "GET", "hasQuery": False},
+    ]
+
+
+def test_codegen_types_compile(node_tools: Path, tmp_path: Path) -> None:
+    generated = node(node_tools, "node_modules/.bin/graphql-codegen", "--config", "codegen.yml")
+    assert generated.returncode == 0, generated.stdout + generated.stderr
+    types = (node_tools / "generated" / "graphql.ts").read_text()
+    assert "export type FeedQuery" in types and "export type PostCreatedSubscription" in types
+
+    tsc = ["node_modules/.bin/tsc", "--noEmit", "--strict", "--skipLibCheck", "--target", "es2020"]
+    compiled = node(node_tools, *tsc, "typed-usage.ts")
+    assert compiled.returncode == 0, compiled.stdout
+
+    # The types are precise: a field the operation did not select does not compile.
+    wrong = node_tools / "generated" / "wrong-usage.ts"
+    wrong.write_text(
+        'import type { FeedQuery } from "./graphql";\n'
+        "export const f = (q: FeedQuery): string => q.posts.edges[0].node.content;\n"
+    )
+    refused = node(node_tools, *tsc, str(wrong.relative_to(node_tools)))
+    assert refused.returncode != 0 and "'content' does not exist" in refused.stdout
+
+
+def test_graphiql_runs_a_query_in_chromium(node_tools: Path, sqlite_template: Path, tmp_path: Path) -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: scripts/install-test-deps installs Debian's chromium")
+    assert GraphiQLPage().offline, "web/graphiql/node_modules is missing: run `make install` with npm"
+    database = tmp_path / "served.db"
+    shutil.copy(sqlite_template, database)
+    seeded = subprocess.run(
+        [str(Path(sys.executable).parent / "quill"), "seed"],
+        cwd=ROOT,
+        env={"DATABASE_URL": f"sqlite:///{database}", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert seeded.returncode == 0, seeded.stderr
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "graphiql.png"
+    screenshot.unlink(missing_ok=True)
+
+    with running(f"sqlite:///{database}", log_path=tmp_path / "server.log") as server:
+        done = node(node_tools, "graphiql.mjs", server.url, str(screenshot))
+    assert done.returncode == 0, done.stderr + done.stdout
+    seen = json.loads(done.stdout)
+
+    assert seen["title"] == "Quill · GraphiQL"
+    assert seen["elsewhere"] == []  # every file came from this server
+    edges = seen["answer"]["data"]["posts"]["edges"]
+    assert len(edges) == 5 and all(edge["node"]["author"]["username"] for edge in edges)
+    # the answer is on the page (the response pane)
+    assert f'"title": {json.dumps(edges[0]["node"]["title"])}' in seen["shown"]
+    assert screenshot.stat().st_size > 10_000
+
+
+def test_graphiql_falls_back_to_the_cdn_without_installed_assets(tmp_path: Path) -> None:
+    offline, online = GraphiQLPage(), GraphiQLPage(modules=tmp_path)
+
+    assert "unpkg.com" not in offline.html and "/graphiql/assets/graphiql.js" in offline.html
+    assert not online.offline
+    assert 'src="https://unpkg.com/graphiql@3.8.3/graphiql.min.js" integrity="sha384-' in online.html

@@ -1,0 +1,103 @@
+"""The GraphiQL page (GET /graphiql, and /graphql for a browser), working without internet.
+
+`make install` installs GraphiQL and React from the npm registry into web/graphiql/node_modules
+when npm is available (web/graphiql/package.json pins them); the page then loads them from
+/graphiql/assets/ on this server. Without them it loads the same versions from the unpkg CDN,
+checked by their subresource integrity hashes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
+
+GRAPHIQL_DIR = Path(__file__).resolve().parent / "graphiql"
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    installed: str  # path under node_modules
+    cdn: str
+    integrity: str
+
+
+ASSETS = {
+    "react.js": Asset(
+        "react/umd/react.production.min.js",
+        "https://unpkg.com/react@18.2.0/umd/react.production.min.js",
+        "sha384-tMH8h3BGESGckSAVGZ82T9n90ztNXxvdwvdM6UoR56cYcf+0iGXBliJ29D+wZ/x8",
+    ),
+    "react-dom.js": Asset(
+        "react-dom/umd/react-dom.production.min.js",
+        "https://unpkg.com/react-dom@18.2.0/umd/react-dom.production.min.js",
+        "sha384-bm7MnzvK++ykSwVJ2tynSE5TRdN+xL418osEVF2DE/L/gfWHj91J2Sphe582B1Bh",
+    ),
+    "graphiql.js": Asset(
+        "graphiql/graphiql.min.js",
+        "https://unpkg.com/graphiql@3.8.3/graphiql.min.js",
+        "sha384-HbRVEFG0JGJZeAHCJ9Xm2+tpknBQ7QZmNlO/DgZtkZ0aJSypT96YYGRNod99l9Ie",
+    ),
+    "graphiql.css": Asset(
+        "graphiql/graphiql.min.css",
+        "https://unpkg.com/graphiql@3.8.3/graphiql.min.css",
+        "sha384-Mq3vbRBY71jfjQAt/DcjxUIYY33ksal4cgdRt9U/hNPvHBCaT2JfJ/PTRiPKf0aM",
+    ),
+}
+
+_PAGE = """<!doctype html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8">
+    <title>Quill · GraphiQL</title>
+    <style>body {{ margin: 0; }} #graphiql {{ height: 100vh; }}</style>
+    {css}
+    {react}
+    {react_dom}
+  </head>
+  <body>
+    <div id="graphiql">Loading GraphiQL…</div>
+    {graphiql}
+    <script src="/graphiql/assets/start.js"></script>
+  </body>
+</html>
+"""
+
+
+class GraphiQLPage:
+    def __init__(self, modules: Path = GRAPHIQL_DIR / "node_modules") -> None:
+        self.modules = modules
+        self.offline = all((modules / asset.installed).is_file() for asset in ASSETS.values())
+        self.html = _PAGE.format(
+            css=self._tag("graphiql.css"),
+            react=self._tag("react.js"),
+            react_dom=self._tag("react-dom.js"),
+            graphiql=self._tag("graphiql.js"),
+        )
+
+    def _tag(self, name: str) -> str:
+        asset = ASSETS[name]
+        if self.offline:
+            url, extra = f"/graphiql/assets/{name}", ""
+        else:
+            url, extra = asset.cdn, f' integrity="{asset.integrity}" crossorigin="anonymous"'
+        if name.endswith(".css"):
+            return f'<link rel="stylesheet" href="{url}"{extra}>'
+        return f'<script src="{url}"{extra}></script>'
+
+    async def page(self, request: Request) -> Response:
+        return HTMLResponse(self.html)
+
+    async def asset(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name == "start.js":
+            return FileResponse(GRAPHIQL_DIR / "start.js", media_type="text/javascript")
+        asset = ASSETS.get(name)
+        if asset is None or not self.offline:
+            return PlainTextResponse("Not Found", 404)
+        media_type = "text/css" if name.endswith(".css") else "text/javascript"
+        # The file names do not change with the version; a day's caching is safe enough.
+        headers = {"Cache-Control": "public, max-age=86400"}
+        return FileResponse(self.modules / asset.installed, media_type=media_type, headers=headers)

@@ -27,7 +27,7 @@ from db.engine import (
     StatementCounter,
     create_engine,
     create_sessionmaker,
-    is_sqlite,
+    is_postgres,
     migration_problem,
     wait_for_database,
 )
@@ -164,10 +164,11 @@ def _query_store(settings: Settings) -> QueryStore | None:
 
 
 def _broker(settings: Settings) -> Broker:
-    """PostgreSQL carries events between server processes; SQLite serves one process."""
-    if is_sqlite(settings.database_url):
-        return Broker(settings.subscription_queue_size)
-    return PostgresBroker(settings.database_url, settings.subscription_queue_size)
+    """PostgreSQL carries events between server processes (LISTEN/NOTIFY); on SQLite and MySQL
+    the events of a process reach the subscribers of that process."""
+    if is_postgres(settings.database_url):
+        return PostgresBroker(settings.database_url, settings.subscription_queue_size)
+    return Broker(settings.subscription_queue_size)
 
 
 def _end_subscriptions_before_exit(broker: Broker, grace_seconds: float = 5.0) -> None:

@@ -20,6 +20,10 @@ _ASYNC_DRIVERS = {
     "postgresql": "postgresql+asyncpg",
     "postgresql+psycopg2": "postgresql+asyncpg",
     "postgresql+psycopg": "postgresql+asyncpg",
+    "mysql": "mysql+asyncmy",
+    "mysql+pymysql": "mysql+asyncmy",
+    "mariadb": "mariadb+asyncmy",
+    "mariadb+pymysql": "mariadb+asyncmy",
 }
 
 
@@ -39,7 +43,7 @@ def async_database_url(url: str) -> str:
     if scheme not in _ASYNC_DRIVERS.values():
         raise SettingsError(
             f"DATABASE_URL scheme {url.partition('://')[0]!r} is not supported: "
-            "use sqlite:///path.db or postgresql://user@host/db"
+            "use sqlite:///path.db, postgresql://user@host/db or mysql://user@host/db"
         )
     return f"{scheme}://{rest}"
 

@@ -35,10 +35,29 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def is_postgres(url: str) -> bool:
+    return make_url(url).get_backend_name() == "postgresql"
+
+
+def is_mysql(url: str) -> bool:
+    return make_url(url).get_backend_name() in ("mysql", "mariadb")
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.database_url
     kwargs: dict[str, Any] = {"echo": settings.sql_echo, "pool_pre_ping": settings.pool_pre_ping}
-    if not is_sqlite(url):
+    if is_mysql(url):
+        kwargs |= {
+            "pool_size": settings.pool_size,
+            "max_overflow": settings.pool_max_overflow,
+            # MySQL closes connections idle past wait_timeout (8 h by default); renew them sooner.
+            "pool_recycle": 1800,
+            # InnoDB's default REPEATABLE READ takes gap locks on inserts into indexed tables, and
+            # concurrent sign-ups then deadlock each other; PostgreSQL's default is READ COMMITTED.
+            "isolation_level": "READ COMMITTED",
+            "connect_args": {"connect_timeout": settings.connect_timeout_seconds},
+        }
+    elif is_postgres(url):
         kwargs |= {
             "pool_size": settings.pool_size,
             "max_overflow": settings.pool_max_overflow,
@@ -52,7 +71,24 @@ def create_engine(settings: Settings) -> AsyncEngine:
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
         _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
+    if is_mysql(url):
+        _configure_mysql(engine, settings.statement_timeout_ms)
     return engine
+
+
+def _configure_mysql(engine: AsyncEngine, statement_timeout_ms: int) -> None:
+    """The statement time limit of every connection: MariaDB's max_statement_time (seconds), or
+    MySQL's max_execution_time (milliseconds, for SELECTs)."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"SET SESSION max_statement_time = {statement_timeout_ms / 1000:.3f}")
+        except Exception:  # noqa: BLE001 - MySQL has no such variable
+            cursor.execute(f"SET SESSION max_execution_time = {int(statement_timeout_ms)}")
+        finally:
+            cursor.close()
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:

@@ -84,9 +84,29 @@ def is_database_unavailable(error: BaseException) -> bool:
             return True
         if isinstance(cause, PoolTimeout):
             return True
+        if _mysql_code(cause) in _MYSQL_UNAVAILABLE:
+            return True
     return False
 
 
 def is_statement_timeout(error: BaseException) -> bool:
-    """PostgreSQL cancelled a statement that ran past statement_timeout."""
-    return any(isinstance(cause, asyncpg.QueryCanceledError) for cause in _chain(error))
+    """The database cancelled a statement that ran past its time limit (PostgreSQL's
+    statement_timeout, MariaDB's max_statement_time, MySQL's max_execution_time)."""
+    return any(
+        isinstance(cause, asyncpg.QueryCanceledError) or _mysql_code(cause) in _MYSQL_TIMEOUT
+        for cause in _chain(error)
+    )
+
+
+# MySQL client errors: can't connect (2002, 2003), server gone (2006), lost connection (2013,
+# 2055); server: shutting down (1053), too many connections (1040).
+_MYSQL_UNAVAILABLE = frozenset({1040, 1053, 2002, 2003, 2006, 2013, 2055})
+# MariaDB's max_statement_time (1969); MySQL's max_execution_time (3024).
+_MYSQL_TIMEOUT = frozenset({1969, 3024})
+
+
+def _mysql_code(error: BaseException) -> int | None:
+    """The error number of a MySQL driver error (asyncmy: args[0])."""
+    if type(error).__module__.startswith("asyncmy") and error.args and isinstance(error.args[0], int):
+        return error.args[0]
+    return None

@@ -19,8 +19,11 @@ from sqlalchemy import (
     false,
     func,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+_MYSQL = ("mysql", "mariadb")
 
 # Stable constraint and index names, so migrations written today still match tomorrow's models.
 NAMING_CONVENTION = {
@@ -46,6 +49,12 @@ class UtcDateTime(TypeDecorator[datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        # MySQL/MariaDB: DATETIME(6), naive UTC, with microseconds (keyset cursors need them).
+        if dialect.name in _MYSQL:
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(self.impl_instance)
+
     @property
     def python_type(self) -> type[datetime]:
         return datetime
@@ -55,6 +64,8 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r}: pass an aware datetime")
+        if dialect.name in _MYSQL:
+            return value.astimezone(UTC).replace(tzinfo=None)
         return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:

@@ -17,7 +17,8 @@ class _StartsWith(ColumnElement[bool]):
     """Case-sensitive prefix match of `column`, the prefix bound as prefix_glob / prefix_like.
 
     SQLite's LIKE ignores case, and then cannot use a plain index, so SQLite gets GLOB;
-    PostgreSQL gets LIKE, which a varchar_pattern_ops index serves. The two dialects escape the
+    PostgreSQL gets LIKE, which a varchar_pattern_ops index serves; MySQL/MariaDB get LIKE on
+    the utf8mb4_bin column (case-sensitive), which its plain index serves. The two dialects escape the
     prefix differently, so both forms are bound and each dialect reads its own.
     """
 
@@ -43,6 +44,14 @@ def starts_with(column: ColumnElement[str], prefix: str) -> Where:
 @compiles(_StartsWith, "sqlite")
 def _starts_with_sqlite(element: _StartsWith, compiler: SQLCompiler, **kw: Any) -> str:
     return f"{compiler.process(element.column, **kw)} GLOB {compiler.process(param('prefix_glob'), **kw)}"
+
+
+@compiles(_StartsWith, "mysql")
+@compiles(_StartsWith, "mariadb")
+def _starts_with_mysql(element: _StartsWith, compiler: SQLCompiler, **kw: Any) -> str:
+    # MySQL string literals treat a backslash as an escape: '\\' is the one-character escape.
+    pattern = compiler.process(param("prefix_like"), **kw)
+    return f"{compiler.process(element.column, **kw)} LIKE {pattern} ESCAPE '\\\\'"
 
 
 @compiles(_StartsWith)

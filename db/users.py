@@ -120,9 +120,11 @@ async def _check_free(session: AsyncSession, *, except_id: int | None = None, **
             raise _conflict(column)
 
 
-async def _write(session: AsyncSession, statement: Any) -> AnyRow | None:
+async def _write(session: AsyncSession, statement: Any, *, returning: bool = True) -> AnyRow | None:
+    """Runs an insert or update; with `returning`, the row its RETURNING clause gives back."""
     try:
-        return (await session.execute(statement)).first()
+        result = await session.execute(statement)
+        return result.first() if returning else None
     except IntegrityError as error:
         column = unique_column(error)
         if column in ("username", "email"):
@@ -180,8 +182,12 @@ async def update_user(session: AsyncSession, user_id: int, changes: dict[str, An
     """Apply `changes` (column -> value) to the user; returns the row as the user sees it."""
     free = {column: changes[column] for column in ("username", "email") if column in changes}
     await _check_free(session, except_id=user_id, **free)
-    statement = update(users).where(users.c.id == user_id).values(**changes).returning(*_OWN_ROW)
-    row = await _write(session, statement)
+    statement = update(users).where(users.c.id == user_id).values(**changes)
+    if session.get_bind().dialect.update_returning:
+        row = await _write(session, statement.returning(*_OWN_ROW))
+    else:  # MariaDB and MySQL: no UPDATE ... RETURNING; read the row back in the same transaction
+        await _write(session, statement, returning=False)
+        row = (await session.execute(select(*_OWN_ROW).where(users.c.id == user_id))).first()
     if row is None:
         raise AccountGone()
     return row

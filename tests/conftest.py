@@ -1,10 +1,12 @@
 """Fixtures: a migrated database per test on each engine, the app over real HTTP (httpx), counters.
 
-Every test that takes `gql` (or `app`) runs twice: on a SQLite file and on PostgreSQL.
+Every test that takes `gql` (or `app`) runs three times: on a SQLite file, on PostgreSQL and on
+MariaDB.
 - SQLite: the migrations run once into a template file; each test gets a fresh copy.
-- PostgreSQL: one database per test session (TEST_DATABASE_URL names the server, default the
-  local service), migrated once and truncated before each test. If the server is unreachable
-  the PostgreSQL tests are skipped, unless REQUIRE_POSTGRES=1 (CI), where they fail.
+- PostgreSQL and MariaDB: one database per test session (TEST_DATABASE_URL and TEST_MARIADB_URL
+  name the servers, default the local services), migrated once and truncated before each test.
+  If a server is unreachable its tests are skipped, unless REQUIRE_POSTGRES=1 or
+  REQUIRE_MARIADB=1 (CI), where they fail.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncmy
+import asyncmy.errors
 import asyncpg
 import httpx
 import pytest
@@ -37,7 +41,8 @@ from settings import Settings, async_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-ENGINES = ("sqlite", "postgresql")
+DEFAULT_MARIADB_URL = "mysql://root@127.0.0.1:3306"
+ENGINES = ("sqlite", "postgresql", "mariadb")
 CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|SET|SHOW|SELECT pg_advisory)", re.I)
 
 
@@ -111,7 +116,71 @@ def postgres_database(postgres_server: PostgresServer) -> Iterator[str]:
         postgres_server.run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@dataclass(frozen=True)
+class MariaDBServer:
+    admin_url: str  # plain mysql:// URL of the server (no database)
+
+    def url_for(self, database: str) -> str:
+        return make_url(self.admin_url).set(database=database).render_as_string(hide_password=False)
+
+    def run(self, *statements: str, database: str | None = None) -> None:
+        url = make_url(self.admin_url)
+
+        async def execute() -> None:
+            conn = await asyncmy.connect(
+                host=url.host or "127.0.0.1",
+                port=url.port or 3306,
+                user=url.username or "root",
+                password=url.password or "",
+                database=database,
+                connect_timeout=5,
+            )
+            try:
+                async with conn.cursor() as cursor:
+                    for statement in statements:
+                        await cursor.execute(statement)
+            finally:
+                conn.close()
+
+        asyncio.run(execute())
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> MariaDBServer:
+    server = MariaDBServer(os.environ.get("TEST_MARIADB_URL", DEFAULT_MARIADB_URL))
+    try:
+        server.run("SELECT 1")
+    except (OSError, asyncmy.errors.Error, TimeoutError) as exc:
+        message = f"MariaDB at {server.admin_url} is unreachable: {exc!r}"
+        if os.environ.get("REQUIRE_MARIADB") == "1":
+            pytest.fail(message + " (REQUIRE_MARIADB=1)")
+        pytest.skip(message)
+    return server
+
+
+@pytest.fixture(scope="session")
+def mariadb_database(mariadb_server: MariaDBServer) -> Iterator[str]:
+    """A migrated database of our own for this test session, dropped at the end."""
+    name = f"quill_test_{uuid.uuid4().hex[:10]}"
+    mariadb_server.run(f"CREATE DATABASE `{name}`")
+    url = mariadb_server.url_for(name)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        mariadb_server.run(f"DROP DATABASE IF EXISTS `{name}`")
+
+
 def truncate_all(url: str) -> None:
+    if make_url(url).get_backend_name() in ("mysql", "mariadb"):
+        names = [table.name for table in Base.metadata.sorted_tables]
+        MariaDBServer(url).run(
+            "SET FOREIGN_KEY_CHECKS = 0",
+            *(f"TRUNCATE TABLE `{name}`" for name in names),
+            "SET FOREIGN_KEY_CHECKS = 1",
+            database=make_url(url).database,
+        )
+        return
     tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
 
     async def truncate() -> None:
@@ -131,7 +200,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         path = tmp_path / "test.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
-    url: str = request.getfixturevalue("postgres_database")
+    fixture = {"postgresql": "postgres_database", "mariadb": "mariadb_database"}[request.param]
+    url: str = request.getfixturevalue(fixture)
     truncate_all(url)
     return url
 

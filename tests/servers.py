@@ -40,8 +40,9 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     log_path: Path | None = None
-    # `quill serve` instead of `python -m uvicorn` (the command line's own test).
-    via_cli: bool = False
+    # How the server is started: "uvicorn" (python -m uvicorn), "quill" (quill serve) or
+    # "gunicorn" (gunicorn with uvicorn workers, as the deployment guide shows).
+    launcher: str = "uvicorn"
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -53,9 +54,21 @@ class Server:
             sys.executable, "-m", "uvicorn", "server:app", "--host", "127.0.0.1", "--port", str(self.port),
             "--workers", str(self.workers), "--log-level", "warning",
         ]  # fmt: skip
-        if self.via_cli:
-            quill = str(Path(sys.executable).parent / "quill")
-            command = [quill, "serve", "--port", str(self.port), "--workers", str(self.workers)]
+        bin_dir = Path(sys.executable).parent
+        if self.launcher == "quill":
+            command = [
+                str(bin_dir / "quill"),
+                "serve",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+            ]
+        elif self.launcher == "gunicorn":
+            command = [
+                str(bin_dir / "gunicorn"), "server:app", "-k", "uvicorn_worker.UvicornWorker",
+                "-w", str(self.workers), "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "10",
+            ]  # fmt: skip
         env = {**os.environ, **TEST_ENV, **self.env, "DATABASE_URL": self.database_url}
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(

@@ -11,7 +11,7 @@ import httpx
 
 from tests.api import LOGIN, mutate
 from tests.conftest import ROOT, GraphQLClient, truncate_all
-from tests.servers import TEST_ENV, running
+from tests.servers import TEST_ENV, Server, running
 
 QUILL = Path(sys.executable).parent / "quill"
 
@@ -98,7 +98,7 @@ def _children(pid: int) -> list[int]:
 
 def test_serve_with_workers(postgres_database: str, tmp_path: Path) -> None:
     truncate_all(postgres_database)
-    with running(postgres_database, workers=2, via_cli=True, log_path=tmp_path / "serve.log") as server:
+    with running(postgres_database, workers=2, launcher="quill", log_path=tmp_path / "serve.log") as server:
         assert server.process is not None
         workers = _children(server.process.pid)
         answers = [
@@ -109,3 +109,23 @@ def test_serve_with_workers(postgres_database: str, tmp_path: Path) -> None:
     # uvicorn's supervisor starts the workers (and, on some Python builds, a resource tracker).
     assert len(workers) >= 2, server.log()
     assert all(answer == {"data": {"users": {"totalCount": 0}}} for answer in answers)
+
+
+def test_gunicorn_with_uvicorn_workers(postgres_database: str, tmp_path: Path) -> None:
+    """The deployment guide's other way: gunicorn managing uvicorn workers, stopped by SIGTERM."""
+    truncate_all(postgres_database)
+    server = Server(postgres_database, workers=2, launcher="gunicorn", log_path=tmp_path / "gunicorn.log")
+    server.start()
+    try:
+        assert server.process is not None
+        workers = _children(server.process.pid)
+        answers = [
+            httpx.post(f"{server.url}/graphql", json={"query": "{ users(first: 1) { totalCount } }"}).json()
+            for _ in range(4)
+        ]
+    finally:
+        exit_code = server.stop()
+
+    assert len(workers) == 2, server.log()
+    assert all(answer == {"data": {"users": {"totalCount": 0}}} for answer in answers)
+    assert exit_code == 0, server.log()

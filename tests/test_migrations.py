@@ -20,17 +20,23 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from db.engine import head_revision
 from server import create_app
 from settings import Settings, async_database_url
-from tests.conftest import ROOT, PostgresServer, alembic, migrate
+from tests.conftest import ENGINES, ROOT, MariaDBServer, PostgresServer, alembic, migrate
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=ENGINES)
 def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database with no tables at all, of each engine."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
-    server: PostgresServer = request.getfixturevalue("postgres_server")
     name = f"quill_migrations_{uuid.uuid4().hex[:10]}"
+    if request.param == "mariadb":
+        mariadb: MariaDBServer = request.getfixturevalue("mariadb_server")
+        mariadb.run(f"CREATE DATABASE `{name}`")
+        yield mariadb.url_for(name)
+        mariadb.run(f"DROP DATABASE IF EXISTS `{name}`")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
     server.run(f'CREATE DATABASE "{name}"')
     yield server.url_for(name)
     server.run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

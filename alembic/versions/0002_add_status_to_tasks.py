@@ -20,9 +20,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("tasks") as batch:
-        batch.add_column(
-            sa.Column("status", sa.String(length=50), server_default="open", nullable=False)
-        )
+        batch.add_column(sa.Column("status", sa.String(length=50), server_default="open", nullable=False))
 
 
 def downgrade() -> None:

@@ -46,7 +46,10 @@ def upgrade() -> None:
             op.create_index(_name(table, columns), table, list(columns))
     if op.get_bind().dialect.name == "postgresql":
         op.create_index(
-            "ix_users_username_pattern", "users", ["username"], postgresql_ops={"username": "varchar_pattern_ops"}
+            "ix_users_username_pattern",
+            "users",
+            ["username"],
+            postgresql_ops={"username": "varchar_pattern_ops"},
         )
 
 

@@ -19,8 +19,8 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +228,21 @@ async def app(settings: Settings) -> AsyncIterator[Starlette]:
     app = create_app(settings)
     async with LifespanManager(app):
         yield app
+
+
+@pytest.fixture
+def app_with(settings: Settings) -> Callable[..., Any]:
+    """An app with some settings changed, as `async with app_with(metrics=False) as client:`."""
+
+    @asynccontextmanager
+    async def client(**changes: object) -> AsyncIterator[httpx.AsyncClient]:
+        app = create_app(replace(settings, **changes))  # type: ignore[arg-type]
+        async with LifespanManager(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                yield http
+
+    return client
 
 
 @pytest.fixture

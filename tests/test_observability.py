@@ -8,9 +8,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import replace
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,10 +16,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from asgi_lifespan import LifespanManager
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from server import create_app
 from settings import Settings, SettingsError
 from tests.conftest import StatementCounter
 from tests.factories import make_post, make_user
@@ -145,19 +141,6 @@ async def test_metrics_count_operations_errors_and_statements(
     assert (
         samples['quill_http_request_duration_seconds_count{method="POST",route="/graphql",status="200"}'] == 4
     )
-
-
-@pytest.fixture
-def app_with(settings: Settings) -> Callable[..., Any]:
-    @asynccontextmanager
-    async def client(**changes: object) -> AsyncIterator[httpx.AsyncClient]:
-        app = create_app(replace(settings, **changes))  # type: ignore[arg-type]
-        async with LifespanManager(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-                yield http
-
-    return client
 
 
 async def test_operation_names_are_bounded_labels(app_with: Callable[..., Any]) -> None:

@@ -5,21 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import User
 from schema.operations import ManifestError, OperationManifest
-from server import create_app
-from settings import Settings
 from tests.conftest import StatementCounter
 from tests.factories import make_user
 from tests.servers import running
@@ -36,19 +31,6 @@ def sha(text: str) -> str:
 
 def apq(text: str) -> dict[str, Any]:
     return {"persistedQuery": {"version": 1, "sha256Hash": sha(text)}}
-
-
-@pytest.fixture
-def app_with(settings: Settings) -> Callable[..., Any]:
-    @asynccontextmanager
-    async def client(**changes: object) -> AsyncIterator[httpx.AsyncClient]:
-        app = create_app(replace(settings, **changes))  # type: ignore[arg-type]
-        async with LifespanManager(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-                yield http
-
-    return client
 
 
 async def test_apq_flow_hash_then_text_then_hash(client: httpx.AsyncClient) -> None:

@@ -240,6 +240,7 @@ def app_with(settings: Settings) -> Callable[..., Any]:
         async with LifespanManager(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                http.app = app  # type: ignore[attr-defined]  # for tests that look inside
                 yield http
 
     return client

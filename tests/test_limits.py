@@ -4,12 +4,11 @@ body and variable size, time, rate, introspection."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from graphql import FragmentDefinitionNode, OperationDefinitionNode, get_introspection_query, parse
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -20,27 +19,11 @@ from db.seed import Shape, generate
 from schema import build_schema
 from schema.extensions import DocumentCache
 from schema.limits import estimated_cost
-from server import create_app
 from settings import Settings
 from tests.conftest import StatementCounter
 from tests.factories import make_user
 
 MODERN = {"Accept": "application/graphql-response+json"}
-
-
-@pytest.fixture
-def make_client(settings: Settings) -> Callable[..., AsyncIterator[httpx.AsyncClient]]:
-    """A client of an app with some settings changed."""
-
-    async def client(**changes: object) -> AsyncIterator[httpx.AsyncClient]:
-        app = create_app(replace(settings, **changes))  # type: ignore[arg-type]
-        async with LifespanManager(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-                http.app = app  # type: ignore[attr-defined]
-                yield http
-
-    return client
 
 
 def _cost(query: str, **variables: object) -> int:
@@ -124,9 +107,9 @@ async def test_graphiql_introspection_fits_under_the_depth_limit(client: httpx.A
 
 
 async def test_introspection_can_be_switched_off(
-    make_client: Callable[..., AsyncIterator[httpx.AsyncClient]],
+    app_with: Callable[..., Any],
 ) -> None:
-    async for client in make_client(introspection=False):
+    async with app_with(introspection=False) as client:
         response = await client.post("/graphql", json={"query": "{ __schema { types { name } } }"})
         ok = await client.post("/graphql", json={"query": "{ posts { totalCount } }"})
     assert "introspection" in response.json()["errors"][0]["message"].lower()
@@ -134,9 +117,9 @@ async def test_introspection_can_be_switched_off(
 
 
 async def test_bodies_and_variables_over_their_limits_are_413(
-    make_client: Callable[..., AsyncIterator[httpx.AsyncClient]],
+    app_with: Callable[..., Any],
 ) -> None:
-    async for client in make_client(max_body_bytes=2000, max_variables_bytes=500):
+    async with app_with(max_body_bytes=2000, max_variables_bytes=500) as client:
         big_body = await client.post(
             "/graphql", json={"query": "{ posts { totalCount } }", "padding": "x" * 3000}
         )
@@ -162,11 +145,11 @@ async def test_bodies_and_variables_over_their_limits_are_413(
 
 
 async def test_an_operation_over_its_time_limit_is_stopped(
-    make_client: Callable[..., AsyncIterator[httpx.AsyncClient]],
+    app_with: Callable[..., Any],
 ) -> None:
-    async for client in make_client(operation_timeout_seconds=0.000_01):
+    async with app_with(operation_timeout_seconds=0.000_01) as client:
         response = await client.post("/graphql", json={"query": "{ posts { totalCount } }"})
-        engine = client.app.state.engine  # type: ignore[attr-defined]
+        engine = client.app.state.engine
     [error] = response.json()["errors"]
     assert response.json()["data"] is None
     assert error["extensions"]["code"] == "OPERATION_TIMEOUT"
@@ -174,7 +157,7 @@ async def test_an_operation_over_its_time_limit_is_stopped(
 
 
 async def test_statement_timeout_is_a_clear_error(
-    make_client: Callable[..., AsyncIterator[httpx.AsyncClient]], engine_name: str, settings: Settings
+    app_with: Callable[..., Any], engine_name: str, settings: Settings
 ) -> None:
     if engine_name == "sqlite":
         pytest.skip("SQLite has no statement time limit (the overall operation timeout applies)")
@@ -182,8 +165,8 @@ async def test_statement_timeout_is_a_clear_error(
     loader = create_async_engine(settings.database_url)
     await generate(loader, Shape(users=200, posts_per_user=500, tasks_per_user=0, notes_per_task=0), "x")
     await loader.dispose()
-    async for client in make_client(statement_timeout_ms=10):
-        app: Starlette = client.app  # type: ignore[attr-defined]
+    async with app_with(statement_timeout_ms=10) as client:
+        app: Starlette = client.app
         # PostgreSQL's statement_timeout, MariaDB's max_statement_time: a slow statement is cancelled.
         slow = (
             "SELECT pg_sleep(0.05)"
@@ -203,10 +186,10 @@ async def test_statement_timeout_is_a_clear_error(
 
 
 async def test_rate_limit_charges_by_cost_per_client(
-    make_client: Callable[..., AsyncIterator[httpx.AsyncClient]], settings: Settings
+    app_with: Callable[..., Any], settings: Settings
 ) -> None:
-    async for client in make_client(rate_limit=True, rate_limit_burst=100, rate_limit_per_second=1):
-        app: Starlette = client.app  # type: ignore[attr-defined]
+    async with app_with(rate_limit=True, rate_limit_burst=100, rate_limit_per_second=1) as client:
+        app: Starlette = client.app
         async with app.state.services.sessionmaker() as session:
             ada = await make_user(session)
         token = app.state.services.tokens.issue(ada.id, is_superuser=False)[0]
@@ -222,7 +205,7 @@ async def test_rate_limit_charges_by_cost_per_client(
 
 
 async def test_the_rate_limit_is_shared_through_redis(
-    make_client: Callable[..., AsyncIterator[httpx.AsyncClient]],
+    app_with: Callable[..., Any],
 ) -> None:
     """Two app instances (two processes in production) charge one bucket in Redis."""
     prefix_url = "redis://127.0.0.1:6379/15"
@@ -236,18 +219,18 @@ async def test_the_rate_limit_is_shared_through_redis(
     address = f"10.9.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"  # a fresh client: a fresh bucket
     headers = {"X-Forwarded-For": address}
     query = {"query": "{ posts(first: 45) { totalCount } }"}
-    async for first in make_client(**changes, trust_forwarded_for=True):
+    async with app_with(**changes, trust_forwarded_for=True) as first:
         answers.append(await first.post("/graphql", json=query, headers=headers))
         answers.append(await first.post("/graphql", json=query, headers=headers))
-    async for second in make_client(**changes, trust_forwarded_for=True):
+    async with app_with(**changes, trust_forwarded_for=True) as second:
         answers.append(await second.post("/graphql", json=query, headers=headers))
     assert [answer.status_code for answer in answers] == [200, 200, 429]
 
 
 async def test_an_unreachable_redis_lets_requests_through(
-    make_client: Callable[..., AsyncIterator[httpx.AsyncClient]],
+    app_with: Callable[..., Any],
 ) -> None:
-    async for client in make_client(rate_limit=True, rate_limit_burst=1, redis_url="redis://127.0.0.1:1/0"):
+    async with app_with(rate_limit=True, rate_limit_burst=1, redis_url="redis://127.0.0.1:1/0") as client:
         response = await client.post("/graphql", json={"query": "{ posts(first: 45) { totalCount } }"})
     assert response.status_code == 200
 

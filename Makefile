@@ -42,10 +42,13 @@ seed: install
 schema: install
 	$(BIN)/quill export-schema -o schema.graphql
 
-# The whole suite, on SQLite and on PostgreSQL (TEST_DATABASE_URL; default the local service).
+# The whole suite on SQLite, PostgreSQL and MariaDB (TEST_DATABASE_URL, TEST_MARIADB_URL; default
+# the local services), then again with the compiled read path off (COMPILED_READS=0), so that
+# both ways of answering a query stay tested.
 test: install
 	scripts/install-test-deps
 	$(BIN)/pytest
+	COMPILED_READS=0 $(BIN)/pytest
 
 # Side by side with the peer servers of ../shared/bench (about 15 minutes; see bench/run.py).
 bench: install

@@ -35,6 +35,7 @@ from db.events import Broker, PostgresBroker
 from db.passwords import Passwords
 from schema import build_schema
 from schema.avatars import Avatars
+from schema.compiled_reads import CompiledReads
 from schema.context import Services
 from schema.extensions import DocumentCache
 from schema.limits import RateLimiter
@@ -81,9 +82,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
     documents = DocumentCache(settings.document_cache_size)
     tracing = _tracing(settings, engine)
     manifest = _manifest(settings)
-    schema = build_schema(
-        documents, settings, tracing=tracing.extensions() if tracing else [], allow_list=manifest
+    compiled = CompiledReads(
+        settings.compiled_reads,
+        engine.dialect.name,
+        max_known=settings.document_cache_size,
+        max_cost=settings.max_query_nodes,
+        # A traced operation needs the pipeline's spans: no short way round it then.
+        shortcut=tracing is None,
     )
+    schema = build_schema(
+        documents,
+        settings,
+        tracing=tracing.extensions() if tracing else [],
+        allow_list=manifest,
+        compiled=compiled,
+    )
+    compiled.bind(schema)
     persisted = PersistedQueries(_query_store(settings), manifest)
 
     @asynccontextmanager
@@ -110,7 +124,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 tracing.shutdown()
 
     graphiql = GraphiQLPage()
-    graphql_http = GraphQLHTTP(schema, services, persisted, graphiql)
+    graphql_http = GraphQLHTTP(schema, services, persisted, graphiql, compiled)
     app = Starlette(
         routes=[
             Route("/graphql", graphql_http.handle, methods=["GET", "POST"]),

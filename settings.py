@@ -116,6 +116,8 @@ class Settings:
     connect_timeout_seconds: float = 5.0
     operation_timeout_seconds: float = 10.0
     introspection: bool = True
+    # Queries answered by one SQL statement that builds the JSON (schema/compiled_reads.py).
+    compiled_reads: bool = True
     # Rate limit per client (the user, or the IP address of an anonymous request).
     rate_limit: bool = True
     rate_limit_burst: int = 20_000
@@ -203,6 +205,7 @@ class Settings:
             connect_timeout_seconds=float(_int("DB_CONNECT_TIMEOUT_SECONDS", 5)),
             operation_timeout_seconds=float(_int("OPERATION_TIMEOUT_SECONDS", 10)),
             introspection=_flag("INTROSPECTION", default=True),
+            compiled_reads=_flag("COMPILED_READS", default=True),
             rate_limit=_flag("RATE_LIMIT", default=True),
             rate_limit_burst=_int("RATE_LIMIT_BURST", 20_000),
             rate_limit_per_second=float(_int("RATE_LIMIT_PER_SECOND", 1000)),

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from db import json_sql
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,9 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         # Wait for another writer's lock instead of failing with "database is locked".
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
+        # SQLite has no base64: compiled reads print global IDs and cursors with these.
+        dbapi_connection.create_function("quill_b64", 1, json_sql.b64, deterministic=True)
+        dbapi_connection.create_function("quill_b64url", 1, json_sql.b64url, deterministic=True)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin_sqlite_transaction(conn: Connection) -> None:

@@ -23,12 +23,19 @@ class _StartsWith(ColumnElement[bool]):
     """
 
     inherit_cache = True
-    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]
+    # The parameters are children too, so that a statement holding several can rename them.
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("glob_param", InternalTraversal.dp_clauseelement),
+        ("like_param", InternalTraversal.dp_clauseelement),
+    ]
     # Not Boolean: SQLite would render "x GLOB ? = 1", which no index can serve.
     type = NullType()  # type: ignore[assignment]
 
     def __init__(self, column: ColumnElement[str]) -> None:
         self.column = column
+        self.glob_param = param("prefix_glob")
+        self.like_param = param("prefix_like")
 
 
 def starts_with(column: ColumnElement[str], prefix: str) -> Where:
@@ -43,18 +50,18 @@ def starts_with(column: ColumnElement[str], prefix: str) -> Where:
 
 @compiles(_StartsWith, "sqlite")
 def _starts_with_sqlite(element: _StartsWith, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"{compiler.process(element.column, **kw)} GLOB {compiler.process(param('prefix_glob'), **kw)}"
+    return f"{compiler.process(element.column, **kw)} GLOB {compiler.process(element.glob_param, **kw)}"
 
 
 @compiles(_StartsWith, "mysql")
 @compiles(_StartsWith, "mariadb")
 def _starts_with_mysql(element: _StartsWith, compiler: SQLCompiler, **kw: Any) -> str:
     # MySQL string literals treat a backslash as an escape: '\\' is the one-character escape.
-    pattern = compiler.process(param("prefix_like"), **kw)
+    pattern = compiler.process(element.like_param, **kw)
     return f"{compiler.process(element.column, **kw)} LIKE {pattern} ESCAPE '\\\\'"
 
 
 @compiles(_StartsWith)
 def _starts_with_default(element: _StartsWith, compiler: SQLCompiler, **kw: Any) -> str:
-    pattern = compiler.process(param("prefix_like"), **kw)
+    pattern = compiler.process(element.like_param, **kw)
     return f"{compiler.process(element.column, **kw)} LIKE {pattern} ESCAPE '\\'"

@@ -15,6 +15,7 @@ from strawberry.types import ExecutionContext
 
 from schema.accounts import AccountMutations
 from schema.avatars import AvatarMutations
+from schema.compiled_reads import CompiledReads, CompiledReadsExtension
 from schema.execution import FastPathExecutor
 from schema.extensions import CachedDocuments, DocumentCache, MaskUnexpectedErrors, OperationScope
 from schema.limits import CostLimit
@@ -52,6 +53,7 @@ def build_schema(
     settings: Settings,
     tracing: Sequence[Any] = (),
     allow_list: OperationManifest | None = None,
+    compiled: CompiledReads | None = None,
 ) -> Schema:
     """`tracing`: extensions that trace whole operations (web/tracing.py), when tracing is on;
     `allow_list`: the only operations that may run (allow-list mode), when one is configured."""
@@ -70,6 +72,8 @@ def build_schema(
         lambda: CostLimit(settings.max_query_nodes),
         lambda: CachedDocuments(cache),
         MaskUnexpectedErrors,
+        # Last: it answers in on_execute only after everything above has agreed to run the query.
+        *([lambda: CompiledReadsExtension(compiled)] if compiled is not None else []),
     ]
     return Schema(
         query=Query,

@@ -58,6 +58,8 @@ class ConnectionContext:
     authentication: Authentication = field(default_factory=Authentication)
     # Set by Strawberry's WebSocket handlers from the connection_init payload.
     connection_params: dict[str, Any] | None = None
+    # Operations the compiled read path answered (schema/compiled_reads.py), for the telemetry.
+    compiled_operations: int = 0
 
     @property
     def viewer(self) -> Viewer:

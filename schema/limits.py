@@ -158,7 +158,7 @@ class CostLimit(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
         context = self.execution_context
         document = context.graphql_document
-        operation = _operation(document, context.operation_name) if document else None
+        operation = operation_of(document, context.operation_name) if document else None
         if document is not None and operation is not None:
             fragments = {
                 d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
@@ -179,7 +179,8 @@ class CostLimit(SchemaExtension):
             raise RateLimited(retry_after)
 
 
-def _operation(document: Any, name: str | None) -> OperationDefinitionNode | None:
+def operation_of(document: Any, name: str | None) -> OperationDefinitionNode | None:
+    """The operation a request names (or the document's only one); None if there is no such."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if name is None:
         return operations[0] if len(operations) == 1 else None

@@ -26,6 +26,8 @@ class OperationRecord:
     sql_statements: int
     error_codes: tuple[str, ...]
     transport: str  # "http" or "websocket"
+    # "resolvers", or "compiled": one SQL statement built the answer (schema/compiled_reads.py).
+    executor: str = "resolvers"
 
 
 # Raised by Strawberry for a request it will not run (the HTTP layer answers them with a 4xx).
@@ -53,6 +55,7 @@ class OperationTelemetry(SchemaExtension):
             # Read by the engine's statement listener, in this task and the tasks it starts.
             services.statements.current.set(statements)
         transport = connection.transport
+        compiled_before = connection.compiled_operations
         started = time.perf_counter()
         codes: tuple[str, ...] = ()
         try:
@@ -76,6 +79,7 @@ class OperationTelemetry(SchemaExtension):
                     sql_statements=statements[0],
                     error_codes=codes,
                     transport=transport,
+                    executor="compiled" if connection.compiled_operations > compiled_before else "resolvers",
                 )
             )
 

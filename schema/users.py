@@ -28,6 +28,8 @@ from schema.relay import (
 from schema.selection import USER
 from schema.tasks import Task, TaskFilter, TaskOrder
 
+# User.avatar_url; schema/read_plans.py says the same in SQL (tests/test_compiled_reads.py compares).
+MEDIA_PREFIX = "/media/"
 DEFAULT_AVATAR = "/static/default-avatar.svg"
 
 
@@ -58,7 +60,7 @@ class User(Node):
 
     @strawberry.field(description="Where the user's picture is served; a default picture when they set none.")
     def avatar_url(self) -> str:
-        return f"/media/{self.image_file}" if self.image_file else DEFAULT_AVATAR
+        return f"{MEDIA_PREFIX}{self.image_file}" if self.image_file else DEFAULT_AVATAR
 
     @strawberry.field(description=f"This user's posts. {CONNECTION_ARGS_DOC}")
     def posts(

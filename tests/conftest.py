@@ -220,6 +220,9 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         argon2_time_cost=1,
         argon2_memory_kib=1024,
         argon2_parallelism=1,
+        # `make test` runs the suite a second time with COMPILED_READS=0 (the resolvers only).
+        compiled_reads=os.environ.get("COMPILED_READS", "1").strip().lower()
+        not in {"0", "false", "no", "off"},
     )
 
 
@@ -344,6 +347,12 @@ def statements(app: Starlette) -> Iterator[StatementCounter]:
 @pytest.fixture
 def engine_name(database_url: str) -> str:
     return make_url(database_url).get_backend_name()
+
+
+@pytest.fixture
+def compiled_reads(settings: Settings, engine_name: str) -> bool:
+    """Whether the app answers queries it can compile with one statement (schema/compiled_reads.py)."""
+    return settings.compiled_reads and engine_name in ("sqlite", "postgresql")
 
 
 NODE_DIR = ROOT / "tests" / "node"

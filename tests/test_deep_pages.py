@@ -52,9 +52,15 @@ def million_posts(postgres_server: PostgresServer) -> Iterator[str]:
         postgres_server.run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-async def big_app(million_posts: str) -> AsyncIterator[Starlette]:
-    settings = Settings(app_env="test", secret_key="s" * 40, database_url=async_database_url(million_posts))
+@pytest.fixture(params=[True, False], ids=["compiled", "resolvers"])
+async def big_app(million_posts: str, request: pytest.FixtureRequest) -> AsyncIterator[Starlette]:
+    """The app answering with one compiled statement, and with the resolvers' page statement."""
+    settings = Settings(
+        app_env="test",
+        secret_key="s" * 40,
+        database_url=async_database_url(million_posts),
+        compiled_reads=request.param,
+    )
     app = create_app(settings)
     async with LifespanManager(app):
         yield app

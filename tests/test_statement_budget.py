@@ -1,9 +1,13 @@
-"""What a read costs, counted in SQL statements: one per connection level whatever the width,
-plus one per totalCount asked for, and only the columns the query selects."""
+"""What a read costs on the resolver path, counted in SQL statements: one per connection level
+whatever the width, plus one per totalCount asked for, and only the columns the query selects.
+
+The compiled path (one statement per query) is counted in tests/test_compiled_reads.py; these
+tests pin the resolvers, which still answer whatever the compiler does not express."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,8 +15,15 @@ from starlette.applications import Starlette
 
 from db.models import User
 from db.seed import Shape, generate
+from settings import Settings
 from tests.conftest import GraphQLClient, StatementCounter
 from tests.factories import make_user
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return replace(settings, compiled_reads=False)
+
 
 # Each shape pages `$n` parents at the first level twice (aliases a and b), so that 200 parents
 # fit under the page limit of 100, and asks the same of every parent below. The two root fields

@@ -72,6 +72,13 @@ class Metrics:
             buckets=_STATEMENTS,
             registry=self.registry,
         )
+        self.operations = Counter(
+            "quill_graphql_operations",
+            "GraphQL operations by name, type and what answered them: the resolvers, or one "
+            "compiled SQL statement.",
+            ["operation", "type", "executor"],
+            registry=self.registry,
+        )
         self.errors = Counter(
             "quill_graphql_errors_total",
             "GraphQL operations that answered with errors, by operation and error code.",
@@ -91,6 +98,7 @@ class Metrics:
         kind = record.type or "unknown"
         self.operation_seconds.labels(operation, kind).observe(record.duration_seconds)
         self.operation_statements.labels(operation, kind).observe(record.sql_statements)
+        self.operations.labels(operation, kind, record.executor).inc()
         for code in record.error_codes:
             self.errors.labels(operation, code).inc()
 

@@ -51,6 +51,7 @@ def _operation_fields(record: OperationRecord) -> dict[str, Any]:
         "durationMs": round(record.duration_seconds * 1000, 2),
         "sqlStatements": record.sql_statements,
         "errorCodes": list(record.error_codes),
+        "executor": record.executor,
     }
 
 

@@ -1,0 +1,437 @@
+"""The compiled read path answers exactly as the resolvers do, in one statement.
+
+Two apps share each test's database: one with COMPILED_READS on, one with it off (the
+reference). Every query of the corpus goes to both, as three viewers (anonymous, a user, a
+superuser), and the compiled app answers it twice (the first time through Strawberry's pipeline,
+then by the short way for known documents); the JSON must be equal, key order and errors included.
+A failure prints the query, the variables and both answers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import TaskStatus, User
+from tests.factories import make_note, make_post, make_task, make_user
+
+T = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class World:
+    ada: User
+    bob: User
+    root: User
+    tokens: dict[str, str | None]
+
+
+async def make_world(session: AsyncSession, token_for: Callable[[User], str]) -> World:
+    """A few users with posts, tasks and notes whose values test printing: microseconds or none,
+    quotes, LIKE wildcards, non-ASCII, an avatar, equal sort keys (ties broken by id)."""
+    ada = await make_user(session, username="ada", image_file="avatars/ada.png")
+    bob = await make_user(session, username="bob_2")
+    root = await make_user(session, username="root", is_superuser=True)
+    titles = [
+        'He said "hi"',
+        "100% sure",
+        "under_score",
+        "Ünïcødé ✓ 🚀",
+        "same",
+        "same",
+        "back\\slash",
+        "tab\there",
+    ]
+    for index, title in enumerate(titles):
+        for author in (ada, bob):
+            moment = T + timedelta(hours=index, microseconds=0 if index % 2 else 123456)
+            await make_post(session, author, title=title, date_posted=moment)
+    for index, status in enumerate(
+        [TaskStatus.OPEN, TaskStatus.IN_PROGRESS, TaskStatus.DONE, TaskStatus.OPEN]
+    ):
+        for owner in (ada, bob):
+            task = await make_task(
+                session,
+                owner,
+                title=f"{owner.username} task {index}",
+                status=status,
+                created_at=T + timedelta(minutes=index),
+            )
+            for note in range(index):
+                await make_note(
+                    session,
+                    task,
+                    body=f"note {note} of {task.title}",
+                    created_at=T + timedelta(seconds=note, microseconds=7),
+                )
+    tokens = {"anonymous": None, "ada": token_for(ada), "root": token_for(root)}
+    return World(ada, bob, root, tokens)
+
+
+class StatementLog:
+    """SQL statements an app sends (transaction control excluded)."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.count = 0
+        engine = client.app.state.engine.sync_engine  # type: ignore[attr-defined]
+        event.listen(engine, "before_cursor_execute", self._record)
+
+    def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK", "SET", "SHOW")):
+            self.count += 1
+
+
+@dataclass
+class Pair:
+    compiled: httpx.AsyncClient
+    reference: httpx.AsyncClient
+    statements: StatementLog
+    engine: str
+
+    async def post(
+        self, client: httpx.AsyncClient, query: str, variables: Any, token: str | None
+    ) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = await client.post(
+            "/graphql", json={"query": query, "variables": variables}, headers=headers
+        )
+        return response.status_code, response.json()
+
+    async def check(self, query: str, variables: Any = None, token: str | None = None) -> tuple[Any, int]:
+        """Both answers (equal, or the test fails); returns the answer and the compiled app's
+        statement count on its second (short-way) run."""
+        expected = await self.post(self.reference, query, variables, token)
+        first = await self.post(self.compiled, query, variables, token)
+        before = self.statements.count
+        second = await self.post(self.compiled, query, variables, token)
+        statements = self.statements.count - before
+        for answer in (first, second):
+            assert json.dumps(answer) == json.dumps(expected), (
+                f"\nquery: {query}\nvariables: {variables}\ncompiled: {answer}\nresolvers: {expected}"
+            )
+        return expected[1], statements
+
+    @property
+    def compiles(self) -> bool:
+        return self.engine in ("sqlite", "postgresql")
+
+
+@pytest.fixture
+async def pair(app_with: Callable[..., Any], engine_name: str) -> AsyncIterator[Pair]:
+    # The rate limit would refuse the later parts of a long corpus; it has tests of its own.
+    async with (
+        app_with(compiled_reads=True, rate_limit=False) as compiled,
+        app_with(compiled_reads=False, rate_limit=False) as reference,
+    ):
+        yield Pair(compiled, reference, StatementLog(compiled), engine_name)
+
+
+@asynccontextmanager
+async def _session(client: httpx.AsyncClient) -> AsyncIterator[AsyncSession]:
+    async with client.app.state.services.sessionmaker() as session:  # type: ignore[attr-defined]
+        yield session
+
+
+async def _world(pair: Pair) -> World:
+    async with _session(pair.compiled) as session:
+        services = pair.compiled.app.state.services  # type: ignore[attr-defined]
+
+        def token_for(user: User) -> str:
+            return str(services.tokens.issue(user.id, is_superuser=user.is_superuser)[0])
+
+        return await make_world(session, token_for)
+
+
+CANONICAL = [
+    "{ users(first: 50) { edges { node { username posts(first: 10) { edges { node { title datePosted author { username } } } } } } } }",
+    "{ tasks(first: 100, filter: {status: OPEN}) { edges { node { title status owner { username } notes(first: 5) { edges { node { body } } } } } } }",
+    "{ posts(first: 100) { edges { node { id title content datePosted } } pageInfo { endCursor hasNextPage } } }",
+    '{ user(username: "ada") { username posts(first: 3) { edges { node { title } } } } }',
+]
+
+EDGE_CASES = [
+    # Every field of every type, with __typename at each level.
+    """{ __typename users(first: 5) { __typename totalCount edges { __typename cursor node { __typename id username email
+         isSuperuser createdAt avatarUrl posts(first: 2) { totalCount edges { node { id title content datePosted
+         author { id username } } } pageInfo { __typename hasNextPage hasPreviousPage startCursor endCursor } }
+         tasks(first: 3) { totalCount edges { cursor node { id title status createdAt owner { username }
+         notes(first: 2) { totalCount edges { cursor node { id body createdAt task { id title } } } } } } } } }
+         pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }""",
+    # Aliases, the same field twice merged, fragments (named, inline, on an interface), directives.
+    """query { a: posts(first: 2) { edges { node { ...P } } } b: posts(first: 3, orderBy: {field: TITLE}) {
+         edges { node { title ... on Node { id } ... on Post { t2: title } } } edges { cursor } }
+         me { username } me { email }
+         u: user(username: "ADA") { ... @include(if: true) { username } email @skip(if: true) } }
+       fragment P on Post { title author { ...U } }
+       fragment U on User { username avatarUrl }""",
+    # Every ordering, both directions, backwards pages, empty pages.
+    "{ posts(first: 4, orderBy: {field: DATE_POSTED, direction: DESC}) { edges { cursor node { title datePosted } } pageInfo { startCursor endCursor hasNextPage hasPreviousPage } } }",
+    "{ posts(last: 3, orderBy: {field: TITLE}) { edges { cursor node { title } } pageInfo { startCursor endCursor hasNextPage hasPreviousPage } } }",
+    "{ posts(last: 0) { edges { cursor } totalCount pageInfo { startCursor endCursor hasNextPage hasPreviousPage } } }",
+    "{ posts(first: 0) { edges { cursor } pageInfo { startCursor endCursor hasNextPage hasPreviousPage } } }",
+    "{ users(first: 2, orderBy: {field: USERNAME, direction: DESC}) { edges { cursor node { username } } } }",
+    "{ users(last: 2, orderBy: {field: CREATED_AT}) { edges { cursor node { username createdAt } } } }",
+    "{ tasks(first: 10, orderBy: {field: STATUS, direction: DESC}) { edges { cursor node { title status } } } }",
+    "{ tasks(last: 3, orderBy: {field: CREATED_AT}) { edges { cursor node { notes(last: 2, orderBy: {field: CREATED_AT, direction: DESC}) { edges { cursor node { body createdAt } } } } } } }",
+    # Filters, with LIKE's wildcards taken literally.
+    '{ posts(first: 20, filter: {titleContains: "%"}) { totalCount edges { node { title } } } }',
+    '{ posts(first: 20, filter: {titleContains: "_"}) { totalCount edges { node { title } } } }',
+    '{ posts(first: 20, filter: {titleContains: "ÜNÏ", postedAfter: "2025-03-01T13:00:00"}) { totalCount edges { node { title } } } }',
+    '{ posts(first: 20, filter: {postedBefore: "2025-03-01T14:00:00+01:00"}) { totalCount edges { node { datePosted } } } }',
+    '{ users(filter: {usernameStartsWith: "B"}) { totalCount edges { node { username } } } }',
+    '{ users(filter: {usernameStartsWith: "%"}) { totalCount } }',
+    "{ tasks(filter: {status: IN_PROGRESS}) { totalCount edges { node { title } } } }",
+    '{ tasks(filter: {titleContains: "TASK 3"}) { edges { node { title notes(filter: {bodyContains: "NOTE 1"}) { totalCount edges { node { body } } } } } } }',
+    # Only a count: one row even where the list is empty.
+    "{ tasks { totalCount } users { totalCount } }",
+    '{ posts(filter: {titleContains: "nothing like it"}) { totalCount pageInfo { hasNextPage } } }',
+    # Lookups, null when missing or not visible.
+    '{ user(username: "nobody") { username } }',
+    "{ me { username email isSuperuser } }",
+]
+
+# Refused by the resolvers; the compiled app must answer with the same errors.
+ERRORS = [
+    "{ posts(first: 101) { totalCount } }",
+    "{ posts(first: -1) { totalCount } }",
+    "{ posts(first: 1, last: 1) { totalCount } }",
+    '{ posts(after: "not a cursor") { totalCount } }',
+    '{ posts(filter: {authorId: "nope"}) { totalCount } }',
+    '{ user(id: "UG9zdDox") { username } }',
+    '{ user(id: "VXNlcjox", username: "ada") { username } }',
+    "{ user { username } }",
+    "{ posts { edges { node { nope } } } }",
+]
+
+# Outside what the compiler expresses: the resolvers answer, on either app.
+NOT_COMPILED = [
+    "{ __schema { queryType { name } } }",
+    '{ node(id: "VXNlcjox") { id ... on User { username } } }',
+    '{ posts(first: 1) { totalCount } nodes(ids: ["VXNlcjox"]) { id } }',
+]
+
+
+async def test_canonical_and_edge_cases_answer_as_the_resolvers_in_one_statement(pair: Pair) -> None:
+    world = await _world(pair)
+    for query in CANONICAL + EDGE_CASES:
+        for token in world.tokens.values():
+            _, statements = await pair.check(query, token=token)
+            # SQLite's parser stack (100 deep) refuses the statement for the deepest query:
+            # the resolvers answer it there.
+            too_deep = pair.engine == "sqlite" and query is EDGE_CASES[0]
+            assert statements <= (1 if pair.compiles and not too_deep else statements), query
+
+
+async def test_errors_are_the_resolvers_errors(pair: Pair) -> None:
+    world = await _world(pair)
+    for query in ERRORS:
+        answer, _ = await pair.check(query, token=world.tokens["ada"])
+        assert "errors" in answer, query
+    for query in NOT_COMPILED:
+        answer, _ = await pair.check(query, token=world.tokens["ada"])
+        assert "errors" not in answer, query
+
+
+async def test_privacy_holds_on_the_compiled_path(pair: Pair) -> None:
+    world = await _world(pair)
+    query = """{ users { edges { node { username email tasks { totalCount edges { node { title } } } } } }
+                 tasks { totalCount edges { node { owner { username } notes { totalCount } } } } }"""
+    seen = {}
+    for viewer, token in world.tokens.items():
+        seen[viewer], _ = await pair.check(query, token=token)
+    users = {name: [edge["node"] for edge in seen[name]["data"]["users"]["edges"]] for name in seen}
+    assert all(user["email"] is None and user["tasks"]["totalCount"] == 0 for user in users["anonymous"])
+    assert {user["username"]: user["email"] is not None for user in users["ada"]} == {
+        "ada": True,
+        "bob_2": False,
+        "root": False,
+    }
+    assert all(user["email"] is not None for user in users["root"])
+    assert seen["anonymous"]["data"]["tasks"]["totalCount"] == 0
+    owners = {edge["node"]["owner"]["username"] for edge in seen["ada"]["data"]["tasks"]["edges"]}
+    assert owners == {"ada"}
+    assert seen["root"]["data"]["tasks"]["totalCount"] == 8
+
+
+async def test_lookups_by_id_follow_visibility(pair: Pair) -> None:
+    world = await _world(pair)
+    first_posts, _ = await pair.check(
+        "{ posts(first: 1) { edges { node { id } } } tasks(first: 1) { edges { node { id } } } }",
+        token=world.tokens["ada"],
+    )
+    post_id = first_posts["data"]["posts"]["edges"][0]["node"]["id"]
+    task_id = first_posts["data"]["tasks"]["edges"][0]["node"]["id"]
+    query = "query ($p: ID!, $t: ID!, $u: ID!) { post(id: $p) { title } task(id: $t) { title } user(id: $u) { username } }"
+    variables = {"p": post_id, "t": task_id, "u": "VXNlcjox"}
+    answers = {}
+    for viewer, token in world.tokens.items():
+        answers[viewer], statements = await pair.check(query, variables, token=token)
+        assert statements <= (1 if pair.compiles else statements)
+    assert answers["ada"]["data"]["task"] is not None and answers["root"]["data"]["task"] is not None
+    assert answers["anonymous"]["data"]["task"] is None
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        None,
+        "{field: TITLE}",
+        "{field: TITLE, direction: DESC}",
+        "{field: DATE_POSTED, direction: DESC}",
+        "{field: ID, direction: DESC}",
+    ],
+)
+async def test_paging_with_cursors_both_ways(pair: Pair, order: str | None) -> None:
+    """Every page of every ordering, forwards with `after` and backwards with `before`, through variables."""
+    await _world(pair)
+    order_by = f", orderBy: {order}" if order else ""
+    forwards = f"""query ($after: String) {{ posts(first: 3, after: $after{order_by}) {{ edges {{ cursor node {{ title }} }}
+                   pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }} }} }}"""
+    backwards = f"""query ($before: String) {{ posts(last: 5, before: $before{order_by}) {{ edges {{ cursor node {{ id }} }}
+                    pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }} }} }}"""
+    pages, after = 0, None
+    while True:
+        answer, statements = await pair.check(forwards, {"after": after})
+        assert statements <= (1 if pair.compiles else statements)
+        info = answer["data"]["posts"]["pageInfo"]
+        pages += 1
+        if not info["hasNextPage"]:
+            break
+        after = info["endCursor"]
+    assert pages == 6  # 16 posts, 3 a page
+    before = None
+    for _ in range(4):
+        answer, _ = await pair.check(backwards, {"before": before})
+        before = answer["data"]["posts"]["pageInfo"]["startCursor"]
+        if before is None:
+            break
+
+
+async def test_variables_directives_and_bad_variables(pair: Pair) -> None:
+    world = await _world(pair)
+    query = """query Feed($n: Int = 2, $withAuthor: Boolean!, $filter: PostFilter, $order: PostOrder) {
+                 posts(first: $n, filter: $filter, orderBy: $order) { edges { node { title
+                   author @include(if: $withAuthor) { username } } } } }"""
+    for variables in (
+        {"withAuthor": True},
+        {
+            "n": 5,
+            "withAuthor": False,
+            "filter": {"titleContains": "same"},
+            "order": {"field": "DATE_POSTED", "direction": "DESC"},
+        },
+        {"withAuthor": "yes"},  # does not coerce: the resolvers' error
+        {"n": 1000, "withAuthor": True},  # over the page limit
+    ):
+        await pair.check(query, variables, token=world.tokens["ada"])
+
+
+async def test_which_path_served_is_in_the_log_and_metrics(
+    pair: Pair, caplog: pytest.LogCaptureFixture
+) -> None:
+    await _world(pair)
+    caplog.set_level("INFO", logger="quill.request")
+    await pair.check("query Named { posts(first: 1) { totalCount } }")
+    executors = [
+        operation["executor"]
+        for record in caplog.records
+        if record.name == "quill.request"
+        for operation in getattr(record, "fields", {}).get("operations", [])
+    ]
+    expected = "compiled" if pair.compiles else "resolvers"
+    assert executors == ["resolvers", expected, expected]
+    metrics = (await pair.compiled.get("/metrics")).text
+    assert (
+        f'quill_graphql_operations_total{{executor="{expected}",operation="Named",type="query"}} 2.0'
+        in metrics
+    )
+
+
+# A bounded generated corpus: random selections over the real types, with random arguments.
+
+NODE_FIELDS = {
+    "User": ["id", "username", "email", "isSuperuser", "createdAt", "avatarUrl", "__typename"],
+    "Post": ["id", "title", "content", "datePosted", "__typename"],
+    "Task": ["id", "title", "status", "createdAt", "__typename"],
+    "Note": ["id", "body", "createdAt", "__typename"],
+}
+TO_ONE = {"Post": [("author", "User")], "Task": [("owner", "User")], "Note": [("task", "Task")]}
+LISTS = {
+    "Query": [("users", "User"), ("posts", "Post"), ("tasks", "Task")],
+    "User": [("posts", "Post"), ("tasks", "Task")],
+    "Task": [("notes", "Note")],
+}
+ORDER_FIELDS = {
+    "User": ["ID", "USERNAME", "CREATED_AT"],
+    "Post": ["ID", "DATE_POSTED", "TITLE"],
+    "Task": ["ID", "CREATED_AT", "TITLE", "STATUS"],
+    "Note": ["ID", "CREATED_AT"],
+}
+
+
+@st.composite
+def selections(draw: st.DrawFn, type_name: str, depth: int) -> str:
+    chosen = draw(st.lists(st.sampled_from(NODE_FIELDS[type_name]), min_size=1, max_size=4, unique=True))
+    parts = [
+        f"f{index}: {name}" if draw(st.booleans()) and name != "__typename" else name
+        for index, name in enumerate(chosen)
+    ]
+    if depth > 0:
+        for name, target in TO_ONE.get(type_name, []):
+            if draw(st.booleans()):
+                parts.append(f"{name} {{ {draw(selections(target, depth - 1))} }}")
+        for name, target in LISTS.get(type_name, []):
+            if draw(st.integers(0, 2)) == 0:
+                parts.append(draw(connections(name, target, depth - 1)))
+    return " ".join(parts)
+
+
+@st.composite
+def connections(draw: st.DrawFn, field_name: str, type_name: str, depth: int) -> str:
+    arguments = [f"{draw(st.sampled_from(['first', 'last']))}: {draw(st.integers(0, 4))}"]
+    if draw(st.booleans()):
+        order = draw(st.sampled_from(ORDER_FIELDS[type_name]))
+        arguments.append(f"orderBy: {{field: {order}, direction: {draw(st.sampled_from(['ASC', 'DESC']))}}}")
+    if type_name == "Task" and draw(st.booleans()):
+        arguments.append(f"filter: {{status: {draw(st.sampled_from(['OPEN', 'IN_PROGRESS', 'DONE']))}}}")
+    pieces = []
+    if draw(st.booleans()):
+        pieces.append("totalCount")
+    if draw(st.booleans()):
+        pieces.append("pageInfo { hasNextPage hasPreviousPage startCursor endCursor }")
+    edge = ["cursor"] if draw(st.booleans()) else []
+    edge.append(f"node {{ {draw(selections(type_name, depth))} }}")
+    pieces.append(f"edges {{ {' '.join(edge)} }}")
+    return f"{field_name}({', '.join(arguments)}) {{ {' '.join(pieces)} }}"
+
+
+@st.composite
+def queries(draw: st.DrawFn) -> str:
+    roots = draw(st.lists(st.sampled_from(LISTS["Query"]), min_size=1, max_size=2, unique=True))
+    return "{ " + " ".join(draw(connections(name, target, 2)) for name, target in roots) + " }"
+
+
+async def test_generated_queries_answer_as_the_resolvers(pair: Pair) -> None:
+    world = await _world(pair)
+    drawn: list[tuple[str, str]] = []
+
+    @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(query=queries(), viewer=st.sampled_from(sorted(world.tokens)))
+    def collect(query: str, viewer: str) -> None:
+        drawn.append((query, viewer))
+
+    collect()
+    for query, viewer in drawn:
+        _, statements = await pair.check(query, token=world.tokens[viewer])
+        assert statements <= (1 if pair.compiles else statements), query

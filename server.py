@@ -145,6 +145,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.statements = statements
     app.state.documents = documents
     app.state.schema = schema
+    app.state.compiled_reads = compiled
     app.state.services = services
     app.state.startup_refusal = None
     return app

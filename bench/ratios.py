@@ -53,7 +53,12 @@ def ratios(results: list[dict], db: str) -> list[tuple[str, str, str, str]]:  # 
             if db == "sqlite" and peer == "postgraphile":
                 continue
             value = _ratio(ours, _rps(results, peer, db, query))
-            check(f"{query} vs {peer}", f">= {target}", value, None if value == "n/a" else float(value) >= target)
+            check(
+                f"{query} vs {peer}",
+                f">= {target}",
+                value,
+                None if value == "n/a" else float(value) >= target,
+            )
     return rows
 
 

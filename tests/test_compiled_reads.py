@@ -432,6 +432,10 @@ async def test_generated_queries_answer_as_the_resolvers(pair: Pair) -> None:
         drawn.append((query, viewer))
 
     collect()
+    reads = pair.compiled.app.state.compiled_reads  # type: ignore[attr-defined]
     for query, viewer in drawn:
         _, statements = await pair.check(query, token=world.tokens[viewer])
-        assert statements <= (1 if pair.compiles else statements), query
+        # SQLite's parser stack (100 deep) may refuse a deep generated query: then the shape is
+        # remembered as refused and the resolvers answer it (still equal, checked above).
+        refused = pair.engine == "sqlite" and None in reads.statements._compiled.values()
+        assert statements <= (1 if pair.compiles and not refused else statements), query

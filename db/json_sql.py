@@ -56,8 +56,13 @@ class JsonSql:
             return SqliteJson()
         raise NotImplementedError(dialect)
 
+    object_function = "json_build_object"
+
     def object(self, pairs: Sequence[tuple[str, ColumnElement[Any]]]) -> ColumnElement[Any]:
-        raise NotImplementedError
+        arguments: list[ColumnElement[Any]] = []
+        for key, value in pairs:
+            arguments += [constant(key), value]
+        return getattr(func, self.object_function)(*arguments)
 
     def array(
         self, item: ColumnElement[Any], order: ColumnElement[Any], keep: ColumnElement[bool]
@@ -115,18 +120,9 @@ class JsonSql:
             text = text.op("||")(part)
         return self.base64(text, url=True)
 
-    def text_of(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
-        return column
-
 
 class PostgresJson(JsonSql):
     name = "postgresql"
-
-    def object(self, pairs: Sequence[tuple[str, ColumnElement[Any]]]) -> ColumnElement[Any]:
-        arguments: list[ColumnElement[Any]] = []
-        for key, value in pairs:
-            arguments += [constant(key), value]
-        return func.json_build_object(*arguments)
 
     def array(
         self, item: ColumnElement[Any], order: ColumnElement[Any], keep: ColumnElement[bool]
@@ -179,12 +175,7 @@ class PostgresJson(JsonSql):
 
 class SqliteJson(JsonSql):
     name = "sqlite"
-
-    def object(self, pairs: Sequence[tuple[str, ColumnElement[Any]]]) -> ColumnElement[Any]:
-        arguments: list[ColumnElement[Any]] = []
-        for key, value in pairs:
-            arguments += [constant(key), value]
-        return func.json_object(*arguments)
+    object_function = "json_object"
 
     def array(
         self, item: ColumnElement[Any], order: ColumnElement[Any], keep: ColumnElement[bool]

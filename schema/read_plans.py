@@ -287,11 +287,14 @@ class ReadPlanner:
             via=via,
         )
 
+    def sub_fields(self, type_: GraphQLObjectType, nodes: list[FieldNode]) -> dict[str, list[FieldNode]]:
+        """The fields under `nodes` (one response key's field nodes, merged), by response key."""
+        return self.collect(type_, [node.selection_set for node in nodes if node.selection_set is not None])
+
     def object_fields(self, type_: GraphQLObjectType, nodes: list[FieldNode]) -> Fields:
-        selection_sets = [node.selection_set for node in nodes if node.selection_set is not None]
         return tuple(
             (key, self._field(type_, field_nodes))
-            for key, field_nodes in self.collect(type_, selection_sets).items()
+            for key, field_nodes in self.sub_fields(type_, nodes).items()
         )
 
     def _field(self, type_: GraphQLObjectType, nodes: list[FieldNode]) -> Value:
@@ -357,8 +360,7 @@ class ReadPlanner:
         self, connection: GraphQLObjectType, nodes: list[FieldNode], node_type: str
     ) -> tuple[tuple[str, Part], ...]:
         parts: list[tuple[str, Part]] = []
-        selection_sets = [node.selection_set for node in nodes if node.selection_set is not None]
-        for key, field_nodes in self.collect(connection, selection_sets).items():
+        for key, field_nodes in self.sub_fields(connection, nodes).items():
             name = field_nodes[0].name.value
             if name == "__typename":
                 parts.append((key, Constant(connection.name)))
@@ -378,8 +380,7 @@ class ReadPlanner:
         self, edge: GraphQLObjectType, nodes: list[FieldNode], node_type: str
     ) -> tuple[tuple[str, Part], ...]:
         parts: list[tuple[str, Part]] = []
-        selection_sets = [node.selection_set for node in nodes if node.selection_set is not None]
-        for key, field_nodes in self.collect(edge, selection_sets).items():
+        for key, field_nodes in self.sub_fields(edge, nodes).items():
             name = field_nodes[0].name.value
             if name == "__typename":
                 parts.append((key, Constant(edge.name)))
@@ -397,8 +398,7 @@ class ReadPlanner:
         self, page_info: GraphQLObjectType, nodes: list[FieldNode]
     ) -> tuple[tuple[str, Part], ...]:
         parts: list[tuple[str, Part]] = []
-        selection_sets = [node.selection_set for node in nodes if node.selection_set is not None]
-        for key, field_nodes in self.collect(page_info, selection_sets).items():
+        for key, field_nodes in self.sub_fields(page_info, nodes).items():
             name = field_nodes[0].name.value
             parts.append((key, Constant(page_info.name) if name == "__typename" else PageFlag(name)))
         return tuple(parts)

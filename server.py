@@ -33,6 +33,7 @@ from db.engine import (
 )
 from db.events import Broker, PostgresBroker
 from db.passwords import Passwords
+from db.read_connections import ReadConnections, read_connections
 from schema import build_schema
 from schema.avatars import Avatars
 from schema.compiled_reads import CompiledReads
@@ -66,7 +67,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = (settings or Settings.from_env()).check()
     configure_logging(settings)
     engine = create_engine(settings)
-    statements = StatementCounter(engine)
+    reads = read_connections(
+        settings.database_url,
+        pool_size=settings.read_pool_size,
+        statement_timeout_ms=settings.statement_timeout_ms,
+    )
+    statements = StatementCounter(engine, reads)
     metrics = _metrics(settings)
     services = Services(
         settings=settings,
@@ -80,15 +86,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         statements=statements,
     )
     documents = DocumentCache(settings.document_cache_size)
-    tracing = _tracing(settings, engine)
+    tracing = _tracing(settings, engine, reads)
     manifest = _manifest(settings)
     compiled = CompiledReads(
         settings.compiled_reads,
-        engine.dialect.name,
+        reads,
+        engine.dialect,
         max_known=settings.document_cache_size,
         max_cost=settings.max_query_nodes,
-        # A traced operation needs the pipeline's spans: no short way round it then.
-        shortcut=tracing is None,
+        timeout_seconds=settings.operation_timeout_seconds,
     )
     schema = build_schema(
         documents,
@@ -107,6 +113,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if problem := await migration_problem(engine):
                 raise DatabaseNotReady(f"refusing to serve: {problem}")
             await services.broker.start()
+            if reads is not None and compiled.enabled:
+                await reads.start()
             _tune_garbage_collector()
         except DatabaseNotReady as refusal:
             app.state.startup_refusal = str(refusal)
@@ -116,6 +124,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
+            if reads is not None:
+                await reads.close()
             await services.broker.stop()
             await engine.dispose()
             if persisted.store is not None:
@@ -124,10 +134,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 tracing.shutdown()
 
     graphiql = GraphiQLPage()
-    graphql_http = GraphQLHTTP(schema, services, persisted, graphiql, compiled)
+    # A traced operation needs the pipeline's spans: no short way round it then.
+    graphql_http = GraphQLHTTP(schema, services, persisted, graphiql, compiled if tracing is None else None)
     app = Starlette(
         routes=[
-            Route("/graphql", graphql_http.handle, methods=["GET", "POST"]),
+            Route("/graphql", graphql_http, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", GraphQLWebSocket(schema, services)),
             Route("/graphiql", graphiql.page),
             Route("/graphiql/assets/{name}", graphiql.asset),
@@ -146,6 +157,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.documents = documents
     app.state.schema = schema
     app.state.compiled_reads = compiled
+    app.state.reads = reads
     app.state.services = services
     app.state.startup_refusal = None
     return app
@@ -223,12 +235,12 @@ def _metrics(settings: Settings) -> Metrics | None:
     return Metrics(settings.metrics_max_operation_names, settings.metrics_token)
 
 
-def _tracing(settings: Settings, engine: AsyncEngine) -> Tracing | None:
+def _tracing(settings: Settings, engine: AsyncEngine, reads: ReadConnections | None) -> Tracing | None:
     if settings.tracing == "off":
         return None
     from web.tracing import Tracing  # the optional `tracing` extra: imported only when it is on
 
-    return Tracing.start(settings, engine)
+    return Tracing.start(settings, engine, reads)
 
 
 def _middleware(settings: Settings, metrics: Metrics | None) -> list[Middleware]:

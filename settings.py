@@ -92,6 +92,8 @@ class Settings:
     # Pool size per server process (PostgreSQL).
     pool_size: int = 10
     pool_max_overflow: int = 10
+    # Connections per server process for compiled reads (PostgreSQL; db/read_connections.py).
+    read_pool_size: int = 10
     # Test each pooled connection before use (a round trip per request). Off: a connection that
     # died with the database fails its request, and the pool is then refilled (tests/test_outage.py).
     pool_pre_ping: bool = False
@@ -184,6 +186,7 @@ class Settings:
             sqlite_busy_timeout_ms=_int("SQLITE_BUSY_TIMEOUT_MS", 5000),
             pool_size=_int("DB_POOL_SIZE", 10),
             pool_max_overflow=_int("DB_POOL_MAX_OVERFLOW", 10),
+            read_pool_size=_int("DB_READ_POOL_SIZE", 10),
             pool_pre_ping=_flag("DB_POOL_PRE_PING"),
             argon2_time_cost=_int("ARGON2_TIME_COST", 3),
             argon2_memory_kib=_int("ARGON2_MEMORY_KIB", 65536),

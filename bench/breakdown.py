@@ -1,78 +1,107 @@
 """Where a compiled query's time goes inside the server, stage by stage (`make breakdown`).
 
-Runs the canonical queries through the same objects the HTTP endpoint uses, in process, against
-the benchmark database that `make bench` loaded (DATABASE_URL, default PostgreSQL `bench`), and
-prints the median microseconds of each stage over many repetitions:
+Runs the canonical queries through the objects the HTTP endpoint uses, in process, against the
+benchmark databases that `make bench` loaded (PostgreSQL `bench` and the harness's SQLite file),
+and prints the median microseconds of each stage over many repetitions:
 
     body      orjson parsing the request body
-    plan      the known-document lookup, variables, cost, the read tree and its parameters
-    sql       the one statement, from sending it to holding the JSON text (driver and database)
+    token     checking the bearer token (a remembered one: a dictionary lookup)
+    plan      the known query's plan for these variables and this kind of viewer
+    sql       the one statement, from sending it to holding the JSON bytes (driver and database)
     response  the response body around the database's JSON
+    app       the whole request through the ASGI app, middleware included (no HTTP)
 
-What a request costs in all (from the benchmark's requests per second) minus these is uvicorn,
-Starlette, the middleware and the HTTP connection.
+What a request costs under load (from the benchmark's requests per second) minus `app` is
+uvicorn and the HTTP connection.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import orjson
-from graphql import DocumentNode, parse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import PG_BENCH, QUERIES  # noqa: E402
-from db.json_reads import read_json  # noqa: E402
-from db.visibility import Viewer  # noqa: E402
+from bench.run import PG_BENCH, QUERIES, SECRET, SQLITE_BENCH  # noqa: E402
 from server import create_app  # noqa: E402
 from settings import Settings, async_database_url  # noqa: E402
 
-ROUNDS = 300
-SUPERUSER = Viewer(id=0, is_superuser=True)  # as the benchmark asks (tasks are private)
+ROUNDS = 2000
+STAGES = ("body", "token", "plan", "sql", "response", "app")
 
 
-async def main() -> None:
-    url = os.environ.get("DATABASE_URL") or PG_BENCH
-    settings = replace(Settings.from_env(), database_url=async_database_url(url), rate_limit=False)
+async def measure(url: str) -> None:
+    settings = replace(
+        Settings.from_env(),
+        app_env="production",
+        secret_key=SECRET,
+        database_url=async_database_url(url),
+        rate_limit=False,
+        log_level="WARNING",
+    )
     app = create_app(settings)
-    compiled = app.state.compiled_reads
-    services = app.state.services
-    print(f"{'query':6} {'body':>8} {'plan':>8} {'sql':>8} {'response':>9}   (median µs of {ROUNDS})")
+    services, compiled = app.state.services, app.state.compiled_reads
+    token, _ = services.tokens.issue(1, is_superuser=True)  # tasks are private: Q2 reads as a superuser
+    headers = [(b"content-type", b"application/json"), (b"authorization", f"Bearer {token}".encode())]
+    print(f"\n{app.state.engine.dialect.name}: median µs of {ROUNDS}")
+    print(f"{'query':7}" + "".join(f"{stage:>10}" for stage in STAGES))
     async with app.router.lifespan_context(app):
         for name, query in QUERIES.items():
             body = orjson.dumps({"query": query})
-            known = compiled.known_operation(_parse(query), None)
-            compiled.remember(query, None, known)
-            timings: dict[str, list[float]] = {"body": [], "plan": [], "sql": [], "response": []}
-            async with services.sessionmaker() as session:
-                for _ in range(ROUNDS):
-                    t0 = time.perf_counter()
-                    payload = orjson.loads(body)
-                    t1 = time.perf_counter()
-                    fields = compiled.plan(known, payload.get("variables"), SUPERUSER)
-                    statement = compiled.statements.get(fields, session.get_bind().dialect)
-                    t2 = time.perf_counter()
-                    data = (await read_json(session, statement, fields)).encode()
-                    t3 = time.perf_counter()
-                    orjson.dumps({"data": orjson.Fragment(data)})
-                    t4 = time.perf_counter()
-                    for stage, seconds in zip(timings, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-                        timings[stage].append(seconds * 1e6)
-            medians = [statistics.median(values) for values in timings.values()]
-            print(f"{name:6} {medians[0]:8.1f} {medians[1]:8.1f} {medians[2]:8.1f} {medians[3]:9.1f}")
+            await _request(app, body, headers)  # the first time through the pipeline: now known
+            timings: dict[str, list[float]] = {stage: [] for stage in STAGES}
+            for _ in range(ROUNDS):
+                t0 = time.perf_counter()
+                payload = orjson.loads(body)
+                t1 = time.perf_counter()
+                viewer = services.tokens.from_header(f"Bearer {token}").viewer
+                t2 = time.perf_counter()
+                plan = compiled.plan_for(payload["query"], None, None, viewer)
+                t3 = time.perf_counter()
+                data = await compiled.read(plan, viewer, time.monotonic() + 10)
+                t4 = time.perf_counter()
+                b'{"data":' + data + b"}"
+                t5 = time.perf_counter()
+                await _request(app, body, headers)
+                t6 = time.perf_counter()
+                for stage, seconds in zip(
+                    STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5), strict=True
+                ):
+                    timings[stage].append(seconds * 1e6)
+            print(f"{name:7}" + "".join(f"{statistics.median(timings[stage]):10.1f}" for stage in STAGES))
 
 
-def _parse(query: str) -> DocumentNode:
-    return parse(query)
+async def _request(app: Any, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/graphql", "raw_path": b"/graphql", "root_path": "", "query_string": b"",
+        "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+    }  # fmt: skip
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 200, sent
+
+
+def main() -> None:
+    for url in (PG_BENCH, f"sqlite:///{SQLITE_BENCH}"):
+        asyncio.run(measure(url))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

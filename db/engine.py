@@ -16,7 +16,7 @@ from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from db import json_sql
+from db.read_connections import ReadConnections
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -106,9 +106,6 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         # Wait for another writer's lock instead of failing with "database is locked".
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
-        # SQLite has no base64: compiled reads print global IDs and cursors with these.
-        dbapi_connection.create_function("quill_b64", 1, json_sql.b64, deterministic=True)
-        dbapi_connection.create_function("quill_b64url", 1, json_sql.b64url, deterministic=True)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin_sqlite_transaction(conn: Connection) -> None:
@@ -118,19 +115,27 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
 
 
 class StatementCounter:
-    """Counts the SQL statements an engine sends (transaction control excluded): in total, and
-    for the current request (a context variable the request's code reads)."""
+    """Counts the SQL statements sent through an engine and the compiled reads' connections
+    (transaction control excluded): in total, and for the current request (a context variable
+    the request's code reads)."""
 
     _CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, reads: ReadConnections | None = None) -> None:
         self.total = 0
         self.current: ContextVar[list[int] | None] = ContextVar("statements", default=None)
-        event.listen(engine.sync_engine, "before_cursor_execute", self._count)
+        event.listen(engine.sync_engine, "before_cursor_execute", self._on_engine)
+        if reads is not None:
+            reads.listeners.append(self._on_read)
 
-    def _count(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip()[:9].upper().startswith(self._CONTROL):
-            return
+    def _on_engine(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not statement.lstrip()[:9].upper().startswith(self._CONTROL):
+            self._count()
+
+    def _on_read(self, statement: str, arguments: Any) -> None:
+        self._count()
+
+    def _count(self) -> None:
         self.total += 1
         if (per_request := self.current.get()) is not None:
             per_request[0] += 1

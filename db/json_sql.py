@@ -4,14 +4,15 @@ PostgreSQL has json_build_object/json_agg; SQLite has json_object/json_group_arr
 names they differ where it matters for equal answers:
 - SQLite has no booleans: a boolean becomes JSON through json('true'/'false').
 - SQLite keeps a value's JSON-ness only through expressions and scalar subqueries, not through a
-  FROM subquery's columns, so objects are built in the outermost select that aggregates them.
+  FROM subquery's columns, so objects are built in the select that aggregates them.
 - SQLite before 3.44 cannot order inside an aggregate: the rows come from a subquery already in
   page order (which SQLite keeps for json_group_array); PostgreSQL orders in the aggregate.
 - Neither has base64url; PostgreSQL builds it from encode(), SQLite calls quill_b64/quill_b64url
-  (registered per connection in db/engine.py).
+  (registered on its connections, db/read_connections.py and db/engine.py).
 
-Timestamps print as Python's `datetime.isoformat()` of the UTC instant: microseconds only when
-they are not zero, then `+00:00`. IDs and cursors match schema/relay.py byte for byte.
+Timestamps print as db/timestamps.py says. PostgreSQL's JSON of a timestamptz is that text in a
+session whose TimeZone is UTC, which every connection that runs these statements is
+(db/read_connections.py). IDs and cursors match schema/relay.py byte for byte.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ARRAY, ColumnElement, String, Text, case, cast, func, literal_column
+from sqlalchemy import ColumnElement, LargeBinary, String, Text, case, cast, func, literal_column
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 MAX_OBJECT_KEYS = 50  # PostgreSQL functions take at most 100 arguments
@@ -47,6 +48,9 @@ class JsonSql:
     """One engine's way of building JSON; `for_dialect` picks it."""
 
     name = "generic"
+    object_function = "json_build_object"
+    # Whether an aggregate takes its rows in the order its FROM subquery gives them (no ORDER BY).
+    orders_by_source = False
 
     @staticmethod
     def for_dialect(dialect: str) -> JsonSql:
@@ -56,24 +60,14 @@ class JsonSql:
             return SqliteJson()
         raise NotImplementedError(dialect)
 
-    object_function = "json_build_object"
-
     def object(self, pairs: Sequence[tuple[str, ColumnElement[Any]]]) -> ColumnElement[Any]:
         arguments: list[ColumnElement[Any]] = []
         for key, value in pairs:
             arguments += [constant(key), value]
         return getattr(func, self.object_function)(*arguments)
 
-    def array(
-        self, item: ColumnElement[Any], order: ColumnElement[Any], keep: ColumnElement[bool]
-    ) -> ColumnElement[Any]:
-        """The JSON array of `item` over the rows where `keep` holds, in `order`."""
-        raise NotImplementedError
-
-    def first(
-        self, item: ColumnElement[Any], order: ColumnElement[Any], keep: ColumnElement[bool], *, last: bool
-    ) -> ColumnElement[Any]:
-        """`item` of the first (or last) row in `order` where `keep` holds; NULL with no rows."""
+    def array(self, item: ColumnElement[Any], order: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
+        """The JSON array of `item` over the rows, in `order`; `[]` for no rows."""
         raise NotImplementedError
 
     def boolean(self, condition: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -89,53 +83,31 @@ class JsonSql:
         """A JSON string whose text (escapes included) is `escaped`."""
         raise NotImplementedError
 
-    def datetime(self, column: ColumnElement[Any]) -> ColumnElement[str]:
-        raise NotImplementedError
-
-    def json_string(self, text: ColumnElement[Any]) -> ColumnElement[str]:
-        """`text` as a JSON string literal (quoted and escaped), as SQL text."""
+    def datetime(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
         raise NotImplementedError
 
     def base64(self, text: ColumnElement[str], *, url: bool) -> ColumnElement[str]:
         raise NotImplementedError
 
-    def document(self, data: ColumnElement[Any]) -> ColumnElement[str]:
-        """The finished `data` object as text, so that no driver decodes it."""
-        return data
+    def document(self, data: ColumnElement[Any]) -> ColumnElement[bytes]:
+        """The finished `data` object as UTF-8 bytes, which the response sends as they are."""
+        raise NotImplementedError
 
     def global_id(self, type_name: str, pk: ColumnElement[int]) -> ColumnElement[str]:
         return self.base64(constant(f"{type_name}:") + cast(pk, String), url=False)
 
     def cursor(
-        self, token: str, key: ColumnElement[Any] | None, key_kind: str, pk: ColumnElement[int]
+        self, token: str, key: ColumnElement[Any] | None, key_is_datetime: bool, pk: ColumnElement[int]
     ) -> ColumnElement[str]:
         """schema/relay.py's encode_cursor: base64url of `["TOKEN",[key,id]]` (or `[id]`)."""
-        parts: list[ColumnElement[Any]] = [constant(f'["{token}",[')]
-        if key is not None:
-            value = self.datetime(key) if key_kind == "datetime" else cast(key, String)
-            parts += [self.json_string(value), constant(",")]
-        parts += [cast(pk, String), constant("]]")]
-        text = parts[0]
-        for part in parts[1:]:
-            text = text.op("||")(part)
-        return self.base64(text, url=True)
+        raise NotImplementedError
 
 
 class PostgresJson(JsonSql):
     name = "postgresql"
 
-    def array(
-        self, item: ColumnElement[Any], order: ColumnElement[Any], keep: ColumnElement[bool]
-    ) -> ColumnElement[Any]:
-        aggregated = func.json_agg(aggregate_order_by(item, order)).filter(keep)
-        return func.coalesce(aggregated, literal_column("'[]'::json"))
-
-    def first(
-        self, item: ColumnElement[Any], order: ColumnElement[Any], keep: ColumnElement[bool], *, last: bool
-    ) -> ColumnElement[Any]:
-        ordering = order.desc() if last else order.asc()
-        aggregated = func.array_agg(aggregate_order_by(item, ordering), type_=ARRAY(Text)).filter(keep)
-        return aggregated[1]
+    def array(self, item: ColumnElement[Any], order: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
+        return func.coalesce(func.json_agg(aggregate_order_by(item, *order)), literal_column("'[]'::json"))
 
     def boolean(self, condition: ColumnElement[Any]) -> ColumnElement[Any]:
         return condition
@@ -149,19 +121,8 @@ class PostgresJson(JsonSql):
     def marker(self, escaped: str) -> ColumnElement[Any]:
         return literal_column(f"'\"{escaped}\"'::json")
 
-    def datetime(self, column: ColumnElement[Any]) -> ColumnElement[str]:
-        utc = column.op("AT TIME ZONE")(constant("UTC"))
-        micros = func.to_char(column, constant("US"))
-        return (
-            func.to_char(utc, literal_column("'YYYY-MM-DD\"T\"HH24:MI:SS'"))
-            .op("||")(
-                case((micros == constant("000000"), constant("")), else_=constant(".").op("||")(micros))
-            )
-            .op("||")(constant("+00:00"))
-        )
-
-    def json_string(self, text: ColumnElement[Any]) -> ColumnElement[str]:
-        return cast(func.to_json(cast(text, Text)), Text)
+    def datetime(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
+        return column  # PostgreSQL's own JSON of it, in a UTC session (see the module doc)
 
     def base64(self, text: ColumnElement[str], *, url: bool) -> ColumnElement[str]:
         encoded = func.encode(func.convert_to(text, constant("UTF8")), constant("base64"))
@@ -169,25 +130,27 @@ class PostgresJson(JsonSql):
             return encoded
         return func.rtrim(func.translate(encoded, literal_column("E'+/\\n'"), constant("-_")), constant("="))
 
-    def document(self, data: ColumnElement[Any]) -> ColumnElement[str]:
-        return cast(data, Text)
+    def document(self, data: ColumnElement[Any]) -> ColumnElement[bytes]:
+        return func.convert_to(cast(data, Text), constant("UTF8"), type_=LargeBinary)
+
+    def cursor(
+        self, token: str, key: ColumnElement[Any] | None, key_is_datetime: bool, pk: ColumnElement[int]
+    ) -> ColumnElement[str]:
+        text = constant(f'["{token}",[')
+        if key is not None:
+            key_json = func.to_json(key if key_is_datetime else cast(key, Text))
+            text = text.op("||")(cast(key_json, Text)).op("||")(constant(","))
+        text = text.op("||")(cast(pk, String)).op("||")(constant("]]"))
+        return self.base64(text, url=True)
 
 
 class SqliteJson(JsonSql):
     name = "sqlite"
     object_function = "json_object"
+    orders_by_source = True
 
-    def array(
-        self, item: ColumnElement[Any], order: ColumnElement[Any], keep: ColumnElement[bool]
-    ) -> ColumnElement[Any]:
-        return func.json_group_array(item).filter(keep)  # rows arrive in order (see the module doc)
-
-    def first(
-        self, item: ColumnElement[Any], order: ColumnElement[Any], keep: ColumnElement[bool], *, last: bool
-    ) -> ColumnElement[Any]:
-        return func.json_extract(
-            func.json_group_array(item).filter(keep), constant("$[#-1]" if last else "$[0]")
-        )
+    def array(self, item: ColumnElement[Any], order: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
+        return func.json_group_array(item)  # rows arrive in order (see the module doc)
 
     def boolean(self, condition: ColumnElement[Any]) -> ColumnElement[Any]:
         return func.json(case((condition, constant("true")), else_=constant("false")))
@@ -202,25 +165,91 @@ class SqliteJson(JsonSql):
         return func.json(literal_column(f"'\"{escaped}\"'", Text))
 
     def datetime(self, column: ColumnElement[Any]) -> ColumnElement[str]:
-        # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (SQLAlchemy's SQLite format), UTC. One printf, not
-        # a chain of ||: SQLite's parser has a small stack, and deep queries nest many of these.
-        fraction = func.substr(column, literal_column("20"), literal_column("7"))
-        return func.printf(
-            constant("%sT%s%s+00:00"),
-            func.substr(column, literal_column("1"), literal_column("10")),
-            func.substr(column, literal_column("12"), literal_column("8")),
-            case((fraction.in_([constant(""), constant(".000000")]), constant("")), else_=fraction),
-        )
-
-    def json_string(self, text: ColumnElement[Any]) -> ColumnElement[str]:
-        return func.json_quote(cast(text, Text))
+        # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (SQLAlchemy's SQLite format), UTC: the fraction
+        # loses its trailing zeros, then its dot (a value stored without one keeps its seconds).
+        without_zeros = func.rtrim(func.rtrim(column, constant("0")), constant("."))
+        trimmed = case((func.length(column) > literal_column("19"), without_zeros), else_=column)
+        return func.replace(trimmed, constant(" "), constant("T")).op("||")(constant("+00:00"))
 
     def base64(self, text: ColumnElement[str], *, url: bool) -> ColumnElement[str]:
         return func.quill_b64url(text) if url else func.quill_b64(text)
 
+    def global_id(self, type_name: str, pk: ColumnElement[int]) -> ColumnElement[str]:
+        # Spelled out in SQL for ids of up to ten digits: calling back into Python costs more
+        # than the arithmetic (see _base64_of_prefixed_number).
+        prefix = f"{type_name}:"
+        fallback = func.quill_b64(constant(prefix).op("||")(cast(pk, Text)))
+        whens = [(pk < literal_column("0"), fallback)]
+        for digits in range(1, _SPELLED_OUT_DIGITS + 1):
+            spelled_out = _base64_of_prefixed_number(prefix, pk, digits)
+            whens.append((pk < literal_column(str(10**digits)), spelled_out))
+        return case(*whens, else_=fallback)
+
+    def document(self, data: ColumnElement[Any]) -> ColumnElement[bytes]:
+        return cast(data, LargeBinary)
+
     def cursor(
-        self, token: str, key: ColumnElement[Any] | None, key_kind: str, pk: ColumnElement[int]
+        self, token: str, key: ColumnElement[Any] | None, key_is_datetime: bool, pk: ColumnElement[int]
     ) -> ColumnElement[str]:
         # json_array prints like orjson: no spaces, strings escaped alike.
-        values = [pk] if key is None else [self.datetime(key) if key_kind == "datetime" else key, pk]
+        values = [pk] if key is None else [self.datetime(key) if key_is_datetime else key, pk]
         return func.quill_b64url(func.json_array(constant(token), func.json_array(*values)))
+
+
+_BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_SPELLED_OUT_DIGITS = 10
+
+
+def _base64_of_prefixed_number(prefix: str, number: ColumnElement[int], digits: int) -> ColumnElement[str]:
+    """base64 of `prefix` followed by the decimal digits of `number` (which has `digits` digits),
+    as SQL: constants, and for the rest lookups of one digit each in tables of ten entries.
+
+    A base64 character holds six bits of a three-byte group, taken from at most two bytes. Where
+    one of those is the prefix's, or holds only the high bits of an ASCII digit (always 0011), it
+    is fixed; so every character is a constant or a function of one digit, and a run of characters
+    that depend on the same digit is one `substr`."""
+    known = list(prefix.encode())
+    length = len(known) + digits
+    pieces: list[tuple[int | None, list[str]]] = []  # (the digit it depends on, its text per digit)
+    for start in range(0, length, 3):
+        group = range(start, min(start + 3, length))
+        for char in range(len(group) + 1):  # 3 bytes make 4 characters, 2 make 3, 1 makes 2
+
+            def text(position: int | None, digit: int, char: int = char, group: range = group) -> str:
+                def byte(index: int) -> int:
+                    if index < len(known):
+                        return known[index]
+                    return 48 + (digit if index - len(known) == position else 0)
+
+                bits = sum(byte(index) << (16 - 8 * (index - group.start)) for index in group)
+                return _BASE64[(bits >> (18 - 6 * char)) & 63]
+
+            candidates = [index - len(known) for index in group if index >= len(known)]
+            varying = [p for p in candidates if len({text(p, digit) for digit in range(10)}) > 1]
+            assert len(varying) <= 1, (prefix, digits)
+            position = varying[0] if varying else None
+            _add(pieces, position, [text(position, digit) for digit in range(10)])
+        if len(group) < 3:
+            _add(pieces, None, ["=" * (3 - len(group))] * 10)
+    parts: list[ColumnElement[Any]] = []
+    for position, texts in pieces:
+        if position is None:
+            parts.append(constant(texts[0]))
+            continue
+        width = len(texts[0])
+        place = literal_column(str(10 ** (digits - 1 - position)))
+        digit = number.op("/")(place).op("%")(literal_column("10"))
+        start = digit.op("*")(literal_column(str(width))).op("+")(literal_column("1"))
+        parts.append(func.substr(constant("".join(texts)), start, literal_column(str(width))))
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = joined.op("||")(part)
+    return joined
+
+
+def _add(pieces: list[tuple[int | None, list[str]]], position: int | None, texts: list[str]) -> None:
+    """Append characters, joining them to the previous piece when they depend on the same digit."""
+    if pieces and pieces[-1][0] == position:
+        pieces[-1] = (position, [a + b for a, b in zip(pieces[-1][1], texts, strict=True)])
+    else:
+        pieces.append((position, texts))

@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import KeyedColumnElement
 
+from db.timestamps import utc_text
 from db.where import Where, param
 
 if TYPE_CHECKING:
@@ -88,7 +89,11 @@ class Window:
         return (self.backwards, self.after is not None, self.before is not None)
 
     def params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {"page_limit": self.size + 1}
+        """The page's limit (one row more than it shows) and its cursors' positions."""
+        return {"page_limit": self.size + 1, **self.position_params()}
+
+    def position_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {}
         for name, keyset in (("after", self.after), ("before", self.before)):
             if keyset is not None:
                 params[f"{name}_id"] = keyset[-1]
@@ -151,7 +156,7 @@ class Listing:
 
 def encode_keyset_value(value: Any) -> Any:
     """JSON-friendly form of a sort value, read back by Listing.decode_keyset."""
-    return value.isoformat() if isinstance(value, datetime) else value
+    return utc_text(value) if isinstance(value, datetime) else value
 
 
 class StatementCache:

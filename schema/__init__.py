@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import strawberry
@@ -27,6 +28,7 @@ from schema.posts import PostMutations, PostQueries
 from schema.subscriptions import Subscription
 from schema.tasks import TaskMutations, TaskQueries
 from schema.telemetry import OperationTelemetry
+from schema.time import DATETIME
 from schema.users import UserQueries
 from settings import Settings
 
@@ -81,5 +83,6 @@ def build_schema(
         subscription=Subscription,
         extensions=extensions,
         execution_context_class=FastPathExecutor,
+        scalar_overrides={datetime: DATETIME},
         config=StrawberryConfig(name_converter=RememberingNameConverter()),
     )

@@ -1,20 +1,22 @@
 """Queries answered by one SQL statement that builds the response (COMPILED_READS, on by default).
 
-The resolvers stay the reference: a query the compiler cannot express (schema/read_plans.py
-says what), a bad argument, variables that do not coerce, or a failed statement, all go to
-the resolvers, which answer exactly as they would have (errors included). So the compiled path
-only ever serves answers without errors, and tests/test_compiled_reads.py checks that they equal
-the resolvers' answers.
+The resolvers stay the reference: a query the compiler cannot express (schema/read_plans.py says
+what), a bad argument, variables that do not coerce, or a failed statement, all go to the
+resolvers, which answer exactly as they would have (errors included). So the compiled path only
+ever serves answers without errors, and tests/test_compiled_reads.py checks that they equal the
+resolvers' answers.
 
 Two ways in:
 1. The first time: the whole Strawberry pipeline runs (parse, validate, depth/alias/token limits,
    allow-list, cost and rate limit), and `CompiledReadsExtension.on_execute` answers instead of
    graphql-core's executor. A document that got this far is remembered as known.
-2. A known document, over HTTP: `CompiledReads.answer` skips Strawberry and redoes only what
-   depends on the request: variables, the cost budget, the rate limit, the operation's
-   telemetry. This saves ~0.3 ms of per-operation pipeline, more than the statement takes.
+2. A known document over HTTP (web/graphql_http.py asks `plan_for` before Strawberry): only what
+   depends on the request is done again, the variables, the cost budget and the rate limit.
 
-The database's JSON goes into the response as it is (orjson.Fragment), never decoded in Python.
+A plan (the statement and its arguments) is kept per document, operation, variables and kind of
+viewer, with the viewer's id left open, so that a known query with known variables costs a
+dictionary lookup before its statement runs. The database's JSON goes into the response as it
+is, never decoded in Python.
 """
 
 from __future__ import annotations
@@ -29,23 +31,22 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from graphql import FragmentDefinitionNode, GraphQLError, OperationDefinitionNode, OperationType
 from graphql.execution.values import get_variable_values
-from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionResult
 
-from db.json_reads import MISSING_ROW, Fields, NotCompilable, ReadStatements, read_json, reads_rows
+from db.json_reads import ReadStatements
+from db.read_connections import ReadConnections, ReadFailed
+from db.read_trees import MISSING_ROW, Fields, NotCompilable, params_of, reads_rows
 from db.visibility import Viewer
-from schema.context import ConnectionContext, Context
-from schema.limits import estimated_cost, operation_of
+from schema.context import Context
+from schema.limits import OperationTimedOut, estimated_cost, operation_of
 from schema.read_plans import ReadPlanner
-from schema.telemetry import OperationRecord
 
 if TYPE_CHECKING:
     import strawberry
+    from sqlalchemy.engine import Dialect
 
 log = logging.getLogger("quill.compiled_reads")
-
-ENGINES = ("postgresql", "sqlite")  # MySQL/MariaDB: the resolvers serve every query
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,23 +58,77 @@ class KnownOperation:
     name: str | None
 
 
+class _ViewerSlot(int):
+    """Stands for the viewer's id while a plan is made for every viewer of a kind; the plan's
+    arguments hold this very object where the id goes. Should it ever leak into SQL it reads as
+    -1, which is nobody's id."""
+
+
+VIEWER_SLOT = _ViewerSlot(-1)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A known query with given variables, for one kind of viewer: the statement, its arguments
+    (the viewer's id at `viewer_slots`), and what the request costs."""
+
+    fields: Fields
+    sql: str
+    arguments: tuple[Any, ...]
+    viewer_slots: tuple[int, ...]
+    cost: int
+    name: str | None
+
+    def bound(self, viewer: Viewer) -> tuple[Any, ...]:
+        if not self.viewer_slots:
+            return self.arguments
+        arguments = list(self.arguments)
+        for slot in self.viewer_slots:
+            arguments[slot] = viewer.id
+        return tuple(arguments)
+
+
+_NOT_COMPILED = object()  # in the plan cache: these variables and this viewer go to the resolvers
+
+# Variables past this size are planned for each request instead of being kept as a cache key.
+_MAX_KEPT_VARIABLES_BYTES = 4096
+
+
+def _plan_key(
+    query: str, operation_name: str | None, variables: Mapping[str, Any] | None, viewer: Viewer
+) -> tuple[Any, ...] | None:
+    given = orjson.dumps(variables, option=orjson.OPT_SORT_KEYS) if variables else b""
+    if len(given) > _MAX_KEPT_VARIABLES_BYTES:
+        return None
+    return (query, operation_name, viewer.kind, given)
+
+
 class CompiledReads:
     def __init__(
-        self, enabled: bool, dialect: str, *, max_known: int, max_cost: int, shortcut: bool = True
+        self,
+        enabled: bool,
+        reads: ReadConnections | None,
+        dialect: Dialect,
+        *,
+        max_known: int,
+        max_cost: int,
+        timeout_seconds: float,
     ) -> None:
-        self.enabled = enabled and dialect in ENGINES
-        self.shortcut = shortcut
+        self.reads = reads
+        self.enabled = enabled and reads is not None
         self.max_known = max_known
         self.max_cost = max_cost
-        self.statements = ReadStatements()
+        self.timeout_seconds = timeout_seconds  # an operation's, when nobody set a deadline
+        self.statements = ReadStatements(dialect)
         self._known: OrderedDict[tuple[str, str | None], KnownOperation] = OrderedDict()
+        self._plans: OrderedDict[tuple[Any, ...], Plan | object] = OrderedDict()
         self._schema: strawberry.Schema | None = None
 
     def bind(self, schema: strawberry.Schema) -> None:
         """The schema whose documents this serves (built after this object, which it holds)."""
         self._schema = schema
 
-    # Planning and reading.
+    # Known documents.
 
     def known_operation(self, document: Any, operation_name: str | None) -> KnownOperation | None:
         operation = operation_of(document, operation_name)
@@ -83,50 +138,6 @@ class CompiledReads:
         name = operation_name or (operation.name.value if operation.name else None)
         return KnownOperation(operation, fragments, name)
 
-    def plan(
-        self, known: KnownOperation, variables: Mapping[str, Any] | None, viewer: Viewer
-    ) -> Fields | None:
-        """The read tree, or None when the resolvers must answer (see the module doc)."""
-        schema = self._schema
-        assert schema is not None, "bind() the schema first"
-        coerced = get_variable_values(
-            schema._schema, known.operation.variable_definitions or (), dict(variables or {})
-        )
-        if isinstance(coerced, list):
-            return None  # graphql-core reports it
-        planner = ReadPlanner(
-            schema._schema,
-            schema.config,
-            schema.schema_converter.scalar_registry,
-            known.fragments,
-            coerced,
-            viewer,
-        )
-        try:
-            fields = planner.root(known.operation.selection_set)
-            return fields if reads_rows(fields) else None
-        except (NotCompilable, GraphQLError):
-            return None
-        except Exception:  # a bug here must not cost the client its answer: the resolvers give it
-            log.exception("planning a compiled read failed; answering with the resolvers")
-            return None
-
-    async def read(self, session: AsyncSession, fields: Fields) -> bytes | None:
-        """The `data` JSON, or None (after a rollback) when the statement could not be built or failed."""
-        try:
-            compiled = self.statements.get(fields, session.get_bind().dialect)
-            data = (await read_json(session, compiled, fields)).encode()
-        except NotCompilable:
-            return None
-        except Exception as error:  # noqa: BLE001 - the resolvers answer, and report it as they do
-            if "parser stack overflow" in str(error):
-                self.statements.refused(fields, session.get_bind().dialect)
-            log.warning("compiled read failed, answering with the resolvers: %s", str(error)[:300])
-            await session.rollback()
-            return None
-        # A required row is missing: the resolvers make the error graphql-core makes of it.
-        return None if MISSING_ROW in data else data
-
     def remember(self, query: str, operation_name: str | None, known: KnownOperation) -> None:
         key = (query, operation_name)
         self._known[key] = known
@@ -134,52 +145,113 @@ class CompiledReads:
         while len(self._known) > self.max_known:
             self._known.popitem(last=False)
 
-    # The short way for a known document (the HTTP endpoint calls it before Strawberry).
+    # Plans.
 
-    async def answer(
-        self,
-        query: str,
-        operation_name: str | None,
-        variables: Mapping[str, Any] | None,
-        connection: ConnectionContext,
-    ) -> bytes | None:
-        known = self._known.get((query, operation_name)) if self.enabled and self.shortcut else None
+    def plan_for(
+        self, query: str, operation_name: str | None, variables: Mapping[str, Any] | None, viewer: Viewer
+    ) -> Plan | None:
+        """The plan of a known document, or None when the pipeline must see the request (an
+        unknown document, variables that do not coerce, a query over the cost budget, a shape
+        the compiler does not express)."""
+        if not self.enabled:
+            return None
+        key = _plan_key(query, operation_name, variables, viewer)
+        plan = self._plans.get(key)
+        if plan is not None:
+            self._plans.move_to_end(key)
+            return plan if isinstance(plan, Plan) else None
+        known = self._known.get((query, operation_name))
         if known is None:
             return None
-        assert self._schema is not None
-        cost = estimated_cost(self._schema._schema, known.operation, known.fragments, variables or {})
+        made = self._plan(known, variables, viewer)
+        self._keep(key, made)
+        return made
+
+    def plan_known(
+        self,
+        query: str | None,
+        operation_name: str | None,
+        known: KnownOperation,
+        variables: Mapping[str, Any] | None,
+        viewer: Viewer,
+    ) -> Plan | None:
+        """A plan for a document the pipeline has just accepted; document and plan are kept."""
+        plan = self._plan(known, variables, viewer)
+        if plan is not None and query is not None:
+            self.remember(query, operation_name, known)
+            self._keep(_plan_key(query, operation_name, variables, viewer), plan)
+        return plan
+
+    def _keep(self, key: tuple[Any, ...] | None, plan: Plan | None) -> None:
+        if key is None:
+            return
+        self._plans[key] = _NOT_COMPILED if plan is None else plan
+        while len(self._plans) > 4 * self.max_known:
+            self._plans.popitem(last=False)
+
+    def _plan(
+        self, known: KnownOperation, variables: Mapping[str, Any] | None, viewer: Viewer
+    ) -> Plan | None:
+        schema = self._schema
+        assert schema is not None, "bind() the schema first"
+        coerced = get_variable_values(
+            schema._schema, known.operation.variable_definitions or (), dict(variables or {})
+        )
+        if isinstance(coerced, list):
+            return None  # graphql-core reports it
+        cost = estimated_cost(schema._schema, known.operation, known.fragments, variables or {})
         if cost > self.max_cost:
-            return None  # the resolvers' pipeline refuses it with its error
-        fields = self.plan(known, variables, connection.viewer)
-        if fields is None:
-            return None
-        services = connection.services
-        limiter = services.rate_limiter
-        if limiter is not None and await limiter.charge(connection.client, cost) is not None:
-            return None  # refused: the pipeline asks again, is refused again, and says so
-        statements = [0]
-        if services.statements is not None:
-            services.statements.current.set(statements)
-        started = time.perf_counter()
+            return None  # the pipeline refuses it with its error
+        # Planned for every viewer of this kind: the id is a slot (see _ViewerSlot).
+        planned_as = viewer if viewer.id is None else Viewer(id=VIEWER_SLOT, is_superuser=viewer.is_superuser)
+        planner = ReadPlanner(
+            schema._schema,
+            schema.config,
+            schema.schema_converter.scalar_registry,
+            known.fragments,
+            coerced,
+            planned_as,
+        )
         try:
-            async with services.sessionmaker() as session:
-                data = await self.read(session, fields)
-        finally:
-            if services.statements is not None:
-                services.statements.current.set(None)
-        if data is not None and services.observer is not None:
-            services.observer.operation_finished(
-                OperationRecord(
-                    name=known.name,
-                    type="query",
-                    duration_seconds=time.perf_counter() - started,
-                    sql_statements=statements[0],
-                    error_codes=(),
-                    transport=connection.transport,
-                    executor="compiled",
-                )
-            )
-        return data
+            fields = planner.root(known.operation.selection_set)
+            if not reads_rows(fields):
+                return None
+            statement = self.statements.get(fields)
+            params = params_of(fields)
+            arguments = statement.arguments(params)
+        except (NotCompilable, GraphQLError):
+            return None
+        except Exception:  # a bug here must not cost the client its answer: the resolvers give it
+            log.exception("planning a compiled read failed; answering with the resolvers")
+            return None
+        slots = tuple(index for index, value in enumerate(arguments) if value is VIEWER_SLOT)
+        if slots != tuple(
+            index for index, name in enumerate(statement.names) if params.get(name) is VIEWER_SLOT
+        ):
+            log.warning("a bind processor changed the viewer's id; answering with the resolvers")
+            return None
+        return Plan(fields, statement.sql, arguments, slots, cost, known.name)
+
+    # Reading.
+
+    async def read(self, plan: Plan, viewer: Viewer, deadline: float) -> bytes | None:
+        """The `data` JSON, or None when the statement failed (the resolvers answer then).
+        Raises TimeoutError past the operation's `deadline` (time.monotonic()'s clock)."""
+        assert self.reads is not None
+        try:
+            data = await self.reads.fetch(plan.sql, plan.bound(viewer), deadline)
+        except ReadFailed as error:
+            if "parser stack overflow" in str(error):
+                self.statements.refused(plan.fields)
+                self._forget(plan)
+            log.warning("compiled read failed, answering with the resolvers: %s", str(error)[:300])
+            return None
+        # A required row is missing: the resolvers make the error graphql-core makes of it.
+        return None if MISSING_ROW in data else data
+
+    def _forget(self, plan: Plan) -> None:
+        for key in [key for key, kept in self._plans.items() if kept is plan]:
+            self._plans[key] = _NOT_COMPILED
 
 
 class CompiledReadsExtension(SchemaExtension):
@@ -203,14 +275,21 @@ class CompiledReadsExtension(SchemaExtension):
         known = self.reads.known_operation(execution.graphql_document, provided_name)
         if known is None:
             return
-        fields = self.reads.plan(known, execution.variables, context.viewer)
-        if fields is None:
+        plan = self.reads.plan_known(
+            execution.query, provided_name, known, execution.variables, context.viewer
+        )
+        if plan is None:
             return
-        async with context.db.use() as session:
-            data = await self.reads.read(session, fields)
+        deadline = context.connection.deadline
+        if deadline is None:
+            deadline = time.monotonic() + self.reads.timeout_seconds
+        try:
+            data = await self.reads.read(plan, context.viewer, deadline)
+        except TimeoutError:  # as the HTTP endpoint answers an operation it had to cancel
+            timed_out = OperationTimedOut(self.reads.timeout_seconds)
+            execution.result = ExecutionResult(data=None, errors=[timed_out])
+            return
         if data is None:
             return
         execution.result = ExecutionResult(data=orjson.Fragment(data), errors=None)  # type: ignore[arg-type]
         context.connection.compiled_operations += 1
-        if execution.query is not None:
-            self.reads.remember(execution.query, provided_name, known)

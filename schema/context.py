@@ -60,6 +60,8 @@ class ConnectionContext:
     connection_params: dict[str, Any] | None = None
     # Operations the compiled read path answered (schema/compiled_reads.py), for the telemetry.
     compiled_operations: int = 0
+    # When the current operation must be over (time.monotonic()), set where its time limit starts.
+    deadline: float | None = None
 
     @property
     def viewer(self) -> Viewer:

@@ -139,6 +139,14 @@ class TooCostly(GraphQLError):
         )
 
 
+class OperationTimedOut(GraphQLError):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"The operation took longer than {seconds:g} s and was stopped; ask for less.",
+            extensions={"code": "OPERATION_TIMEOUT", "limitSeconds": seconds},
+        )
+
+
 class RateLimited(GraphQLError):
     def __init__(self, retry_after: float) -> None:
         seconds = max(1, round(retry_after + 0.5))

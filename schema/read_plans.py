@@ -37,7 +37,9 @@ from db import notes as note_rows
 from db import posts as post_rows
 from db import tasks as task_rows
 from db import users as user_rows
-from db.json_reads import (
+from db.models import TaskStatus
+from db.pagination import Listing
+from db.read_trees import (
     Column,
     Computed,
     Constant,
@@ -53,12 +55,11 @@ from db.json_reads import (
     One,
     Page,
     PageFlag,
+    Parent,
     Part,
     TotalCount,
     Value,
 )
-from db.models import TaskStatus
-from db.pagination import Listing
 from db.visibility import Viewer, can_see_note, can_see_task, viewer_params
 from db.where import Where, condition
 from schema.relay import order_of, pk_of, window_of
@@ -75,6 +76,9 @@ def _avatar_url(image_file: ColumnElement[Any]) -> ColumnElement[Any]:
         else_=literal_column(f"'{DEFAULT_AVATAR}'"),
     )
 
+
+# A nested page's parent type and the column of the page's table that holds the parent's id.
+Link = tuple[str, str] | None
 
 STATUS_NAMES = tuple((status.value, status.name) for status in TaskStatus)
 
@@ -291,13 +295,15 @@ class ReadPlanner:
         """The fields under `nodes` (one response key's field nodes, merged), by response key."""
         return self.collect(type_, [node.selection_set for node in nodes if node.selection_set is not None])
 
-    def object_fields(self, type_: GraphQLObjectType, nodes: list[FieldNode]) -> Fields:
+    def object_fields(self, type_: GraphQLObjectType, nodes: list[FieldNode], link: Link = None) -> Fields:
+        """`link`: for the nodes of a nested page, the parent's type and the column that links a
+        node to it."""
         return tuple(
-            (key, self._field(type_, field_nodes))
+            (key, self._field(type_, field_nodes, link))
             for key, field_nodes in self.sub_fields(type_, nodes).items()
         )
 
-    def _field(self, type_: GraphQLObjectType, nodes: list[FieldNode]) -> Value:
+    def _field(self, type_: GraphQLObjectType, nodes: list[FieldNode], link: Link) -> Value:
         name = nodes[0].name.value
         if name == "__typename":
             return Constant(type_.name)
@@ -307,6 +313,10 @@ class ReadPlanner:
         to_one = TO_ONE.get(type_.name, {}).get(name)
         if to_one is not None:
             target, column = to_one
+            if to_one == link:  # user.posts' author is that user: read the parent's row
+                target_type = self.schema.get_type(target)
+                assert isinstance(target_type, GraphQLObjectType)
+                return Parent(self.object_fields(target_type, nodes))
             return self._one(target, nodes, Where(), via=column)
         lists = LISTS.get(type_.name, {}).get(name)
         if lists is not None:
@@ -342,12 +352,13 @@ class ReadPlanner:
             before=arguments.get("before"),
         )
         connection = self._named_type(parent, nodes[0])
+        link = (parent.name, via.key) if via is not None else None
         return Page(
             listing=listing,
             where=_filter_where(db_filter, self.viewer),
             order=order,
             window=window,
-            parts=self._connection_parts(connection, nodes, lists.node_type),
+            parts=self._connection_parts(connection, nodes, lists.node_type, link),
             via=via,
         )
 
@@ -357,7 +368,7 @@ class ReadPlanner:
         return named
 
     def _connection_parts(
-        self, connection: GraphQLObjectType, nodes: list[FieldNode], node_type: str
+        self, connection: GraphQLObjectType, nodes: list[FieldNode], node_type: str, link: Link
     ) -> tuple[tuple[str, Part], ...]:
         parts: list[tuple[str, Part]] = []
         for key, field_nodes in self.sub_fields(connection, nodes).items():
@@ -368,7 +379,7 @@ class ReadPlanner:
                 parts.append((key, TotalCount()))
             elif name == "edges":
                 edge = self._named_type(connection, field_nodes[0])
-                parts.append((key, Edges(self._edge_parts(edge, field_nodes, node_type))))
+                parts.append((key, Edges(self._edge_parts(edge, field_nodes, node_type, link))))
             elif name == "pageInfo":
                 page_info = self._named_type(connection, field_nodes[0])
                 parts.append((key, Nested(self._page_info_parts(page_info, field_nodes))))
@@ -377,7 +388,7 @@ class ReadPlanner:
         return tuple(parts)
 
     def _edge_parts(
-        self, edge: GraphQLObjectType, nodes: list[FieldNode], node_type: str
+        self, edge: GraphQLObjectType, nodes: list[FieldNode], node_type: str, link: Link
     ) -> tuple[tuple[str, Part], ...]:
         parts: list[tuple[str, Part]] = []
         for key, field_nodes in self.sub_fields(edge, nodes).items():
@@ -389,7 +400,7 @@ class ReadPlanner:
             elif name == "node":
                 target = self.schema.get_type(node_type)
                 assert isinstance(target, GraphQLObjectType)
-                parts.append((key, Node(self.object_fields(target, field_nodes))))
+                parts.append((key, Node(self.object_fields(target, field_nodes, link))))
             else:
                 raise NotCompilable(f"{edge.name}.{name}")
         return tuple(parts)

@@ -8,7 +8,8 @@ revoke, and revocation needs a row to mark.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 
@@ -51,8 +52,14 @@ class Authentication:
 
 @dataclass(frozen=True, slots=True)
 class AccessTokens:
+    """Issues and checks access tokens. A token that checked out is remembered until it expires
+    (a client sends the same one with every request for minutes, and the signature and claims of
+    a given token never change), so checking it again costs a dictionary lookup."""
+
     secret: str
     ttl: timedelta
+    max_remembered: int = 10_000
+    _checked: dict[str, tuple[Authentication, float]] = field(default_factory=dict, compare=False, repr=False)
 
     def issue(self, user_id: int, *, is_superuser: bool) -> tuple[str, datetime]:
         now = utcnow()
@@ -61,15 +68,26 @@ class AccessTokens:
         return jwt.encode(claims, self.secret, algorithm=ALGORITHM), expires
 
     def read(self, token: str) -> Authentication:
+        checked = self._checked.get(token)
+        if checked is not None and time.time() < checked[1]:
+            return checked[0]
         try:
             claims = jwt.decode(
                 token, self.secret, algorithms=[ALGORITHM], issuer=ISSUER, options={"require": ["exp", "sub"]}
             )
-            return Authentication(Viewer(id=int(claims["sub"]), is_superuser=bool(claims.get("su"))))
+            viewer = Viewer(id=int(claims["sub"]), is_superuser=bool(claims.get("su")))
+            authentication = Authentication(viewer)
+            self._remember(token, authentication, float(claims["exp"]))
+            return authentication
         except jwt.ExpiredSignatureError:
             return Authentication(failure=AuthFailure.TOKEN_EXPIRED)
         except (jwt.InvalidTokenError, ValueError):
             return Authentication(failure=AuthFailure.TOKEN_INVALID)
+
+    def _remember(self, token: str, authentication: Authentication, expires: float) -> None:
+        if len(self._checked) >= self.max_remembered:
+            del self._checked[next(iter(self._checked))]  # the oldest
+        self._checked[token] = (authentication, expires)
 
     def from_header(self, authorization: str | None) -> Authentication:
         """Read `Authorization: Bearer <token>`; no header means anonymous, not a failure."""

@@ -334,14 +334,28 @@ class StatementCounter:
         finally:
             self._current = None
 
+    def record_read(self, statement: str, parameters: Any) -> None:
+        self.record(None, None, statement, parameters)
+
+    @contextmanager
+    def listening(self, app: Starlette) -> Iterator[StatementCounter]:
+        """To the app's engine, and to the connections of its compiled reads."""
+        engine, reads = app.state.engine.sync_engine, app.state.reads
+        event.listen(engine, "before_cursor_execute", self.record)
+        if reads is not None:
+            reads.listeners.append(self.record_read)
+        try:
+            yield self
+        finally:
+            event.remove(engine, "before_cursor_execute", self.record)
+            if reads is not None:
+                reads.listeners.remove(self.record_read)
+
 
 @pytest.fixture
 def statements(app: Starlette) -> Iterator[StatementCounter]:
-    counter = StatementCounter()
-    engine = app.state.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", counter.record)
-    yield counter
-    event.remove(engine, "before_cursor_execute", counter.record)
+    with StatementCounter().listening(app) as counter:
+        yield counter
 
 
 @pytest.fixture

@@ -15,14 +15,13 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from sqlalchemy import event
 from starlette.applications import Starlette
 
 from db.pagination import Order
 from schema.relay import encode_cursor
 from server import create_app
 from settings import Settings, async_database_url
-from tests.conftest import ROOT, PostgresServer, migrate
+from tests.conftest import ROOT, PostgresServer, StatementCounter, migrate
 
 pytestmark = pytest.mark.slow
 
@@ -68,23 +67,15 @@ async def big_app(million_posts: str, request: pytest.FixtureRequest) -> AsyncIt
 
 async def _page_statement(app: Starlette, variables: dict[str, Any]) -> tuple[str, Any]:
     """The one statement the server sends for a page, with its parameters."""
-    sent: list[tuple[str, Any]] = []
-
-    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            sent.append((statement, parameters))
-
-    event.listen(app.state.engine.sync_engine, "before_cursor_execute", record)
-    try:
+    with StatementCounter().listening(app) as counter, counter.count() as sent:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://test"
         ) as client:
             body = (await client.post("/graphql", json={"query": PAGE, "variables": variables})).json()
-    finally:
-        event.remove(app.state.engine.sync_engine, "before_cursor_execute", record)
     assert len(body["data"]["posts"]["edges"]) == 100
-    [statement] = sent
-    return statement
+    [statement] = sent.statements
+    [parameters] = sent.parameters
+    return statement, parameters
 
 
 async def _plan(app: Starlette, statement: tuple[str, Any]) -> dict[str, Any]:

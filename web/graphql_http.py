@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -25,6 +26,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 from strawberry.exceptions import MissingQueryError
 from strawberry.file_uploads.utils import replace_placeholders_with_files
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
@@ -35,6 +37,7 @@ from strawberry.types.graphql import OperationType
 from schema import Schema
 from schema.compiled_reads import CompiledReads
 from schema.context import ConnectionContext, Services
+from web.compiled_http import CompiledAnswers, operation_timeout_answer, raising, read_body, replaying
 from web.graphiql import GraphiQLPage
 from web.limits import BodyTooLarge
 from web.persisted_queries import PersistedQueries, PersistedQueryError
@@ -57,7 +60,8 @@ class RequestError(Exception):
 
 
 class GraphQLHTTP:
-    """The /graphql endpoint for HTTP requests (WebSockets go to Strawberry's handlers)."""
+    """The /graphql endpoint for HTTP requests (WebSockets go to Strawberry's handlers), as an
+    ASGI app: a POST is first offered to the short way for known queries (web/compiled_http.py)."""
 
     def __init__(
         self,
@@ -68,11 +72,26 @@ class GraphQLHTTP:
         compiled: CompiledReads | None = None,
     ) -> None:
         self.schema = schema
-        self.compiled = compiled
         self.services = services
         self.settings = services.settings
         self.persisted = persisted
         self.graphiql = graphiql
+        self.compiled = (
+            CompiledAnswers(compiled, services) if compiled is not None and compiled.enabled else None
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.compiled is not None and scope["method"] == "POST":
+            try:
+                body, messages = await read_body(receive)
+            except BodyTooLarge as too_large:
+                receive = raising(too_large)
+            else:
+                if await self.compiled.answer(scope, body, send):
+                    return
+                receive = replaying(messages, receive)
+        response = await self.handle(Request(scope, receive))
+        await response(scope, receive, send)
 
     async def handle(self, request: Request) -> Response:
         media_type = _response_media_type(request)
@@ -116,15 +135,9 @@ class GraphQLHTTP:
             raise RequestError(400, "The request has no GraphQL query (a non-empty string).")
         allowed = {OperationType.QUERY} if request.method == "GET" else set(OperationType)
         try:
-            async with asyncio.timeout(self.settings.operation_timeout_seconds):
-                if self.compiled is not None:
-                    data = await self.compiled.answer(
-                        query, params["operationName"], params["variables"], context
-                    )
-                    if data is not None:
-                        if remember_as is not None:
-                            await self.persisted.remember(remember_as, query)
-                        return {"data": orjson.Fragment(data)}, 200, {}
+            seconds = self.settings.operation_timeout_seconds
+            context.deadline = time.monotonic() + seconds  # for what cannot be cancelled (SQLite reads)
+            async with asyncio.timeout(seconds):
                 result = await self.schema.execute(
                     query,
                     variable_values=params["variables"],
@@ -134,10 +147,7 @@ class GraphQLHTTP:
                     operation_extensions=params["extensions"],
                 )
         except TimeoutError:
-            seconds = self.settings.operation_timeout_seconds
-            message = f"The operation took longer than {seconds:g} s and was stopped; ask for less."
-            error = {"message": message, "extensions": {"code": "OPERATION_TIMEOUT", "limitSeconds": seconds}}
-            return {"data": None, "errors": [error]}, 200, {}
+            return operation_timeout_answer(self.settings.operation_timeout_seconds), 200, {}
         except InvalidOperationTypeError as error:
             if request.method == "GET":
                 raise RequestError(

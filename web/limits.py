@@ -23,11 +23,12 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        limit = self.max_bytes
-        if headers.get(b"content-type", b"").lower().startswith(b"multipart/"):
-            limit += self.upload_allowance
-        declared = headers.get(b"content-length")
+        limit, declared = self.max_bytes, None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value
+            elif name == b"content-type" and value.lower().startswith(b"multipart/"):
+                limit = self.max_bytes + self.upload_allowance
         received = 0
 
         async def limited_receive() -> Message:

@@ -24,6 +24,7 @@ ANONYMOUS, OTHER = "(anonymous)", "(other)"
 _ROUTES = ("/graphql", "/graphiql", "/health", "/ready", "/metrics", "/__stats")
 _PREFIXES = ("/media/", "/static/", "/graphiql/assets/")
 
+_MAX_REMEMBERED_SERIES = 1000
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _STATEMENTS = (0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 100)
 
@@ -51,6 +52,9 @@ class OperationNames:
             return OTHER
         self._seen.add(name)
         return name
+
+
+_OperationSeries = tuple[Histogram, Histogram, Counter]
 
 
 class Metrics:
@@ -85,6 +89,9 @@ class Metrics:
             ["operation", "code"],
             registry=self.registry,
         )
+        # Each labelled series, looked up once: `labels()` costs more than the observation itself.
+        self._operation_series: dict[tuple[str | None, str | None, str], _OperationSeries] = {}
+        self._request_series: dict[tuple[str, str, int], Histogram] = {}
         self.http_seconds = Histogram(
             "quill_http_request_duration_seconds",
             "HTTP requests by route, method and status, and how long they took.",
@@ -94,16 +101,32 @@ class Metrics:
         )
 
     def observe_operation(self, record: OperationRecord) -> None:
-        operation = self.names.label(record.name)
-        kind = record.type or "unknown"
-        self.operation_seconds.labels(operation, kind).observe(record.duration_seconds)
-        self.operation_statements.labels(operation, kind).observe(record.sql_statements)
-        self.operations.labels(operation, kind, record.executor).inc()
+        key = (record.name, record.type, record.executor)
+        series = self._operation_series.get(key)
+        if series is None:
+            operation, kind = self.names.label(record.name), record.type or "unknown"
+            series = (
+                self.operation_seconds.labels(operation, kind),
+                self.operation_statements.labels(operation, kind),
+                self.operations.labels(operation, kind, record.executor),
+            )
+            if len(self._operation_series) < _MAX_REMEMBERED_SERIES:  # names are the client's choice
+                self._operation_series[key] = series
+        seconds, statements, count = series
+        seconds.observe(record.duration_seconds)
+        statements.observe(record.sql_statements)
+        count.inc()
         for code in record.error_codes:
-            self.errors.labels(operation, code).inc()
+            self.errors.labels(self.names.label(record.name), code).inc()
 
     def observe_request(self, path: str, method: str, status: int, seconds: float) -> None:
-        self.http_seconds.labels(route_of(path), method, str(status)).observe(seconds)
+        key = (path, method, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = self.http_seconds.labels(route_of(path), method, str(status))
+            if len(self._request_series) < _MAX_REMEMBERED_SERIES:  # paths are the client's choice
+                self._request_series[key] = series
+        series.observe(seconds)
 
     def exposition(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

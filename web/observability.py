@@ -14,10 +14,11 @@ when it closes, all with the connection's id.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
+import secrets
 import time
-import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,6 +116,11 @@ class RequestLog:
     @staticmethod
     def _log(scope: Scope, status: int, seconds: float, operations: list[OperationRecord]) -> None:
         path = scope["path"]
+        level = logging.DEBUG if path in _QUIET_PATHS else logging.INFO
+        if scope["type"] == "http" and status >= 500:
+            level = logging.ERROR
+        if not log.isEnabledFor(level):
+            return
         method = scope.get("method", "WS")
         fields: dict[str, Any] = {
             "method": method,
@@ -127,11 +133,14 @@ class RequestLog:
             fields["operations"] = [_operation_fields(record) for record in operations]
             fields["sqlStatements"] = sum(record.sql_statements for record in operations)
             fields["errorCodes"] = sorted({code for record in operations for code in record.error_codes})
-        level = logging.DEBUG if path in _QUIET_PATHS else logging.INFO
-        if scope["type"] == "http" and status >= 500:
-            level = logging.ERROR
         message = f"{method} {path} {status}" if scope["type"] == "http" else f"WS {path} closed {status}"
         log.log(level, message, extra={"fields": fields})
+
+
+# A new request id: 64 random bits per process, then a count (32 hex digits, like a uuid4's, at a
+# fraction of its cost: uuid4 reads the system's random source for every request).
+_ID_PREFIX = secrets.token_hex(8)
+_ID_COUNT = itertools.count(1)
 
 
 def _request_id(scope: Scope) -> str:
@@ -141,4 +150,4 @@ def _request_id(scope: Scope) -> str:
             if _GOOD_REQUEST_ID.fullmatch(given):
                 return given
             break
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_ID_COUNT):016x}"

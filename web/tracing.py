@@ -11,7 +11,8 @@ The packages are the `tracing` extra: pip install 'quill[tracing]'.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from strawberry.extensions import LifecycleStep
 from strawberry.extensions.tracing import OpenTelemetryExtension
 
+from db.read_connections import ReadConnections
 from schema.context import ConnectionContext, Context
 from schema.telemetry import error_code
 from settings import Settings
@@ -36,9 +38,9 @@ class Tracing:
     provider: TracerProvider
 
     @classmethod
-    def start(cls, settings: Settings, engine: AsyncEngine) -> Tracing:
+    def start(cls, settings: Settings, engine: AsyncEngine, reads: ReadConnections | None) -> Tracing:
         provider = tracer_provider(settings)
-        trace_statements(engine, provider)
+        trace_statements(engine, reads, provider)
         return cls(provider)
 
     def extensions(self) -> list[Callable[[], OperationSpans]]:
@@ -103,17 +105,37 @@ class OperationSpans(OpenTelemetryExtension):
         span.end()
 
 
-def trace_statements(engine: AsyncEngine, provider: TracerProvider) -> None:
-    """A span per SQL statement, a child of whatever span is current when it is sent."""
+def _statement_span(tracer: trace.Tracer, system: str, statement: str) -> trace.Span:
+    verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "SQL"
+    span = tracer.start_span(verb, kind=SpanKind.CLIENT)
+    span.set_attribute("db.system.name", system)
+    span.set_attribute("db.query.text", statement)
+    return span
+
+
+def trace_statements(engine: AsyncEngine, reads: ReadConnections | None, provider: TracerProvider) -> None:
+    """A span per SQL statement, a child of whatever span is current when it is sent: those of
+    the engine, and the compiled reads' (db/read_connections.py)."""
     tracer = provider.get_tracer("quill.db")
     system = engine.dialect.name
 
+    @contextmanager
+    def read_span(statement: str) -> Iterator[None]:
+        span = _statement_span(tracer, system, statement)
+        try:
+            yield
+        except Exception as error:
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            raise
+        finally:
+            span.end()
+
+    if reads is not None:
+        reads.trace = read_span
+
     def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
-        verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "SQL"
-        span = tracer.start_span(verb, kind=SpanKind.CLIENT)
-        span.set_attribute("db.system.name", system)
-        span.set_attribute("db.query.text", statement)
-        context._quill_span = span
+        context._quill_span = _statement_span(tracer, system, statement)
 
     def after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
         span = getattr(context, "_quill_span", None)

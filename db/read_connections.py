@@ -1,0 +1,178 @@
+"""Where compiled reads run: one statement per request, straight on the database driver.
+
+A compiled read (db/json_reads.py) is a single SELECT whose one value is the response's `data`
+JSON. It needs no ORM, no transaction (one statement reads one snapshot) and no decoding, so it
+skips SQLAlchemy's session and connection layers, which would cost more than the statement on a
+small page:
+- PostgreSQL: a small asyncpg pool of its own. Its sessions run in UTC (the JSON of a timestamp is
+  then the API's format, db/timestamps.py) under the statement timeout, and are returned to the
+  pool without asyncpg's reset round trip: nothing here changes session state.
+- SQLite: one connection in the event loop's thread, read-only. A read is CPU work of a fraction
+  of a millisecond, less than handing it to a thread would cost; the operation's time limit still
+  holds, because a progress handler interrupts a statement that runs past it.
+
+Each statement is announced to `listeners` (the statement counter, tests), as SQLAlchemy's
+engine events announce the resolvers' statements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from db import json_sql
+
+Listener = Callable[[str, Sequence[Any]], None]
+Tracer = Callable[[str], AbstractContextManager[None]]  # a span around a statement (web/tracing.py)
+
+# SQLite calls the progress handler every this many virtual machine instructions (~0.1 ms).
+_PROGRESS_STEPS = 20_000
+
+
+class ReadTimeout(TimeoutError):
+    """The statement ran past the operation's time limit and was stopped."""
+
+
+class ReadFailed(Exception):
+    """The database refused or failed the statement; the resolvers should answer instead."""
+
+
+class ReadConnections(Protocol):
+    listeners: list[Listener]
+    trace: Tracer | None
+    dialect: str
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+    async def fetch(self, sql: str, arguments: Sequence[Any], deadline: float) -> bytes:
+        """The statement's one value, as bytes; `deadline` is on time.monotonic()'s clock.
+        Raises ReadTimeout (at once if the deadline has passed) or ReadFailed."""
+
+
+def read_connections(
+    database_url: str, *, pool_size: int, statement_timeout_ms: int
+) -> ReadConnections | None:
+    """The read connections for a database URL (async driver form), or None where compiled
+    reads do not run (MySQL/MariaDB, an in-memory SQLite database)."""
+    url = make_url(database_url)
+    backend = url.get_backend_name()
+    if backend == "postgresql":
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return PostgresReads(dsn, pool_size=pool_size, statement_timeout_ms=statement_timeout_ms)
+    if backend == "sqlite" and url.database and url.database != ":memory:":
+        return SqliteReads(url.database)
+    return None
+
+
+class PostgresReads:
+    dialect = "postgresql"
+
+    def __init__(self, dsn: str, *, pool_size: int, statement_timeout_ms: int) -> None:
+        self.dsn, self.pool_size, self.statement_timeout_ms = dsn, pool_size, statement_timeout_ms
+        self.listeners: list[Listener] = []
+        self.trace: Tracer | None = None
+        self._pool: asyncpg.Pool | None = None
+
+    async def start(self) -> None:
+        self._pool = await asyncpg.create_pool(
+            self.dsn,
+            min_size=1,
+            max_size=self.pool_size,
+            server_settings={
+                "TimeZone": "UTC",
+                "statement_timeout": str(self.statement_timeout_ms),
+                "application_name": "quill compiled reads",
+            },
+            reset=_keep_session,
+        )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def fetch(self, sql: str, arguments: Sequence[Any], deadline: float) -> bytes:
+        assert self._pool is not None, "start() first"
+        seconds = deadline - time.monotonic()
+        if seconds <= 0:
+            raise ReadTimeout()
+        for listener in self.listeners:
+            listener(sql, arguments)
+        try:
+            async with asyncio.timeout(seconds):
+                async with self._pool.acquire() as connection:
+                    if self.trace is None:
+                        value = await connection.fetchval(sql, *arguments)
+                    else:
+                        with self.trace(sql):
+                            value = await connection.fetchval(sql, *arguments)
+        except TimeoutError:
+            raise ReadTimeout() from None
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+            raise ReadFailed(str(error)) from error
+        return value  # type: ignore[no-any-return]
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Nothing to reset: these sessions only ever run single SELECTs."""
+
+
+class SqliteReads:
+    dialect = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.listeners: list[Listener] = []
+        self.trace: Tracer | None = None
+        self._connection: sqlite3.Connection | None = None
+        self._deadline = 0.0
+
+    async def start(self) -> None:
+        connection = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, cached_statements=512
+        )
+        connection.execute("PRAGMA query_only = ON")
+        # A reader in WAL mode does not wait for writers; a short wait covers a checkpoint's moment.
+        connection.execute("PRAGMA busy_timeout = 50")
+        connection.create_function("quill_b64", 1, json_sql.b64, deterministic=True)
+        connection.create_function("quill_b64url", 1, json_sql.b64url, deterministic=True)
+        connection.set_progress_handler(self._past_deadline, _PROGRESS_STEPS)
+        self._connection = connection
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _past_deadline(self) -> int:
+        return 1 if time.monotonic() > self._deadline else 0
+
+    async def fetch(self, sql: str, arguments: Sequence[Any], deadline: float) -> bytes:
+        connection = self._connection
+        assert connection is not None, "start() first"
+        if time.monotonic() >= deadline:
+            raise ReadTimeout()
+        for listener in self.listeners:
+            listener(sql, arguments)
+        self._deadline = deadline
+        try:
+            if self.trace is None:
+                row = connection.execute(sql, arguments).fetchone()
+            else:
+                with self.trace(sql):
+                    row = connection.execute(sql, arguments).fetchone()
+        except sqlite3.OperationalError as error:
+            if str(error) == "interrupted":
+                raise ReadTimeout() from None
+            raise ReadFailed(str(error)) from error
+        except sqlite3.Error as error:
+            raise ReadFailed(str(error)) from error
+        return row[0]  # type: ignore[no-any-return]

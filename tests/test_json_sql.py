@@ -1,0 +1,88 @@
+"""The SQL that prints values in compiled reads prints them exactly as the Python path does.
+
+The differential tests (test_compiled_reads.py) compare whole answers on realistic data; these
+check the printing expressions themselves over many values, edge cases included, on SQLite
+(in memory) and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from sqlalchemy import DateTime, Integer, Text, cast, column, select, table
+from sqlalchemy.dialects import postgresql, sqlite
+
+from db.json_sql import PostgresJson, SqliteJson, b64
+from db.timestamps import utc_text
+from tests.conftest import PostgresServer
+
+IDS = sorted(
+    {*range(0, 2000), *(10**k + d for k in range(3, 19) for d in (-1, 0, 1, 4321 % 10**k)), 2**63 - 1}
+)
+TYPE_NAMES = ["Post", "User", "Task", "Note", "A", "Ab", "Abc", "LongerTypeName"]
+MOMENTS = [
+    datetime(2025, 3, 1, 12, 0, tzinfo=UTC) + timedelta(microseconds=micros, seconds=seconds)
+    for micros in (0, 1, 10, 100_000, 120_000, 123_456, 999_999, 500_000)
+    for seconds in (0, 59, 3600 * 13)
+] + [datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC)]
+
+
+def _sqlite() -> sqlite3.Connection:
+    connection = sqlite3.connect(":memory:")
+    connection.create_function("quill_b64", 1, b64, deterministic=True)
+    return connection
+
+
+@pytest.mark.parametrize("type_name", TYPE_NAMES)
+def test_sqlite_global_ids_are_base64_of_type_and_id(type_name: str) -> None:
+    connection = _sqlite()
+    connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    connection.executemany("INSERT INTO t VALUES (?)", [(pk,) for pk in IDS])
+    ids = table("t", column("id", Integer))
+    statement = select(ids.c.id, SqliteJson().global_id(type_name, ids.c.id))
+    sql = str(statement.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+    printed = dict(connection.execute(sql).fetchall())
+    assert len(printed) == len(IDS)
+    for pk, text in printed.items():
+        assert text == base64.b64encode(f"{type_name}:{pk}".encode()).decode(), pk
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "%Y-%m-%d %H:%M:%S.%f",  # what SQLAlchemy writes
+        "%Y-%m-%d %H:%M:%S",  # what a hand-written INSERT may hold
+    ],
+)
+def test_sqlite_timestamps_print_as_the_api_does(stored: str) -> None:
+    connection = _sqlite()
+    connection.execute("CREATE TABLE t (at TEXT)")
+    moments = [m for m in MOMENTS if m.microsecond == 0] if "%f" not in stored else MOMENTS
+    connection.executemany("INSERT INTO t VALUES (?)", [(m.strftime(stored),) for m in moments])
+    rows = table("t", column("at", DateTime))
+    sql = str(select(SqliteJson().datetime(rows.c.at)).compile(dialect=sqlite.dialect()))
+    assert [text for (text,) in connection.execute(sql)] == [utc_text(m) for m in moments]
+
+
+async def test_postgres_timestamps_and_ids_print_as_the_api_does(postgres_server: PostgresServer) -> None:
+    """In the UTC session the compiled reads run in (db/read_connections.py)."""
+    url = postgres_server.admin_url.replace("postgresql+asyncpg://", "postgresql://")
+    connection = await asyncpg.connect(url, server_settings={"TimeZone": "UTC"})
+    json = PostgresJson()
+    rows = table("t", column("at", DateTime(timezone=True)), column("id", Integer))
+    printed = json.object([("at", json.datetime(rows.c.at)), ("id", json.global_id("Post", rows.c.id))])
+    sql = str(select(cast(printed, Text)).order_by(rows.c.id).compile(dialect=postgresql.dialect()))
+    try:
+        await connection.execute("CREATE TEMPORARY TABLE t (at timestamptz, id integer)")
+        await connection.executemany("INSERT INTO t VALUES ($1, $2)", [(m, i) for i, m in enumerate(MOMENTS)])
+        texts = [row[0] for row in await connection.fetch(sql)]
+    finally:
+        await connection.close()
+    assert texts == [
+        f'{{"at" : "{utc_text(m)}", "id" : "{base64.b64encode(f"Post:{i}".encode()).decode()}"}}'
+        for i, m in enumerate(MOMENTS)
+    ]

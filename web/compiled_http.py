@@ -1,0 +1,151 @@
+"""The short way through /graphql for a known query: straight from the request body to one
+compiled statement (schema/compiled_reads.py) and back, without Strawberry.
+
+It takes only what it can answer exactly as the whole pipeline would: a POST of one JSON
+operation with a `query` text, whose document the pipeline has accepted before, with valid or no
+credentials. Everything else (GET, batches, uploads, persisted-query hashes, a bad token, an
+unknown document, a spent rate limit, a failed statement) goes on to web/graphql_http.py, which
+answers as ever, errors included. The middleware around /graphql (request id, log line,
+metrics, body limit, CORS) is the same either way.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.types import Message, Receive, Scope, Send
+
+from schema.compiled_reads import CompiledReads
+from schema.context import ConnectionContext, Services
+from schema.limits import OperationTimedOut
+from schema.telemetry import OperationRecord
+
+GRAPHQL_RESPONSE = b"application/graphql-response+json"
+_JSON_TYPES = (b"application/json", GRAPHQL_RESPONSE)
+_CONTENT_TYPES = {
+    False: b"application/json; charset=utf-8",
+    True: b"application/graphql-response+json; charset=utf-8",
+}
+
+
+def operation_timeout_answer(seconds: float) -> dict[str, Any]:
+    """What a request gets when its operation ran past OPERATION_TIMEOUT_SECONDS."""
+    return {"data": None, "errors": [OperationTimedOut(seconds).formatted]}
+
+
+class CompiledAnswers:
+    def __init__(self, compiled: CompiledReads, services: Services) -> None:
+        self.compiled = compiled
+        self.services = services
+        self.max_variables_bytes = services.settings.max_variables_bytes
+
+    async def answer(self, scope: Scope, body: bytes, send: Send) -> bool:
+        """Answer the request if it is a known query; False (nothing sent) when it is not."""
+        deadline = time.monotonic() + self.compiled.timeout_seconds
+        content_type = authorization = accept = b""
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"authorization":
+                authorization = value
+            elif name == b"accept":
+                accept = value
+        if content_type.split(b";", 1)[0].strip().lower() not in _JSON_TYPES:
+            return False
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return False
+        if type(payload) is not dict:
+            return False
+        query, variables, name = payload.get("query"), payload.get("variables"), payload.get("operationName")
+        extensions = payload.get("extensions")
+        if (
+            type(query) is not str
+            or (variables is not None and type(variables) is not dict)
+            or (name is not None and type(name) is not str)
+            or (extensions and (type(extensions) is not dict or "persistedQuery" in extensions))
+        ):
+            return False
+        if variables and len(orjson.dumps(variables)) > self.max_variables_bytes:
+            return False
+        authentication = self.services.tokens.from_header(authorization.decode("latin-1") or None)
+        if authentication.failure is not None:
+            return False
+        viewer = authentication.viewer
+        plan = self.compiled.plan_for(query, name, variables, viewer)
+        if plan is None:
+            return False
+        limiter = self.services.rate_limiter
+        if limiter is not None:
+            client = ConnectionContext(self.services, Request(scope), authentication).client
+            if await limiter.charge(client, plan.cost) is not None:
+                return False  # the pipeline is refused too, and says so with its 429
+        started = time.perf_counter()
+        codes: tuple[str, ...] = ()
+        try:
+            data = await self.compiled.read(plan, viewer, deadline)
+        except TimeoutError:
+            codes = ("OPERATION_TIMEOUT",)
+            answer = orjson.dumps(operation_timeout_answer(self.compiled.timeout_seconds))
+        else:
+            if data is None:
+                return False
+            answer = b'{"data":' + data + b"}"
+        media = _CONTENT_TYPES[GRAPHQL_RESPONSE in accept]
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", media), (b"content-length", str(len(answer)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer})
+        if self.services.observer is not None:
+            self.services.observer.operation_finished(
+                OperationRecord(
+                    name=plan.name,
+                    type="query",
+                    duration_seconds=time.perf_counter() - started,
+                    sql_statements=1,
+                    error_codes=codes,
+                    transport="http",
+                    executor="compiled",
+                )
+            )
+        return True
+
+
+async def read_body(receive: Receive) -> tuple[bytes, list[Message]]:
+    """The whole request body, and the messages it came in (to hand on, see `replaying`)."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+    return b"".join(message.get("body", b"") for message in messages), messages
+
+
+def replaying(messages: list[Message], receive: Receive) -> Receive:
+    """A `receive` that gives `messages` again, then what `receive` gives."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
+def raising(error: Exception) -> Receive:
+    """A `receive` that fails as the first one did (a body over the size limit)."""
+
+    async def fail() -> Message:
+        raise error
+
+    return fail

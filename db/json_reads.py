@@ -253,9 +253,17 @@ class _PageRows:
         if backwards and json.orders_by_source:
             # Shown in the reverse of reading order; this engine aggregates in FROM order.
             presented = select(rows).order_by(*self._keys(rows, reverse=True)).subquery(f"q{self.number}")
-        row = _Row(lambda name: presented.c[name], parent=self.parent)
-        edge = self.builder.edge(parts, self, row, presented)
-        array = json.array(edge, self._keys(presented, reverse=backwards))
+        read: list[str] = []
+
+        def column(name: str) -> ColumnElement[Any]:
+            read.append(name)
+            return presented.c[name]
+
+        edge = self.builder.edge(parts, self, _Row(column, parent=self.parent), presented)
+        reads_page = bool(read) or any(isinstance(part, Cursor) for _, part in parts)
+        array = json.array(
+            edge, self._keys(presented, reverse=backwards), None if reads_page else presented.c.id
+        )
         return select(array).select_from(presented).scalar_subquery()
 
     def flag(self, name: str) -> ColumnElement[Any]:
@@ -370,6 +378,7 @@ class ReadStatements:
     def __init__(self, dialect: Dialect, max_entries: int = 2000) -> None:
         self.dialect = dialect
         self.max_entries = max_entries
+        self.refused_reads = 0  # reads the engine refused, or that had a shape it refused before
         self._compiled: OrderedDict[Hashable, CompiledRead | None] = OrderedDict()
 
     def get(self, fields: Fields) -> CompiledRead:
@@ -378,6 +387,7 @@ class ReadStatements:
             self._compiled.move_to_end(key)
             compiled = self._compiled[key]
             if compiled is None:
+                self.refused_reads += 1
                 raise NotCompilable("the engine refused this shape before")
             return compiled
         compiled = self._compiled[key] = compile_read(fields, self.dialect)
@@ -387,8 +397,5 @@ class ReadStatements:
 
     def refused(self, fields: Fields) -> None:
         """The engine cannot run this shape (SQLite's parser stack is 100 deep): never try it again."""
+        self.refused_reads += 1
         self._compiled[shape_of(fields)] = None
-
-    @property
-    def refusals(self) -> int:
-        return sum(compiled is None for compiled in self._compiled.values())

@@ -66,8 +66,11 @@ class JsonSql:
             arguments += [constant(key), value]
         return getattr(func, self.object_function)(*arguments)
 
-    def array(self, item: ColumnElement[Any], order: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
-        """The JSON array of `item` over the rows, in `order`; `[]` for no rows."""
+    def array(
+        self, item: ColumnElement[Any], order: Sequence[ColumnElement[Any]], anchor: ColumnElement[Any] | None
+    ) -> ColumnElement[Any]:
+        """The JSON array of `item` over the rows, in `order`; `[]` for no rows. `anchor`: a
+        column of those rows, when `item` reads none (see SqliteJson)."""
         raise NotImplementedError
 
     def boolean(self, condition: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -90,7 +93,7 @@ class JsonSql:
         raise NotImplementedError
 
     def document(self, data: ColumnElement[Any]) -> ColumnElement[bytes]:
-        """The finished `data` object as UTF-8 bytes, which the response sends as they are."""
+        """The response body `{"data":...}` as UTF-8 bytes, which the server sends as they are."""
         raise NotImplementedError
 
     def global_id(self, type_name: str, pk: ColumnElement[int]) -> ColumnElement[str]:
@@ -106,7 +109,10 @@ class JsonSql:
 class PostgresJson(JsonSql):
     name = "postgresql"
 
-    def array(self, item: ColumnElement[Any], order: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
+    def array(
+        self, item: ColumnElement[Any], order: Sequence[ColumnElement[Any]], anchor: ColumnElement[Any] | None
+    ) -> ColumnElement[Any]:
+        # `order` reads the rows, which makes the aggregate theirs whatever `item` reads.
         return func.coalesce(func.json_agg(aggregate_order_by(item, *order)), literal_column("'[]'::json"))
 
     def boolean(self, condition: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -131,7 +137,8 @@ class PostgresJson(JsonSql):
         return func.rtrim(func.translate(encoded, literal_column("E'+/\\n'"), constant("-_")), constant("="))
 
     def document(self, data: ColumnElement[Any]) -> ColumnElement[bytes]:
-        return func.convert_to(cast(data, Text), constant("UTF8"), type_=LargeBinary)
+        body = constant('{"data":').op("||")(cast(data, Text)).op("||")(constant("}"))
+        return func.convert_to(body, constant("UTF8"), type_=LargeBinary)
 
     def cursor(
         self, token: str, key: ColumnElement[Any] | None, key_is_datetime: bool, pk: ColumnElement[int]
@@ -149,7 +156,13 @@ class SqliteJson(JsonSql):
     object_function = "json_object"
     orders_by_source = True
 
-    def array(self, item: ColumnElement[Any], order: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
+    def array(
+        self, item: ColumnElement[Any], order: Sequence[ColumnElement[Any]], anchor: ColumnElement[Any] | None
+    ) -> ColumnElement[Any]:
+        if anchor is not None:
+            # An aggregate whose argument reads only an outer query's row (edges of nothing but
+            # `owner { ... }`, the parent's row) belongs to that query; make it read these rows.
+            item = func.coalesce(item, anchor)
         return func.json_group_array(item)  # rows arrive in order (see the module doc)
 
     def boolean(self, condition: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -186,7 +199,7 @@ class SqliteJson(JsonSql):
         return case(*whens, else_=fallback)
 
     def document(self, data: ColumnElement[Any]) -> ColumnElement[bytes]:
-        return cast(data, LargeBinary)
+        return cast(constant('{"data":').op("||")(data).op("||")(constant("}")), LargeBinary)
 
     def cursor(
         self, token: str, key: ColumnElement[Any] | None, key_is_datetime: bool, pk: ColumnElement[int]
@@ -237,13 +250,16 @@ def _base64_of_prefixed_number(prefix: str, number: ColumnElement[int], digits: 
             parts.append(constant(texts[0]))
             continue
         width = len(texts[0])
-        place = literal_column(str(10 ** (digits - 1 - position)))
-        digit = number.op("/")(place).op("%")(literal_column("10"))
-        start = digit.op("*")(literal_column(str(width))).op("+")(literal_column("1"))
-        parts.append(func.substr(constant("".join(texts)), start, literal_column(str(width))))
+        place = 10 ** (digits - 1 - position)
+        digit = (number.op("/")(literal_column(str(place))) if place > 1 else number).op("%")(
+            literal_column("10")
+        )
+        offset = digit.op("*")(literal_column(str(width))) if width > 1 else digit
+        start = offset.op("+")(literal_column("1"))
+        parts.append(func.substr(constant("".join(texts)), start, literal_column(str(width)), type_=Text))
     joined = parts[0]
     for part in parts[1:]:
-        joined = joined.op("||")(part)
+        joined = joined + part  # Text + Text: a flat a || b || c, no parentheses for SQLite's parser to stack
     return joined
 
 

@@ -172,6 +172,11 @@ def _page_nodes(parts: tuple[tuple[str, Part], ...]) -> Iterator[One | Page]:
             yield from _page_nodes(part.parts)
 
 
+def looks_up_rows(fields: Fields) -> bool:
+    """Whether the tree has a to-one lookup, whose row the schema says must exist (MISSING_ROW)."""
+    return any(isinstance(node, One) and node.via is not None for node in nodes_of(fields))
+
+
 def reads_rows(fields: Fields) -> bool:
     """Whether the tree reads any table (without, the resolvers answer it with no SQL at all)."""
     return next(nodes_of(fields), None) is not None

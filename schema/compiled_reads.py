@@ -36,7 +36,7 @@ from strawberry.types import ExecutionResult
 
 from db.json_reads import ReadStatements
 from db.read_connections import ReadConnections, ReadFailed
-from db.read_trees import MISSING_ROW, Fields, NotCompilable, params_of, reads_rows
+from db.read_trees import MISSING_ROW, Fields, NotCompilable, looks_up_rows, params_of, reads_rows
 from db.visibility import Viewer
 from schema.context import Context
 from schema.limits import OperationTimedOut, estimated_cost, operation_of
@@ -78,6 +78,7 @@ class Plan:
     viewer_slots: tuple[int, ...]
     cost: int
     name: str | None
+    may_miss_rows: bool  # whether the answer must be checked for MISSING_ROW
 
     def bound(self, viewer: Viewer) -> tuple[Any, ...]:
         if not self.viewer_slots:
@@ -230,16 +231,16 @@ class CompiledReads:
         ):
             log.warning("a bind processor changed the viewer's id; answering with the resolvers")
             return None
-        return Plan(fields, statement.sql, arguments, slots, cost, known.name)
+        return Plan(fields, statement.sql, arguments, slots, cost, known.name, looks_up_rows(fields))
 
     # Reading.
 
     async def read(self, plan: Plan, viewer: Viewer, deadline: float) -> bytes | None:
-        """The `data` JSON, or None when the statement failed (the resolvers answer then).
-        Raises TimeoutError past the operation's `deadline` (time.monotonic()'s clock)."""
+        """The response body, `{"data":...}`, or None when the statement failed (the resolvers
+        answer then). Raises TimeoutError past the operation's `deadline` (time.monotonic())."""
         assert self.reads is not None
         try:
-            data = await self.reads.fetch(plan.sql, plan.bound(viewer), deadline)
+            body = await self.reads.fetch(plan.sql, plan.bound(viewer), deadline)
         except ReadFailed as error:
             if "parser stack overflow" in str(error):
                 self.statements.refused(plan.fields)
@@ -247,7 +248,7 @@ class CompiledReads:
             log.warning("compiled read failed, answering with the resolvers: %s", str(error)[:300])
             return None
         # A required row is missing: the resolvers make the error graphql-core makes of it.
-        return None if MISSING_ROW in data else data
+        return None if plan.may_miss_rows and MISSING_ROW in body else body
 
     def _forget(self, plan: Plan) -> None:
         for key in [key for key, kept in self._plans.items() if kept is plan]:
@@ -284,12 +285,13 @@ class CompiledReadsExtension(SchemaExtension):
         if deadline is None:
             deadline = time.monotonic() + self.reads.timeout_seconds
         try:
-            data = await self.reads.read(plan, context.viewer, deadline)
+            body = await self.reads.read(plan, context.viewer, deadline)
         except TimeoutError:  # as the HTTP endpoint answers an operation it had to cancel
             timed_out = OperationTimedOut(self.reads.timeout_seconds)
             execution.result = ExecutionResult(data=None, errors=[timed_out])
             return
-        if data is None:
+        if body is None:
             return
-        execution.result = ExecutionResult(data=orjson.Fragment(data), errors=None)  # type: ignore[arg-type]
+        data = orjson.Fragment(body[len(b'{"data":') : -1])  # Strawberry's result holds `data` only
+        execution.result = ExecutionResult(data=data, errors=None)  # type: ignore[arg-type]
         context.connection.compiled_operations += 1

@@ -136,3 +136,57 @@ async def _cursor_near_end(app: Starlette, order: dict[str, str]) -> str:
             "SELECT date_posted, id FROM posts ORDER BY date_posted ASC, id ASC OFFSET 100 LIMIT 1"
         )
     return encode_cursor(Order("DATE_POSTED", descending=True), (row["date_posted"], row["id"]))
+
+
+NESTED = [
+    # Q1's shape: each user's page of posts, each post's author read from the user's row.
+    "{ users(first: 50) { edges { node { username posts(first: 10) { edges { node { title datePosted author { username } } } } } } } }",
+    # A to-one object outside its parent's page: one primary-key lookup per post.
+    "{ posts(first: 100, orderBy: {field: DATE_POSTED, direction: DESC}) { edges { node { title author { username } } } pageInfo { hasNextPage endCursor } } }",
+]
+
+
+@pytest.mark.parametrize("query", NESTED)
+@pytest.mark.parametrize("generic", [False, True], ids=["custom-plan", "generic-plan"])
+async def test_nested_reads_use_indexes_per_parent(million_posts: str, query: str, generic: bool) -> None:
+    """The compiled statement reads each parent's posts through an index, never the whole table,
+    and joins nothing by hashing, also in the generic plan PostgreSQL switches to for a prepared
+    statement (which once turned a join to users into a hash of all users per page)."""
+    settings = Settings(app_env="test", secret_key="s" * 40, database_url=async_database_url(million_posts))
+    app = create_app(settings)
+    async with LifespanManager(app):
+        with StatementCounter().listening(app) as counter, counter.count() as sent:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://test"
+            ) as client:
+                body = (await client.post("/graphql", json={"query": query})).json()
+        assert "errors" not in body
+        [sql], [parameters] = sent.statements, sent.parameters
+        async with app.state.engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            await raw.execute(f"SET plan_cache_mode = {'force_generic_plan' if generic else 'auto'}")
+            plan = await raw.fetchval("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, *parameters)
+            plan = json.loads(plan) if isinstance(plan, str) else plan
+            await raw.execute("RESET plan_cache_mode")
+    nodes = list(_walk(plan[0]["Plan"]))
+    # (A thousand users may well be read whole and sorted; a million posts must not be.)
+    scans = [node for node in nodes if node.get("Relation Name") == "posts"]
+    assert scans and all(node["Node Type"] in ("Index Scan", "Index Only Scan") for node in scans), _kinds(
+        nodes
+    )
+    assert not [node for node in nodes if node["Node Type"] in ("Hash Join", "Merge Join", "Hash")], _kinds(
+        nodes
+    )
+    # A page reads about its own rows from the index, whatever the table holds.
+    assert all(node["Actual Rows"] <= 101 for node in scans), _kinds(nodes)
+    assert plan[0]["Plan"]["Shared Hit Blocks"] + plan[0]["Plan"].get("Shared Read Blocks", 0) < 3000
+
+
+def _walk(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _walk(child)
+
+
+def _kinds(nodes: list[dict[str, Any]]) -> list[tuple[str, str | None, str | None]]:
+    return [(node["Node Type"], node.get("Relation Name"), node.get("Index Name")) for node in nodes]

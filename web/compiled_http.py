@@ -87,14 +87,12 @@ class CompiledAnswers:
         started = time.perf_counter()
         codes: tuple[str, ...] = ()
         try:
-            data = await self.compiled.read(plan, viewer, deadline)
+            answer = await self.compiled.read(plan, viewer, deadline)
         except TimeoutError:
             codes = ("OPERATION_TIMEOUT",)
             answer = orjson.dumps(operation_timeout_answer(self.compiled.timeout_seconds))
-        else:
-            if data is None:
-                return False
-            answer = b'{"data":' + data + b"}"
+        if answer is None:
+            return False
         media = _CONTENT_TYPES[GRAPHQL_RESPONSE in accept]
         await send(
             {

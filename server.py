@@ -43,6 +43,7 @@ from schema.limits import RateLimiter
 from schema.operations import ManifestError, OperationManifest
 from schema.tokens import AccessTokens
 from settings import Settings, SettingsError
+from web.compiled_http import KnownQueries
 from web.graphiql import GraphiQLPage
 from web.graphql_http import GraphQLHTTP
 from web.graphql_ws import GraphQLWebSocket
@@ -134,11 +135,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 tracing.shutdown()
 
     graphiql = GraphiQLPage()
-    # A traced operation needs the pipeline's spans: no short way round it then.
-    graphql_http = GraphQLHTTP(schema, services, persisted, graphiql, compiled if tracing is None else None)
+    graphql_http = GraphQLHTTP(schema, services, persisted, graphiql)
+    middleware = _middleware(settings, metrics)
+    if compiled.enabled and tracing is None:  # a traced operation needs the pipeline's spans
+        middleware.append(Middleware(KnownQueries, compiled=compiled, services=services, path="/graphql"))
     app = Starlette(
         routes=[
-            Route("/graphql", graphql_http, methods=["GET", "POST"]),
+            Route("/graphql", graphql_http.handle, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", GraphQLWebSocket(schema, services)),
             Route("/graphiql", graphiql.page),
             Route("/graphiql/assets/{name}", graphiql.asset),
@@ -149,7 +152,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *([Route("/__stats", statement_stats)] if settings.stats_endpoint else []),
             *([Route("/metrics", metrics.endpoint)] if metrics else []),
         ],
-        middleware=_middleware(settings, metrics),
+        middleware=middleware,
         lifespan=lifespan,
     )
     app.state.engine = engine

@@ -192,7 +192,7 @@ class SqliteJson(JsonSql):
         # than the arithmetic (see _base64_of_prefixed_number).
         prefix = f"{type_name}:"
         fallback = func.quill_b64(constant(prefix).op("||")(cast(pk, Text)))
-        whens = [(pk < literal_column("0"), fallback)]
+        whens: list[tuple[ColumnElement[bool], ColumnElement[str]]] = [(pk < literal_column("0"), fallback)]
         for digits in range(1, _SPELLED_OUT_DIGITS + 1):
             spelled_out = _base64_of_prefixed_number(prefix, pk, digits)
             whens.append((pk < literal_column(str(10**digits)), spelled_out))
@@ -251,12 +251,11 @@ def _base64_of_prefixed_number(prefix: str, number: ColumnElement[int], digits: 
             continue
         width = len(texts[0])
         place = 10 ** (digits - 1 - position)
-        digit = (number.op("/")(literal_column(str(place))) if place > 1 else number).op("%")(
-            literal_column("10")
-        )
-        offset = digit.op("*")(literal_column(str(width))) if width > 1 else digit
-        start = offset.op("+")(literal_column("1"))
-        parts.append(func.substr(constant("".join(texts)), start, literal_column(str(width)), type_=Text))
+        shifted = number.op("/")(literal_column(str(place))) if place > 1 else number
+        digit_sql = shifted.op("%")(literal_column("10"))  # the digit at `position`
+        offset = digit_sql.op("*")(literal_column(str(width))) if width > 1 else digit_sql
+        first = offset.op("+")(literal_column("1"))  # where its text starts in the table
+        parts.append(func.substr(constant("".join(texts)), first, literal_column(str(width)), type_=Text))
     joined = parts[0]
     for part in parts[1:]:
         joined = joined + part  # Text + Text: a flat a || b || c, no parentheses for SQLite's parser to stack

@@ -118,7 +118,7 @@ class PostgresReads:
             raise ReadTimeout() from None
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
             raise ReadFailed(str(error)) from error
-        return value  # type: ignore[no-any-return]
+        return value
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
@@ -175,4 +175,4 @@ class SqliteReads:
             raise ReadFailed(str(error)) from error
         except sqlite3.Error as error:
             raise ReadFailed(str(error)) from error
-        return row[0]  # type: ignore[no-any-return]
+        return row[0]

@@ -157,8 +157,7 @@ class CompiledReads:
         if not self.enabled:
             return None
         key = _plan_key(query, operation_name, variables, viewer)
-        plan = self._plans.get(key)
-        if plan is not None:
+        if key is not None and (plan := self._plans.get(key)) is not None:
             self._plans.move_to_end(key)
             return plan if isinstance(plan, Plan) else None
         known = self._known.get((query, operation_name))

@@ -144,7 +144,7 @@ async def pair(app_with: Callable[..., Any], engine_name: str) -> AsyncIterator[
             app_with(compiled_reads=True, rate_limit=False) as compiled,
             app_with(compiled_reads=False, rate_limit=False) as reference,
         ):
-            with StatementCounter().listening(compiled.app) as statements:  # type: ignore[attr-defined]
+            with StatementCounter().listening(compiled.app) as statements:
                 yield Pair(compiled, reference, statements, executors, engine_name)
     finally:
         log.removeHandler(executors)

@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 from sqlalchemy import DateTime, Integer, Text, cast, column, select, table
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import make_url
 
 from db.json_sql import PostgresJson, SqliteJson, b64
 from db.timestamps import utc_text
@@ -75,7 +76,11 @@ async def test_postgres_timestamps_and_ids_print_as_the_api_does(postgres_server
     json = PostgresJson()
     rows = table("t", column("at", DateTime(timezone=True)), column("id", Integer))
     printed = json.object([("at", json.datetime(rows.c.at)), ("id", json.global_id("Post", rows.c.id))])
-    sql = str(select(cast(printed, Text)).order_by(rows.c.id).compile(dialect=postgresql.dialect()))
+    sql = str(
+        select(cast(printed, Text))
+        .order_by(rows.c.id)
+        .compile(dialect=make_url("postgresql+asyncpg://").get_dialect()())
+    )
     try:
         await connection.execute("CREATE TEMPORARY TABLE t (at timestamptz, id integer)")
         await connection.executemany("INSERT INTO t VALUES ($1, $2)", [(m, i) for i, m in enumerate(MOMENTS)])

@@ -16,12 +16,13 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schema.compiled_reads import CompiledReads
 from schema.context import ConnectionContext, Services
 from schema.limits import OperationTimedOut
 from schema.telemetry import OperationRecord
+from web.limits import BodyTooLarge
 
 GRAPHQL_RESPONSE = b"application/graphql-response+json"
 _JSON_TYPES = (b"application/json", GRAPHQL_RESPONSE)
@@ -36,11 +37,30 @@ def operation_timeout_answer(seconds: float) -> dict[str, Any]:
     return {"data": None, "errors": [OperationTimedOut(seconds).formatted]}
 
 
-class CompiledAnswers:
-    def __init__(self, compiled: CompiledReads, services: Services) -> None:
+class KnownQueries:
+    """ASGI middleware, the innermost: answers a POST to `path` that is a known query, and hands
+    every other request on (with the body it read) to the app."""
+
+    def __init__(self, app: ASGIApp, *, compiled: CompiledReads, services: Services, path: str) -> None:
+        self.app = app
         self.compiled = compiled
         self.services = services
+        self.path = path
         self.max_variables_bytes = services.settings.max_variables_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or _route_path(scope) != self.path:
+            await self.app(scope, receive, send)
+            return
+        try:
+            body, messages = await read_body(receive)
+        except BodyTooLarge as too_large:
+            receive = raising(too_large)  # the endpoint answers it (413)
+        else:
+            if await self.answer(scope, body, send):
+                return
+            receive = replaying(messages, receive)
+        await self.app(scope, receive, send)
 
     async def answer(self, scope: Scope, body: bytes, send: Send) -> bool:
         """Answer the request if it is a known query; False (nothing sent) when it is not."""
@@ -115,6 +135,13 @@ class CompiledAnswers:
                 )
             )
         return True
+
+
+def _route_path(scope: Scope) -> str:
+    """The request's path below the app's root path, as Starlette's router matches it."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root + "/") else path
 
 
 async def read_body(receive: Receive) -> tuple[bytes, list[Message]]:

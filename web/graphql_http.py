@@ -26,7 +26,6 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 from strawberry.exceptions import MissingQueryError
 from strawberry.file_uploads.utils import replace_placeholders_with_files
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
@@ -35,9 +34,8 @@ from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 
 from schema import Schema
-from schema.compiled_reads import CompiledReads
 from schema.context import ConnectionContext, Services
-from web.compiled_http import CompiledAnswers, operation_timeout_answer, raising, read_body, replaying
+from web.compiled_http import operation_timeout_answer
 from web.graphiql import GraphiQLPage
 from web.limits import BodyTooLarge
 from web.persisted_queries import PersistedQueries, PersistedQueryError
@@ -60,38 +58,16 @@ class RequestError(Exception):
 
 
 class GraphQLHTTP:
-    """The /graphql endpoint for HTTP requests (WebSockets go to Strawberry's handlers), as an
-    ASGI app: a POST is first offered to the short way for known queries (web/compiled_http.py)."""
+    """The /graphql endpoint for HTTP requests (WebSockets go to Strawberry's handlers)."""
 
     def __init__(
-        self,
-        schema: Schema,
-        services: Services,
-        persisted: PersistedQueries,
-        graphiql: GraphiQLPage,
-        compiled: CompiledReads | None = None,
+        self, schema: Schema, services: Services, persisted: PersistedQueries, graphiql: GraphiQLPage
     ) -> None:
         self.schema = schema
         self.services = services
         self.settings = services.settings
         self.persisted = persisted
         self.graphiql = graphiql
-        self.compiled = (
-            CompiledAnswers(compiled, services) if compiled is not None and compiled.enabled else None
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.compiled is not None and scope["method"] == "POST":
-            try:
-                body, messages = await read_body(receive)
-            except BodyTooLarge as too_large:
-                receive = raising(too_large)
-            else:
-                if await self.compiled.answer(scope, body, send):
-                    return
-                receive = replaying(messages, receive)
-        response = await self.handle(Request(scope, receive))
-        await response(scope, receive, send)
 
     async def handle(self, request: Request) -> Response:
         media_type = _response_media_type(request)

@@ -71,7 +71,7 @@ def configure_logging(settings: Settings) -> None:
     """Our handler on our loggers (and uvicorn's), replacing the one an earlier app installed."""
     # Neither format prints the caller's file and line, thread or process: don't look them up
     # for every record (the logging HOWTO's "Optimization" switches).
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

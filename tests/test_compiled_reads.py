@@ -262,6 +262,29 @@ async def test_errors_are_the_resolvers_errors(pair: Pair) -> None:
         assert "errors" not in answer, query
 
 
+async def test_a_plan_kept_for_one_user_serves_the_next_with_their_own_rights(pair: Pair) -> None:
+    """Plans are kept per kind of viewer with the viewer's id left open: ada's plan, reused for
+    bob, must read bob's email, tasks and `me`, not ada's."""
+    world = await _world(pair)
+    bob_token = pair.compiled.app.state.services.tokens.issue(world.bob.id, is_superuser=False)[0]  # type: ignore[attr-defined]
+    query = """{ me { username email } users { edges { node { username email tasks { edges { node { title } } } } } }
+                 tasks { totalCount edges { node { title notes { totalCount } } } } }"""
+    answers = {}
+    for viewer, token in (
+        ("ada", world.tokens["ada"]),
+        ("bob", bob_token),
+        ("ada again", world.tokens["ada"]),
+    ):
+        answers[viewer], executor = await pair.check(query, token=token)
+        assert executor == ("compiled" if pair.compiles else "resolvers")
+    ada, bob = answers["ada"]["data"], answers["bob"]["data"]
+    assert (ada["me"]["username"], bob["me"]["username"]) == ("ada", "bob_2")
+    emails = {edge["node"]["username"]: edge["node"]["email"] for edge in bob["users"]["edges"]}
+    assert emails["bob_2"] is not None and emails["ada"] is None
+    assert {edge["node"]["title"] for edge in bob["tasks"]["edges"]} == {f"bob_2 task {i}" for i in range(4)}
+    assert answers["ada again"] == answers["ada"]
+
+
 async def test_privacy_holds_on_the_compiled_path(pair: Pair) -> None:
     world = await _world(pair)
     query = """{ users { edges { node { username email tasks { totalCount edges { node { title } } } } } }

@@ -52,19 +52,6 @@ class KnownQueries:
         if scope["type"] != "http" or scope["method"] != "POST" or _route_path(scope) != self.path:
             await self.app(scope, receive, send)
             return
-        try:
-            body, messages = await read_body(receive)
-        except BodyTooLarge as too_large:
-            receive = raising(too_large)  # the endpoint answers it (413)
-        else:
-            if await self.answer(scope, body, send):
-                return
-            receive = replaying(messages, receive)
-        await self.app(scope, receive, send)
-
-    async def answer(self, scope: Scope, body: bytes, send: Send) -> bool:
-        """Answer the request if it is a known query; False (nothing sent) when it is not."""
-        deadline = time.monotonic() + self.compiled.timeout_seconds
         content_type = authorization = accept = b""
         for name, value in scope["headers"]:
             if name == b"content-type":
@@ -74,29 +61,29 @@ class KnownQueries:
             elif name == b"accept":
                 accept = value
         if content_type.split(b";", 1)[0].strip().lower() not in _JSON_TYPES:
-            return False
+            await self.app(scope, receive, send)  # an upload, say: not read here
+            return
         try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return False
-        if type(payload) is not dict:
-            return False
-        query, variables, name = payload.get("query"), payload.get("variables"), payload.get("operationName")
-        extensions = payload.get("extensions")
-        if (
-            type(query) is not str
-            or (variables is not None and type(variables) is not dict)
-            or (name is not None and type(name) is not str)
-            or (extensions and (type(extensions) is not dict or "persistedQuery" in extensions))
-        ):
-            return False
-        if variables and len(orjson.dumps(variables)) > self.max_variables_bytes:
-            return False
+            body, messages = await read_body(receive)
+        except BodyTooLarge as too_large:
+            receive = raising(too_large)  # the endpoint answers it (413)
+        else:
+            if await self.answer(scope, body, authorization, accept, send):
+                return
+            receive = replaying(messages, receive)
+        await self.app(scope, receive, send)
+
+    async def answer(
+        self, scope: Scope, body: bytes, authorization: bytes, accept: bytes, send: Send
+    ) -> bool:
+        """Answer the request if it is a known query; False (nothing sent) when it is not."""
+        deadline = time.monotonic() + self.compiled.timeout_seconds
+        operation = self._operation(body)
         authentication = self.services.tokens.from_header(authorization.decode("latin-1") or None)
-        if authentication.failure is not None:
+        if operation is None or authentication.failure is not None:
             return False
         viewer = authentication.viewer
-        plan = self.compiled.plan_for(query, name, variables, viewer)
+        plan = self.compiled.plan_for(*operation, viewer)
         if plan is None:
             return False
         limiter = self.services.rate_limiter
@@ -113,15 +100,7 @@ class KnownQueries:
             answer = orjson.dumps(operation_timeout_answer(self.compiled.timeout_seconds))
         if answer is None:
             return False
-        media = _CONTENT_TYPES[GRAPHQL_RESPONSE in accept]
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", media), (b"content-length", str(len(answer)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": answer})
+        await _send_json(send, answer, _CONTENT_TYPES[GRAPHQL_RESPONSE in accept])
         if self.services.observer is not None:
             self.services.observer.operation_finished(
                 OperationRecord(
@@ -135,6 +114,32 @@ class KnownQueries:
                 )
             )
         return True
+
+    def _operation(self, body: bytes) -> tuple[str, str | None, dict[str, Any] | None] | None:
+        """(query, operation name, variables) of a body that is one plain operation, else None."""
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if type(payload) is not dict:
+            return None
+        query, variables, name = payload.get("query"), payload.get("variables"), payload.get("operationName")
+        extensions = payload.get("extensions")
+        if (
+            type(query) is not str
+            or (variables is not None and type(variables) is not dict)
+            or (name is not None and type(name) is not str)
+            or (extensions and (type(extensions) is not dict or "persistedQuery" in extensions))
+            or (variables and len(orjson.dumps(variables)) > self.max_variables_bytes)
+        ):
+            return None
+        return query, name, variables
+
+
+async def _send_json(send: Send, body: bytes, content_type: bytes) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _route_path(scope: Scope) -> str:

@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         settings.database_url,
         pool_size=settings.read_pool_size,
         statement_timeout_ms=settings.statement_timeout_ms,
+        connect_timeout_seconds=settings.connect_timeout_seconds,
     )
     statements = StatementCounter(engine, reads)
     metrics = _metrics(settings)

@@ -58,7 +58,7 @@ class ReadConnections(Protocol):
 
 
 def read_connections(
-    database_url: str, *, pool_size: int, statement_timeout_ms: int
+    database_url: str, *, pool_size: int, statement_timeout_ms: int, connect_timeout_seconds: float
 ) -> ReadConnections | None:
     """The read connections for a database URL (async driver form), or None where compiled
     reads do not run (MySQL/MariaDB, an in-memory SQLite database)."""
@@ -66,7 +66,12 @@ def read_connections(
     backend = url.get_backend_name()
     if backend == "postgresql":
         dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        return PostgresReads(dsn, pool_size=pool_size, statement_timeout_ms=statement_timeout_ms)
+        return PostgresReads(
+            dsn,
+            pool_size=pool_size,
+            statement_timeout_ms=statement_timeout_ms,
+            connect_timeout_seconds=connect_timeout_seconds,
+        )
     if backend == "sqlite" and url.database and url.database != ":memory:":
         return SqliteReads(url.database)
     return None
@@ -75,8 +80,12 @@ def read_connections(
 class PostgresReads:
     dialect = "postgresql"
 
-    def __init__(self, dsn: str, *, pool_size: int, statement_timeout_ms: int) -> None:
-        self.dsn, self.pool_size, self.statement_timeout_ms = dsn, pool_size, statement_timeout_ms
+    def __init__(
+        self, dsn: str, *, pool_size: int, statement_timeout_ms: int, connect_timeout_seconds: float
+    ) -> None:
+        self.dsn, self.pool_size = dsn, pool_size
+        self.statement_timeout_ms = statement_timeout_ms
+        self.connect_timeout_seconds = connect_timeout_seconds
         self.listeners: list[Listener] = []
         self.trace: Tracer | None = None
         self._pool: asyncpg.Pool | None = None
@@ -92,6 +101,7 @@ class PostgresReads:
                 "application_name": "quill compiled reads",
             },
             reset=_keep_session,
+            timeout=self.connect_timeout_seconds,
         )
 
     async def close(self) -> None:

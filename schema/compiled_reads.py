@@ -98,7 +98,10 @@ _MAX_KEPT_VARIABLES_BYTES = 4096
 def _plan_key(
     query: str, operation_name: str | None, variables: Mapping[str, Any] | None, viewer: Viewer
 ) -> tuple[Any, ...] | None:
-    given = orjson.dumps(variables, option=orjson.OPT_SORT_KEYS) if variables else b""
+    try:
+        given = orjson.dumps(variables, option=orjson.OPT_SORT_KEYS) if variables else b""
+    except TypeError:  # not JSON (an upload's file): nothing to keep a plan under
+        return None
     if len(given) > _MAX_KEPT_VARIABLES_BYTES:
         return None
     return (query, operation_name, viewer.kind, given)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,9 +27,10 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.json_sql import b64, b64url
 from db.models import TaskStatus, User
 from tests.conftest import StatementCounter
-from tests.factories import make_note, make_post, make_task, make_user
+from tests.factories import make_note, make_post, make_task, make_user, make_users_with_posts
 
 T = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -521,3 +523,60 @@ async def test_timestamps_do_not_depend_on_the_database_time_zone(
     finally:
         await admin.execute(f'ALTER DATABASE "{name}" RESET timezone')
         await admin.close()
+
+
+async def test_a_deep_page_has_the_sqlite_plan_of_the_first(
+    app_with: Callable[..., Any], engine_name: str, database_url: str
+) -> None:
+    """SQLite: the compiled statement for a page far down the list reads by the index from the
+    cursor on, exactly as the first page does (PostgreSQL's plans: tests/test_deep_pages.py)."""
+    if engine_name != "sqlite":
+        pytest.skip("SQLite's query plan")
+    query = """query ($after: String, $order: PostOrder) { posts(first: 10, after: $after, orderBy: $order) {
+                 edges { node { id title datePosted } } pageInfo { endCursor hasNextPage } } }"""
+    async with app_with(compiled_reads=True, rate_limit=False) as client:
+        async with _session(client) as session:
+            await make_users_with_posts(session, users=10, posts_each=50)
+            await session.commit()
+        plans = []
+        for order in ({"field": "ID", "direction": "ASC"}, {"field": "DATE_POSTED", "direction": "DESC"}):
+            first = await _compiled_statement(client, query, {"order": order})
+            cursor = (
+                await client.post("/graphql", json={"query": query, "variables": {"order": order}})
+            ).json()
+            after = cursor["data"]["posts"]["pageInfo"]["endCursor"]
+            for _ in range(30):  # 300 posts further down
+                page = await client.post(
+                    "/graphql", json={"query": query, "variables": {"order": order, "after": after}}
+                )
+                after = page.json()["data"]["posts"]["pageInfo"]["endCursor"]
+            deep = await _compiled_statement(client, query, {"order": order, "after": after})
+            plans.append((_sqlite_plan(database_url, *first), _sqlite_plan(database_url, *deep)))
+    for first_plan, deep_plan in plans:
+        # Step for step the same, except that each read of posts starts at the cursor: a SEARCH
+        # on the index the first page scans from its start (and the first page reads no more).
+        assert len(first_plan) == len(deep_plan), (first_plan, deep_plan)
+        for first_step, deep_step in zip(first_plan, deep_plan, strict=True):
+            alias = first_step.split()[1]
+            if alias in ("t0", "s0", "h0"):  # the page's rows, its end cursor's, hasNextPage's
+                assert deep_step.startswith(f"SEARCH {alias} USING ") and deep_step.endswith("?)"), deep_step
+            else:
+                assert deep_step == first_step, (first_plan, deep_plan)
+
+
+async def _compiled_statement(client: httpx.AsyncClient, query: str, variables: Any) -> tuple[str, Any]:
+    with StatementCounter().listening(client.app) as counter, counter.count() as sent:  # type: ignore[attr-defined]
+        response = await client.post("/graphql", json={"query": query, "variables": variables})
+    assert "errors" not in response.json()
+    [statement], [parameters] = sent.statements, sent.parameters
+    return statement, parameters
+
+
+def _sqlite_plan(database_url: str, sql: str, parameters: Any) -> list[str]:
+    connection = sqlite3.connect(make_url(database_url).database or "")
+    connection.create_function("quill_b64", 1, b64, deterministic=True)
+    connection.create_function("quill_b64url", 1, b64url, deterministic=True)
+    try:
+        return [row[3] for row in connection.execute("EXPLAIN QUERY PLAN " + sql, parameters)]
+    finally:
+        connection.close()

@@ -1,4 +1,4 @@
-"""A read tree (db/read_trees.py) compiled into one statement that returns the finished `data` JSON.
+"""A read tree (db/read_trees.py) compiled into one statement that returns the response body.
 
 Every object and page of the tree is a scalar subquery of its parent, so the database walks
 the tree itself:

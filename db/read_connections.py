@@ -1,9 +1,9 @@
 """Where compiled reads run: one statement per request, straight on the database driver.
 
-A compiled read (db/json_reads.py) is a single SELECT whose one value is the response's `data`
-JSON. It needs no ORM, no transaction (one statement reads one snapshot) and no decoding, so it
-skips SQLAlchemy's session and connection layers, which would cost more than the statement on a
-small page:
+A compiled read (db/json_reads.py) is a single SELECT whose one value is the response body,
+`{"data":...}`. It needs no ORM, no transaction (one statement reads one snapshot) and no
+decoding, so it skips SQLAlchemy's session and connection layers, which would cost more than the
+statement on a small page:
 - PostgreSQL: a small asyncpg pool of its own. Its sessions run in UTC (the JSON of a timestamp is
   then the API's format, db/timestamps.py) under the statement timeout, and are returned to the
   pool without asyncpg's reset round trip: nothing here changes session state.

@@ -10,8 +10,9 @@ Two ways in:
 1. The first time: the whole Strawberry pipeline runs (parse, validate, depth/alias/token limits,
    allow-list, cost and rate limit), and `CompiledReadsExtension.on_execute` answers instead of
    graphql-core's executor. A document that got this far is remembered as known.
-2. A known document over HTTP (web/graphql_http.py asks `plan_for` before Strawberry): only what
-   depends on the request is done again, the variables, the cost budget and the rate limit.
+2. A known document in a POST: web/compiled_http.py, the innermost middleware, asks `plan_for`
+   and answers without Strawberry; only what depends on the request is done again, the
+   variables, the cost budget and the rate limit.
 
 A plan (the statement and its arguments) is kept per document, operation, variables and kind of
 viewer, with the viewer's id left open, so that a known query with known variables costs a

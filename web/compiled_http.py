@@ -20,21 +20,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schema.compiled_reads import CompiledReads
 from schema.context import ConnectionContext, Services
-from schema.limits import OperationTimedOut
 from schema.telemetry import OperationRecord
+from web.graphql_http import GRAPHQL_RESPONSE, JSON, operation_timeout_answer
 from web.limits import BodyTooLarge
 
-GRAPHQL_RESPONSE = b"application/graphql-response+json"
-_JSON_TYPES = (b"application/json", GRAPHQL_RESPONSE)
+# The endpoint's media types, as the bytes of ASGI headers.
+_GRAPHQL_RESPONSE = GRAPHQL_RESPONSE.encode()
+_JSON_TYPES = (JSON.encode(), _GRAPHQL_RESPONSE)
+# Content-Type by whether the client asked for application/graphql-response+json.
 _CONTENT_TYPES = {
-    False: b"application/json; charset=utf-8",
-    True: b"application/graphql-response+json; charset=utf-8",
+    False: f"{JSON}; charset=utf-8".encode(),
+    True: f"{GRAPHQL_RESPONSE}; charset=utf-8".encode(),
 }
-
-
-def operation_timeout_answer(seconds: float) -> dict[str, Any]:
-    """What a request gets when its operation ran past OPERATION_TIMEOUT_SECONDS."""
-    return {"data": None, "errors": [OperationTimedOut(seconds).formatted]}
 
 
 class KnownQueries:
@@ -100,7 +97,7 @@ class KnownQueries:
             answer = orjson.dumps(operation_timeout_answer(self.compiled.timeout_seconds))
         if answer is None:
             return False
-        await _send_json(send, answer, _CONTENT_TYPES[GRAPHQL_RESPONSE in accept])
+        await _send_json(send, answer, _CONTENT_TYPES[_GRAPHQL_RESPONSE in accept])
         if self.services.observer is not None:
             self.services.observer.operation_finished(
                 OperationRecord(

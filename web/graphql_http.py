@@ -35,7 +35,7 @@ from strawberry.types.graphql import OperationType
 
 from schema import Schema
 from schema.context import ConnectionContext, Services
-from web.compiled_http import operation_timeout_answer
+from schema.limits import OperationTimedOut
 from web.graphiql import GraphiQLPage
 from web.limits import BodyTooLarge
 from web.persisted_queries import PersistedQueries, PersistedQueryError
@@ -243,6 +243,11 @@ def _json_param(value: str | None, name: str) -> Any:
         return orjson.loads(value)
     except orjson.JSONDecodeError:
         raise RequestError(400, f"The {name} parameter is not valid JSON.") from None
+
+
+def operation_timeout_answer(seconds: float) -> dict[str, Any]:
+    """What a request gets when its operation ran past OPERATION_TIMEOUT_SECONDS."""
+    return {"data": None, "errors": [OperationTimedOut(seconds).formatted]}
 
 
 def _answer(result: ExecutionResult, media_type: str) -> tuple[dict[str, Any], int, dict[str, str]]:

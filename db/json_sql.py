@@ -7,8 +7,11 @@ names they differ where it matters for equal answers:
   FROM subquery's columns, so objects are built in the select that aggregates them.
 - SQLite before 3.44 cannot order inside an aggregate: the rows come from a subquery already in
   page order (which SQLite keeps for json_group_array); PostgreSQL orders in the aggregate.
-- Neither has base64url; PostgreSQL builds it from encode(), SQLite calls quill_b64/quill_b64url
-  (registered on its connections, db/read_connections.py and db/engine.py).
+- SQLite has no base64 and no way to print a timestamp in one call: db/sqlite_functions.c adds
+  quill_base64, quill_base64url and quill_timestamp. Where that library is not built, SqliteJson
+  spells them in SQL (and calls back into Python, quill_b64/quill_b64url, registered by
+  db/read_connections.py, for what SQL cannot spell cheaply). tests/test_json_sql.py holds both
+  spellings to the Python path's output.
 
 Timestamps print as db/timestamps.py says. PostgreSQL's JSON of a timestamptz is that text in a
 session whose TimeZone is UTC, which every connection that runs these statements is
@@ -23,6 +26,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, LargeBinary, String, Text, case, cast, func, literal_column
 from sqlalchemy.dialects.postgresql import aggregate_order_by
+
+from db import sqlite_functions
 
 MAX_OBJECT_KEYS = 50  # PostgreSQL functions take at most 100 arguments
 
@@ -57,7 +62,7 @@ class JsonSql:
         if dialect == "postgresql":
             return PostgresJson()
         if dialect == "sqlite":
-            return SqliteJson()
+            return SqliteJson(native=sqlite_functions.available())
         raise NotImplementedError(dialect)
 
     def object(self, pairs: Sequence[tuple[str, ColumnElement[Any]]]) -> ColumnElement[Any]:
@@ -156,6 +161,9 @@ class SqliteJson(JsonSql):
     object_function = "json_object"
     orders_by_source = True
 
+    def __init__(self, *, native: bool) -> None:
+        self.native = native  # whether db/sqlite_functions.c's functions are there (module doc)
+
     def array(
         self, item: ColumnElement[Any], order: Sequence[ColumnElement[Any]], anchor: ColumnElement[Any] | None
     ) -> ColumnElement[Any]:
@@ -178,6 +186,8 @@ class SqliteJson(JsonSql):
         return func.json(literal_column(f"'\"{escaped}\"'", Text))
 
     def datetime(self, column: ColumnElement[Any]) -> ColumnElement[str]:
+        if self.native:
+            return func.quill_timestamp(column, type_=Text)
         # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (SQLAlchemy's SQLite format), UTC: the fraction
         # loses its trailing zeros, then its dot (a value stored without one keeps its seconds).
         without_zeros = func.rtrim(func.rtrim(column, constant("0")), constant("."))
@@ -185,9 +195,13 @@ class SqliteJson(JsonSql):
         return func.replace(trimmed, constant(" "), constant("T")).op("||")(constant("+00:00"))
 
     def base64(self, text: ColumnElement[str], *, url: bool) -> ColumnElement[str]:
+        if self.native:
+            return func.quill_base64url(text, type_=Text) if url else func.quill_base64(text, type_=Text)
         return func.quill_b64url(text) if url else func.quill_b64(text)
 
     def global_id(self, type_name: str, pk: ColumnElement[int]) -> ColumnElement[str]:
+        if self.native:
+            return super().global_id(type_name, pk)
         # Spelled out in SQL for ids of up to ten digits: calling back into Python costs more
         # than the arithmetic (see _base64_of_prefixed_number).
         prefix = f"{type_name}:"
@@ -206,7 +220,7 @@ class SqliteJson(JsonSql):
     ) -> ColumnElement[str]:
         # json_array prints like orjson: no spaces, strings escaped alike.
         values = [pk] if key is None else [self.datetime(key) if key_is_datetime else key, pk]
-        return func.quill_b64url(func.json_array(constant(token), func.json_array(*values)))
+        return self.base64(func.json_array(constant(token), func.json_array(*values)), url=True)
 
 
 _BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from db import json_sql
+from db import json_sql, sqlite_functions
 
 Listener = Callable[[str, Sequence[Any]], None]
 Tracer = Callable[[str], AbstractContextManager[None]]  # a span around a statement (web/tracing.py)
@@ -146,6 +146,7 @@ class SqliteReads:
         self._deadline = 0.0
 
     async def start(self) -> None:
+        sqlite_functions.available()  # registered before the connection opens, which then has them
         connection = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, cached_statements=512
         )

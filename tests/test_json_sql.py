@@ -2,22 +2,25 @@
 
 The differential tests (test_compiled_reads.py) compare whole answers on realistic data; these
 check the printing expressions themselves over many values, edge cases included, on SQLite
-(in memory) and PostgreSQL.
+(in memory) and PostgreSQL. On SQLite in both spellings: with db/sqlite_functions.c's functions
+(native) and in SQL alone, which serves where that library is not built.
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from sqlalchemy import DateTime, Integer, Text, cast, column, select, table
+from sqlalchemy import DateTime, Integer, Text, bindparam, cast, column, select, table
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 
-from db.json_sql import PostgresJson, SqliteJson, b64
+from db import sqlite_functions
+from db.json_sql import PostgresJson, SqliteJson, b64, b64url
 from db.timestamps import utc_text
 from tests.conftest import PostgresServer
 
@@ -30,21 +33,34 @@ MOMENTS = [
     for micros in (0, 1, 10, 100_000, 120_000, 123_456, 999_999, 500_000)
     for seconds in (0, 59, 3600 * 13)
 ] + [datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC)]
+TEXTS = [None, "", "a", "ab", "abc", "abcd", '["ID:ASC",[1]]', "ünïcødé ✓", "🙂" * 5, "x" * 1000, "a\x00b"]
+
+
+@pytest.fixture(params=[False, True], ids=["sql", "native"])
+def sqlite_json(request: pytest.FixtureRequest) -> SqliteJson:
+    if request.param and not sqlite_functions.available():
+        message = "db/sqlite_functions.c is not built (pip install builds it with gcc and sqlite3ext.h)"
+        if os.environ.get("REQUIRE_SQLITE_FUNCTIONS") == "1":
+            pytest.fail(message + " (REQUIRE_SQLITE_FUNCTIONS=1)")
+        pytest.skip(message)
+    return SqliteJson(native=request.param)
 
 
 def _sqlite() -> sqlite3.Connection:
+    sqlite_functions.available()  # the native functions, on connections opened from now on
     connection = sqlite3.connect(":memory:")
     connection.create_function("quill_b64", 1, b64, deterministic=True)
+    connection.create_function("quill_b64url", 1, b64url, deterministic=True)
     return connection
 
 
 @pytest.mark.parametrize("type_name", TYPE_NAMES)
-def test_sqlite_global_ids_are_base64_of_type_and_id(type_name: str) -> None:
+def test_sqlite_global_ids_are_base64_of_type_and_id(type_name: str, sqlite_json: SqliteJson) -> None:
     connection = _sqlite()
     connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
     connection.executemany("INSERT INTO t VALUES (?)", [(pk,) for pk in IDS])
     ids = table("t", column("id", Integer))
-    statement = select(ids.c.id, SqliteJson().global_id(type_name, ids.c.id))
+    statement = select(ids.c.id, sqlite_json.global_id(type_name, ids.c.id))
     sql = str(statement.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
     printed = dict(connection.execute(sql).fetchall())
     assert len(printed) == len(IDS)
@@ -59,14 +75,41 @@ def test_sqlite_global_ids_are_base64_of_type_and_id(type_name: str) -> None:
         "%Y-%m-%d %H:%M:%S",  # what a hand-written INSERT may hold
     ],
 )
-def test_sqlite_timestamps_print_as_the_api_does(stored: str) -> None:
+def test_sqlite_timestamps_print_as_the_api_does(stored: str, sqlite_json: SqliteJson) -> None:
     connection = _sqlite()
     connection.execute("CREATE TABLE t (at TEXT)")
     moments = [m for m in MOMENTS if m.microsecond == 0] if "%f" not in stored else MOMENTS
     connection.executemany("INSERT INTO t VALUES (?)", [(m.strftime(stored),) for m in moments])
     rows = table("t", column("at", DateTime))
-    sql = str(select(SqliteJson().datetime(rows.c.at)).compile(dialect=sqlite.dialect()))
+    sql = str(select(sqlite_json.datetime(rows.c.at)).compile(dialect=sqlite.dialect()))
     assert [text for (text,) in connection.execute(sql)] == [utc_text(m) for m in moments]
+
+
+def test_sqlite_timestamps_print_alike_in_both_spellings_whatever_the_text() -> None:
+    """quill_timestamp is SqliteJson.datetime's SQL in C, for texts no timestamp column holds too."""
+    if not sqlite_functions.available():
+        pytest.skip("db/sqlite_functions.c is not built")
+    connection = _sqlite()
+    connection.execute("CREATE TABLE t (at)")
+    odd = ["", "0", "2025-03-01", "2025-03-01 12:00:00.", "2025-03-01 12:00:00.000", "2025-03-01 12:00:10",
+           "2025-03-01 12:00:00.10.0", "2025-03-01  12:00:00.000000", "2025-03-01 12:00:00.120000 ", "ü" * 10 + "0",
+           "ü" * 19 + "0", "2025-03-01T12:00:00.5", 20250301, 1.5, None]  # fmt: skip
+    connection.executemany("INSERT INTO t VALUES (?)", [(value,) for value in odd])
+    at = table("t", column("at", DateTime)).c.at
+    in_sql, native = (
+        str(select(json.datetime(at)).compile(dialect=sqlite.dialect()))
+        for json in (SqliteJson(native=False), SqliteJson(native=True))
+    )
+    assert connection.execute(native).fetchall() == connection.execute(in_sql).fetchall()
+
+
+def test_sqlite_base64_prints_as_python_does(sqlite_json: SqliteJson) -> None:
+    connection = _sqlite()
+    for url, expected in ((False, b64), (True, b64url)):
+        statement = select(sqlite_json.base64(bindparam("text", type_=Text), url=url))
+        sql = str(statement.compile(dialect=sqlite.dialect()))
+        for text in TEXTS:
+            assert connection.execute(sql, (text,)).fetchone() == (expected(text),), (url, text)
 
 
 async def test_postgres_timestamps_and_ids_print_as_the_api_does(postgres_server: PostgresServer) -> None:

@@ -11,6 +11,7 @@ PORT ?= 8000
 GRAPHIQL := web/graphiql/node_modules/.package-lock.json
 
 $(INSTALLED): pyproject.toml db/sqlite_functions.c
+	scripts/install-build-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

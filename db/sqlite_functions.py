@@ -52,24 +52,32 @@ def available() -> bool:
         entry_point = ctypes.cast(getattr(library, _ENTRY_POINT), ctypes.c_void_p)
         # Symbols looked up through the sqlite3 module resolve to the SQLite it was linked with.
         sqlite_library = ctypes.CDLL(_sqlite3.__file__)
-        register = sqlite_library.sqlite3_auto_extension
-        register.argtypes = [ctypes.c_void_p]
-        if register(entry_point) != 0:
-            raise OSError("sqlite3_auto_extension refused the entry point")
-        _kept.append(library)
-        return _check()
-    except (OSError, AttributeError, sqlite3.Error) as error:
+        register, cancel = sqlite_library.sqlite3_auto_extension, sqlite_library.sqlite3_cancel_auto_extension
+    except (OSError, AttributeError) as error:
         log.warning("SQLite functions in %s unusable (%s): compiled reads spell them in SQL", path, error)
         return False
+    register.argtypes = cancel.argtypes = [ctypes.c_void_p]
+    if register(entry_point) != 0:
+        log.warning("SQLite refused the functions in %s: compiled reads spell them in SQL", path)
+        return False
+    _kept.append(library)
+    if _check():
+        return True
+    cancel(entry_point)  # connections opened later need not carry functions nobody calls
+    return False
 
 
 def _check() -> bool:
-    connection = sqlite3.connect(":memory:")
     try:
-        printed = connection.execute(f"SELECT {', '.join(_CHECKS)}").fetchone()
-    finally:
-        connection.close()
-    if list(printed) != list(_CHECKS.values()):
+        connection = sqlite3.connect(":memory:")
+        try:
+            printed = list(connection.execute(f"SELECT {', '.join(_CHECKS)}").fetchone())
+        finally:
+            connection.close()
+    except sqlite3.Error as error:
+        log.warning("SQLite functions unusable (%s): compiled reads spell them in SQL", error)
+        return False
+    if printed != list(_CHECKS.values()):
         log.warning("SQLite functions print %s, not %s: not used", printed, list(_CHECKS.values()))
         return False
     return True

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -523,6 +524,19 @@ async def test_timestamps_do_not_depend_on_the_database_time_zone(
     finally:
         await admin.execute(f'ALTER DATABASE "{name}" RESET timezone')
         await admin.close()
+
+
+async def test_postgres_reads_run_with_one_plan_for_all_values(
+    app_with: Callable[..., Any], engine_name: str
+) -> None:
+    """The sessions of compiled reads use generic plans (whose shapes tests/test_deep_pages.py
+    checks): left to choose, PostgreSQL plans a statement with a LIMIT parameter every time."""
+    if engine_name != "postgresql":
+        pytest.skip("a PostgreSQL setting")
+    async with app_with(compiled_reads=True) as client:
+        reads = client.app.state.compiled_reads.reads
+        sql = "SELECT convert_to(current_setting('plan_cache_mode'), 'UTF8')"
+        assert await reads.fetch(sql, (), time.monotonic() + 5) == b"force_generic_plan"
 
 
 async def test_a_deep_page_has_the_sqlite_plan_of_the_first(

@@ -36,13 +36,18 @@ MOMENTS = [
 TEXTS = [None, "", "a", "ab", "abc", "abcd", '["ID:ASC",[1]]', "ünïcødé ✓", "🙂" * 5, "x" * 1000, "a\x00b"]
 
 
-@pytest.fixture(params=[False, True], ids=["sql", "native"])
-def sqlite_json(request: pytest.FixtureRequest) -> SqliteJson:
-    if request.param and not sqlite_functions.available():
+def _require_native_functions() -> None:
+    if not sqlite_functions.available():
         message = "db/sqlite_functions.c is not built (pip install builds it with gcc and sqlite3ext.h)"
         if os.environ.get("REQUIRE_SQLITE_FUNCTIONS") == "1":
             pytest.fail(message + " (REQUIRE_SQLITE_FUNCTIONS=1)")
         pytest.skip(message)
+
+
+@pytest.fixture(params=[False, True], ids=["sql", "native"])
+def sqlite_json(request: pytest.FixtureRequest) -> SqliteJson:
+    if request.param:
+        _require_native_functions()
     return SqliteJson(native=request.param)
 
 
@@ -87,8 +92,7 @@ def test_sqlite_timestamps_print_as_the_api_does(stored: str, sqlite_json: Sqlit
 
 def test_sqlite_timestamps_print_alike_in_both_spellings_whatever_the_text() -> None:
     """quill_timestamp is SqliteJson.datetime's SQL in C, for texts no timestamp column holds too."""
-    if not sqlite_functions.available():
-        pytest.skip("db/sqlite_functions.c is not built")
+    _require_native_functions()
     connection = _sqlite()
     connection.execute("CREATE TABLE t (at)")
     odd = ["", "0", "2025-03-01", "2025-03-01 12:00:00.", "2025-03-01 12:00:00.000", "2025-03-01 12:00:10",

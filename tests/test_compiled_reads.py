@@ -534,7 +534,7 @@ async def test_postgres_reads_run_with_one_plan_for_all_values(
     if engine_name != "postgresql":
         pytest.skip("a PostgreSQL setting")
     async with app_with(compiled_reads=True) as client:
-        reads = client.app.state.compiled_reads.reads
+        reads = client.app.state.reads
         sql = "SELECT convert_to(current_setting('plan_cache_mode'), 'UTF8')"
         assert await reads.fetch(sql, (), time.monotonic() + 5) == b"force_generic_plan"
 

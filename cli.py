@@ -4,6 +4,7 @@ quill serve --workers 4            uvicorn with N worker processes (PostgreSQL f
 quill migrate                      alembic upgrade head (the release step of a deployment)
 quill seed [--users N ...]         demo data into an empty database; see db/seed.py
 quill create-superuser --email a@b.c --username root     (the password is asked for)
+quill superuser --username ada --revoke   take back (or --grant) superuser rights; ends their tokens
 quill export-schema [-o schema.graphql]
 quill check-schema                 breaking changes between schema.graphql and the code
 """
@@ -28,10 +29,8 @@ SCHEMA_FILE = ROOT / "schema.graphql"
 
 def current_sdl() -> str:
     from schema import build_schema as build_app_schema
-    from schema.extensions import DocumentCache
-    from settings import Settings
 
-    return build_app_schema(DocumentCache(1), Settings()).as_str() + "\n"
+    return build_app_schema().as_str() + "\n"
 
 
 def breaking_changes(committed_sdl: str, current: str) -> list[BreakingChange]:
@@ -41,7 +40,17 @@ def breaking_changes(committed_sdl: str, current: str) -> list[BreakingChange]:
 
 
 def _serve(args: argparse.Namespace) -> None:
+    import os
+    import secrets
+
     import uvicorn
+
+    from settings import DEVELOPMENT_SECRET_VARIABLE
+
+    # Without SECRET_KEY a development server signs tokens with a random key; its workers must
+    # share it, or a token one of them issued would fail on the others.
+    if not os.environ.get("SECRET_KEY"):
+        os.environ.setdefault(DEVELOPMENT_SECRET_VARIABLE, secrets.token_urlsafe(48))
 
     # access_log off: the app writes its own line per request, with the request id and operations
     # (web/observability.py).
@@ -96,6 +105,33 @@ def _create_superuser(args: argparse.Namespace) -> None:
     print(f"created superuser {username} <{email}>")
 
 
+def _superuser(args: argparse.Namespace) -> None:
+    """Grant or take back superuser rights. The user's access tokens carry the old rights, so they
+    are revoked (every server process hears of it within a second: schema/realtime/revocations.py)."""
+    from db import revocations
+    from db import users as user_rows
+    from db.engine import create_engine, create_sessionmaker
+    from settings import Settings
+
+    granted = args.grant
+
+    async def change() -> int | None:
+        engine = create_engine(Settings.from_env())
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                user_id = await user_rows.set_superuser(session, args.username.strip().lower(), granted)
+                if user_id is not None:
+                    await revocations.revoke(session, user_id)
+                return user_id
+        finally:
+            await engine.dispose()
+
+    if asyncio.run(change()) is None:
+        sys.exit(f"no user is called {args.username}")
+    state = "now" if granted else "no longer"
+    print(f"{args.username} is {state} a superuser; their access tokens were revoked")
+
+
 def _export_schema(args: argparse.Namespace) -> None:
     sdl = current_sdl()
     if args.output == "-":
@@ -137,6 +173,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     superuser.add_argument("--username")
     superuser.add_argument("--password", help="asked for when omitted (so it stays out of the shell history)")
     superuser.set_defaults(run=_create_superuser)
+
+    rights = commands.add_parser("superuser", help="grant or take back superuser rights")
+    rights.add_argument("--username", required=True)
+    given = rights.add_mutually_exclusive_group(required=True)
+    given.add_argument("--grant", action="store_true")
+    given.add_argument("--revoke", dest="grant", action="store_false")
+    rights.set_defaults(run=_superuser)
 
     export = commands.add_parser("export-schema", help="print the schema's SDL")
     export.add_argument("-o", "--output", default="-", help="a file to write (default: standard output)")

@@ -1,4 +1,9 @@
-"""The ASGI app: `uvicorn server:app`. Wires settings, database and schema; nothing imports it."""
+"""The ASGI app: `uvicorn server:app`. Wires settings, database, schema and transports; nothing imports it.
+
+A request's way through it (README, "Layout"): uvicorn -> the middleware (request log, CORS) ->
+a transport (web/graphql_http.py, web/graphql_ws.py) -> the admission step (schema/admission/)
+-> the runner (schema/execution/run.py: a compiled statement, or the resolvers) -> the answer.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import signal
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
@@ -18,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,28 +36,37 @@ from db.engine import (
     is_postgres,
     migration_problem,
     wait_for_database,
+    write_turns,
 )
 from db.events import Broker, PostgresBroker
 from db.passwords import Passwords
 from db.read_connections import ReadConnections, read_connections
 from schema import build_schema
-from schema.avatars import Avatars
-from schema.compiled_reads import CompiledReads
-from schema.context import Services
-from schema.extensions import DocumentCache
-from schema.limits import RateLimiter
-from schema.operations import ManifestError, OperationManifest
-from schema.tokens import AccessTokens
+from schema.admission.admission import Admission, Limits, RateLimiter
+from schema.admission.documents import Documents
+from schema.admission.persisted import (
+    LocalQueryStore,
+    ManifestError,
+    OperationManifest,
+    PersistedQueries,
+    QueryStore,
+    RedisQueryStore,
+)
+from schema.admission.tokens import AccessTokens, Revocations
+from schema.compiled.plans import CompiledReads
+from schema.execution.context import Services
+from schema.execution.run import Operations
+from schema.realtime.revocations import RevocationListener
+from schema.types.avatars import Avatars
 from settings import Settings, SettingsError
-from web.compiled_http import KnownQueries
+from web.addresses import ClientAddresses
 from web.graphiql import GraphiQLPage
 from web.graphql_http import GraphQLHTTP
-from web.graphql_ws import GraphQLWebSocket
-from web.limits import BodySizeLimit
+from web.graphql_ws import GraphQLWebSocket, Sockets
+from web.graphql_ws import Limits as SocketLimits
 from web.logs import configure_logging
 from web.metrics import Metrics
 from web.observability import Observer, RequestLog
-from web.persisted_queries import LocalQueryStore, PersistedQueries, QueryStore, RedisQueryStore
 from web.probes import health, ready, statement_stats
 from web.rate_limit import RedisTokenBuckets, TokenBuckets
 
@@ -60,14 +75,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("quill")
 
-
 STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = (settings or Settings.from_env()).check()
     configure_logging(settings)
+    if not settings.secret_key:
+        log.warning(
+            "SECRET_KEY is not set: access tokens are signed with a random key that ends with this process"
+        )
     engine = create_engine(settings)
+    # The server's own housekeeping (revocations read from the database) has a connection of its
+    # own: requests never wait for it, and it is not counted as a request's SQL.
+    housekeeping = create_engine(replace(settings, pool_size=1, pool_max_overflow=1))
     reads = read_connections(
         settings.database_url,
         pool_size=settings.read_pool_size,
@@ -76,37 +97,69 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     statements = StatementCounter(engine, reads)
     metrics = _metrics(settings)
+    observer = Observer(metrics)
+    schema = build_schema()
+    ttl = timedelta(seconds=settings.access_token_ttl_seconds)
+    tokens = AccessTokens(settings.signing_key(), ttl, Revocations(ttl.total_seconds()))
     services = Services(
         settings=settings,
         sessionmaker=create_sessionmaker(engine),
-        tokens=AccessTokens(settings.secret_key, timedelta(seconds=settings.access_token_ttl_seconds)),
+        tokens=tokens,
         passwords=Passwords.from_settings(settings),
         avatars=Avatars(settings.media_dir, settings.max_avatar_bytes),
         broker=_broker(settings),
-        rate_limiter=_rate_limiter(settings),
-        observer=Observer(metrics),
+        housekeeping=create_sessionmaker(housekeeping),
+        login_attempts=_login_attempts(settings),
+        write_turns=write_turns(settings.database_url),
+        observer=observer,
         statements=statements,
     )
-    documents = DocumentCache(settings.document_cache_size)
-    tracing = _tracing(settings, engine, reads)
     manifest = _manifest(settings)
-    compiled = CompiledReads(
-        settings.compiled_reads,
-        reads,
-        engine.dialect,
-        max_known=settings.document_cache_size,
-        max_cost=settings.max_query_nodes,
-        timeout_seconds=settings.operation_timeout_seconds,
-    )
-    schema = build_schema(
-        documents,
-        settings,
-        tracing=tracing.extensions() if tracing else [],
-        allow_list=manifest,
-        compiled=compiled,
-    )
-    compiled.bind(schema)
     persisted = PersistedQueries(_query_store(settings), manifest)
+    admission = Admission(
+        schema._schema,
+        Documents(
+            schema._schema,
+            max_tokens=settings.max_tokens,
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_aliases,
+            introspection=settings.introspection,
+            max_cached_bytes=settings.document_cache_bytes,
+        ),
+        Limits(
+            max_body_bytes=settings.max_body_bytes,
+            max_variables_bytes=settings.max_variables_bytes,
+            max_document_bytes=settings.max_document_bytes,
+            max_cost=settings.max_query_nodes,
+            operation_timeout_seconds=settings.operation_timeout_seconds,
+            max_prepared_bytes=settings.prepared_cache_bytes,
+        ),
+        tokens,
+        persisted,
+        manifest=manifest,
+        rate_limiter=_rate_limiter(settings),
+        observer=observer,
+    )
+    compiled = CompiledReads(settings.compiled_reads, reads, engine.dialect)
+    compiled.bind(schema)
+    tracing = _tracing(settings, engine, reads)
+    operations = Operations(
+        schema,
+        services,
+        compiled if compiled.enabled else None,
+        timeout_seconds=settings.operation_timeout_seconds,
+        tracer=tracing,
+    )
+    sockets = Sockets(
+        SocketLimits(
+            init_timeout_seconds=settings.ws_init_timeout_seconds,
+            send_timeout_seconds=settings.ws_send_timeout_seconds,
+            per_socket=settings.ws_max_subscriptions_per_socket,
+            per_client=settings.ws_max_subscriptions_per_client,
+            total=settings.ws_max_subscriptions,
+        )
+    )
+    revocations = RevocationListener(services, on_revoked=sockets.revoked)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -115,6 +168,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if problem := await migration_problem(engine):
                 raise DatabaseNotReady(f"refusing to serve: {problem}")
             await services.broker.start()
+            await revocations.start()
             if reads is not None and compiled.enabled:
                 await reads.start()
             _tune_garbage_collector()
@@ -128,28 +182,51 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             if reads is not None:
                 await reads.close()
+            await revocations.stop()
             await services.broker.stop()
             await engine.dispose()
-            if persisted.store is not None:
-                await persisted.store.close()
+            await housekeeping.dispose()
+            await persisted.close()
             if tracing is not None:
                 tracing.shutdown()
 
     graphiql = GraphiQLPage()
-    graphql_http = GraphQLHTTP(schema, services, persisted, graphiql)
+    addresses = ClientAddresses(settings.trusted_proxies)
     middleware = _middleware(settings, metrics)
-    if compiled.enabled and tracing is None:  # a traced operation needs the pipeline's spans
-        middleware.append(Middleware(KnownQueries, compiled=compiled, services=services, path="/graphql"))
+    middleware.append(
+        Middleware(
+            GraphQLWebSocket,
+            admission=admission,
+            operations=operations,
+            tokens=tokens,
+            addresses=addresses,
+            sockets=sockets,
+            path="/graphql",
+        )
+    )
+    middleware.append(
+        Middleware(
+            GraphQLHTTP,
+            admission=admission,
+            operations=operations,
+            addresses=addresses,
+            graphiql=graphiql.asgi_page,
+            path="/graphql",
+            max_batch=settings.max_batch,
+            upload_allowance=settings.max_avatar_bytes,
+            get_cache_max_age_seconds=settings.get_cache_max_age_seconds,
+        )
+    )
     app = Starlette(
         routes=[
-            Route("/graphql", graphql_http.handle, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", GraphQLWebSocket(schema, services)),
             Route("/graphiql", graphiql.page),
             Route("/graphiql/assets/{name}", graphiql.asset),
             Route("/health", health),
             Route("/ready", ready),
-            Mount("/media", StaticFiles(directory=settings.media_dir, check_dir=False), name="media"),
-            Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+            Mount(
+                "/media", _NoSniff(StaticFiles(directory=settings.media_dir, check_dir=False)), name="media"
+            ),
+            Mount("/static", _NoSniff(StaticFiles(directory=STATIC_DIR)), name="static"),
             *([Route("/__stats", statement_stats)] if settings.stats_endpoint else []),
             *([Route("/metrics", metrics.endpoint)] if metrics else []),
         ],
@@ -158,12 +235,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.engine = engine
     app.state.statements = statements
-    app.state.documents = documents
+    app.state.admission = admission
+    app.state.operations = operations
     app.state.schema = schema
     app.state.compiled_reads = compiled
     app.state.reads = reads
     app.state.services = services
+    app.state.sockets = sockets
+    # Every way in, as the admission step names them (Request.transport): tests/test_entrances.py
+    # sends each hostile request through each of them.
+    app.state.transports = ("http", "websocket")
     app.state.startup_refusal = None
+    app.state.ready_timeout_seconds = settings.connect_timeout_seconds
     return app
 
 
@@ -173,6 +256,15 @@ def _rate_limiter(settings: Settings) -> RateLimiter | None:
     burst, per_second = settings.rate_limit_burst, settings.rate_limit_per_second
     if settings.redis_url:
         return RedisTokenBuckets(settings.redis_url, burst=burst, per_second=per_second)
+    return TokenBuckets(burst=burst, per_second=per_second)
+
+
+def _login_attempts(settings: Settings) -> RateLimiter:
+    burst, per_second = settings.login_attempts_burst, 1 / max(settings.login_attempt_refill_seconds, 1)
+    if settings.redis_url:
+        return RedisTokenBuckets(
+            settings.redis_url, burst=burst, per_second=per_second, prefix="quill:logins:"
+        )
     return TokenBuckets(burst=burst, per_second=per_second)
 
 
@@ -191,7 +283,7 @@ def _query_store(settings: Settings) -> QueryStore | None:
         return None
     if settings.redis_url:
         return RedisQueryStore(settings.redis_url)
-    return LocalQueryStore(settings.persisted_query_cache_size)
+    return LocalQueryStore(settings.persisted_query_cache_bytes)
 
 
 def _broker(settings: Settings) -> Broker:
@@ -248,13 +340,7 @@ def _tracing(settings: Settings, engine: AsyncEngine, reads: ReadConnections | N
 
 
 def _middleware(settings: Settings, metrics: Metrics | None) -> list[Middleware]:
-    middleware = [
-        Middleware(RequestLog, metrics=metrics),
-        Middleware(_OneLineStartupFailure),
-        Middleware(
-            BodySizeLimit, max_bytes=settings.max_body_bytes, upload_allowance=settings.max_avatar_bytes
-        ),
-    ]
+    middleware = [Middleware(RequestLog, metrics=metrics), Middleware(_OneLineStartupFailure)]
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -265,6 +351,24 @@ def _middleware(settings: Settings, metrics: Metrics | None) -> list[Middleware]
             )
         )
     return middleware
+
+
+class _NoSniff:
+    """Files are served as what their name says, never as what a browser guesses from their bytes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_nosniff(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", ()), (b"x-content-type-options", b"nosniff")],
+                }
+            await send(message)
+
+        await self.app(scope, receive, send_nosniff)
 
 
 class _OneLineStartupFailure:

@@ -7,7 +7,9 @@ different databases.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import secrets
 from dataclasses import dataclass, field
 
 DEFAULT_DATABASE_URL = "sqlite:///app.db"
@@ -27,7 +29,8 @@ _ASYNC_DRIVERS = {
 }
 
 
-DEVELOPMENT_SECRET = "development-only-secret-do-not-deploy"
+# The environment variable `quill serve` sets for its workers to share one random development key.
+DEVELOPMENT_SECRET_VARIABLE = "QUILL_DEVELOPMENT_SECRET"
 
 
 class SettingsError(ValueError):
@@ -70,16 +73,44 @@ def _int(name: str, default: int) -> int:
         raise SettingsError(f"{name} must be an integer, got {value!r}") from None
 
 
+def _float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {value!r}") from None
+
+
 def _list(name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
+
+
+def _trusted_proxies() -> tuple[str, ...]:
+    """TRUSTED_PROXIES; the older TRUST_FORWARDED_FOR=1 means a proxy on this machine."""
+    proxies = _list("TRUSTED_PROXIES")
+    if not proxies and _flag("TRUST_FORWARDED_FOR"):
+        return ("127.0.0.1", "::1")
+    for entry in proxies:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise SettingsError(f"TRUSTED_PROXIES: {entry!r} is not an address or network") from None
+    return proxies
+
+
+_RANDOM_DEVELOPMENT_KEY = secrets.token_urlsafe(48)
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     # "development" (the default, for `make run`), "test" or "production".
     app_env: str = "development"
-    # Signs access tokens. Outside development a missing or default secret stops the server.
-    secret_key: str = DEVELOPMENT_SECRET
+    # Signs access tokens. Outside development a missing secret stops the server; in development
+    # a random one is made per start (tokens then end with the process), so no key that anyone
+    # can read in this repository ever signs a token.
+    secret_key: str | None = None
     access_token_ttl_seconds: int = 15 * 60
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
     database_url: str = field(default_factory=database_url)
@@ -113,6 +144,8 @@ class Settings:
     max_batch: int = 10
     max_body_bytes: int = 1024 * 1024  # multipart uploads may add max_avatar_bytes
     max_variables_bytes: int = 64 * 1024
+    # A GraphQL document's text, refused before it is parsed (GraphiQL's introspection is ~3 KB).
+    max_document_bytes: int = 32 * 1024
     # Time limits: each SQL statement (PostgreSQL), and each operation as a whole.
     statement_timeout_ms: int = 5000
     connect_timeout_seconds: float = 5.0
@@ -125,14 +158,28 @@ class Settings:
     rate_limit_burst: int = 20_000
     rate_limit_per_second: float = 1000.0
     redis_url: str | None = None  # shares the rate limit across processes
-    # Take the client's address from X-Forwarded-For (only behind a proxy that sets it).
-    trust_forwarded_for: bool = False
+    # Addresses (or networks) of the proxies in front of the server: behind them the client is
+    # the right-most X-Forwarded-For address that is not one of them (web/addresses.py).
+    trusted_proxies: tuple[str, ...] = ()
+    # Failed logins per account: a bucket of this many, one back every so many seconds.
+    login_attempts_burst: int = 10
+    login_attempt_refill_seconds: int = 90
     # Events a subscriber may fall behind by before it is dropped (a slow client cannot slow others).
     subscription_queue_size: int = 100
+    # WebSockets (web/graphql_ws.py): the wait for connection_init, the time a send may take
+    # before a client that does not read is dropped, and how many subscriptions a socket, a
+    # client address and the process may hold.
+    ws_init_timeout_seconds: float = 10.0
+    ws_send_timeout_seconds: float = 5.0
+    ws_max_subscriptions_per_socket: int = 100
+    ws_max_subscriptions_per_client: int = 1000
+    ws_max_subscriptions: int = 20_000
     # GET /__stats answers {"statements": n}: the benchmark harness counts SQL statements with it.
     stats_endpoint: bool = False
-    # Parsed and validated query documents kept, least recently used dropped first.
-    document_cache_size: int = 1000
+    # Parsed and validated documents kept (bytes, least recently used dropped first), and the
+    # admission's decisions per document and variables (schema/admission/).
+    document_cache_bytes: int = 32 * 1024 * 1024
+    prepared_cache_bytes: int = 16 * 1024 * 1024
     # Uploaded avatars live here and are served under /media/.
     media_dir: str = "media"
     max_avatar_bytes: int = 2 * 1024 * 1024
@@ -149,23 +196,35 @@ class Settings:
     tracing: str = "off"
     # Automatic persisted queries (Apollo APQ): query texts remembered by their sha256 hash.
     persisted_queries: bool = True
-    persisted_query_cache_size: int = 5000
+    persisted_query_cache_bytes: int = 16 * 1024 * 1024
     # Allow-list mode: only the operations in this manifest run (Apollo or Relay manifest format).
     operations_manifest: str | None = None
     # Cache-Control max-age of an anonymous GET query's answer (an ETag is always sent).
     get_cache_max_age_seconds: int = 0
 
+    def signing_key(self) -> str:
+        """The key that signs access tokens: SECRET_KEY, or in development one made at random
+        (shared by `quill serve`'s workers through the environment)."""
+        if self.secret_key:
+            return self.secret_key
+        return os.environ.get(DEVELOPMENT_SECRET_VARIABLE) or _RANDOM_DEVELOPMENT_KEY
+
     def check(self) -> Settings:
         """Refuse settings the server must not run with; returns self for chaining."""
         if self.app_env not in {"development", "test", "production"}:
             raise SettingsError(f"APP_ENV must be development, test or production, not {self.app_env!r}")
-        if self.app_env != "development" and (not self.secret_key or self.secret_key == DEVELOPMENT_SECRET):
+        if self.app_env != "development" and not self.secret_key:
             raise SettingsError(
                 f"SECRET_KEY must be set to a long random value when APP_ENV={self.app_env} "
                 "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
             )
-        if len(self.secret_key) < 32:
+        if self.secret_key is not None and len(self.secret_key) < 32:
             raise SettingsError("SECRET_KEY must be at least 32 characters long")
+        if self.app_env == "production" and self.metrics and not self.metrics_token:
+            raise SettingsError(
+                "METRICS_TOKEN must be set when APP_ENV=production (scrapers send it as a bearer "
+                "token), or switch /metrics off with METRICS=0"
+            )
         if self.log_format not in {"json", "text"}:
             raise SettingsError(f"LOG_FORMAT must be json or text, not {self.log_format!r}")
         if self.tracing not in {"off", "otlp", "console"}:
@@ -176,7 +235,7 @@ class Settings:
     def from_env(cls) -> Settings:
         return cls(
             app_env=os.environ.get("APP_ENV") or "development",
-            secret_key=os.environ.get("SECRET_KEY") or DEVELOPMENT_SECRET,
+            secret_key=os.environ.get("SECRET_KEY") or None,
             access_token_ttl_seconds=_int("ACCESS_TOKEN_TTL_SECONDS", 15 * 60),
             refresh_token_ttl_seconds=_int("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600),
             database_url=database_url(),
@@ -194,9 +253,15 @@ class Settings:
             first_superuser_email=os.environ.get("FIRST_SUPERUSER_EMAIL") or None,
             first_superuser_password=os.environ.get("FIRST_SUPERUSER_PASSWORD") or None,
             first_superuser_username=os.environ.get("FIRST_SUPERUSER_USERNAME") or None,
-            document_cache_size=_int("DOCUMENT_CACHE_SIZE", 1000),
+            document_cache_bytes=_int("DOCUMENT_CACHE_BYTES", 32 * 1024 * 1024),
+            prepared_cache_bytes=_int("PREPARED_CACHE_BYTES", 16 * 1024 * 1024),
             stats_endpoint=_flag("STATS_ENDPOINT"),
             subscription_queue_size=_int("SUBSCRIPTION_QUEUE_SIZE", 100),
+            ws_init_timeout_seconds=_float("WS_INIT_TIMEOUT_SECONDS", 10.0),
+            ws_send_timeout_seconds=_float("WS_SEND_TIMEOUT_SECONDS", 5.0),
+            ws_max_subscriptions_per_socket=_int("WS_MAX_SUBSCRIPTIONS_PER_SOCKET", 100),
+            ws_max_subscriptions_per_client=_int("WS_MAX_SUBSCRIPTIONS_PER_CLIENT", 1000),
+            ws_max_subscriptions=_int("WS_MAX_SUBSCRIPTIONS", 20_000),
             max_query_depth=_int("MAX_QUERY_DEPTH", 12),
             max_aliases=_int("MAX_ALIASES", 30),
             max_tokens=_int("MAX_TOKENS", 2000),
@@ -204,16 +269,19 @@ class Settings:
             max_batch=_int("MAX_BATCH", 10),
             max_body_bytes=_int("MAX_BODY_BYTES", 1024 * 1024),
             max_variables_bytes=_int("MAX_VARIABLES_BYTES", 64 * 1024),
+            max_document_bytes=_int("MAX_DOCUMENT_BYTES", 32 * 1024),
             statement_timeout_ms=_int("STATEMENT_TIMEOUT_MS", 5000),
-            connect_timeout_seconds=float(_int("DB_CONNECT_TIMEOUT_SECONDS", 5)),
-            operation_timeout_seconds=float(_int("OPERATION_TIMEOUT_SECONDS", 10)),
+            connect_timeout_seconds=_float("DB_CONNECT_TIMEOUT_SECONDS", 5.0),
+            operation_timeout_seconds=_float("OPERATION_TIMEOUT_SECONDS", 10.0),
             introspection=_flag("INTROSPECTION", default=True),
             compiled_reads=_flag("COMPILED_READS", default=True),
             rate_limit=_flag("RATE_LIMIT", default=True),
             rate_limit_burst=_int("RATE_LIMIT_BURST", 20_000),
             rate_limit_per_second=float(_int("RATE_LIMIT_PER_SECOND", 1000)),
             redis_url=os.environ.get("REDIS_URL") or None,
-            trust_forwarded_for=_flag("TRUST_FORWARDED_FOR"),
+            trusted_proxies=_trusted_proxies(),
+            login_attempts_burst=_int("LOGIN_ATTEMPTS_BURST", 10),
+            login_attempt_refill_seconds=_int("LOGIN_ATTEMPT_REFILL_SECONDS", 90),
             media_dir=os.environ.get("MEDIA_DIR") or "media",
             max_avatar_bytes=_int("MAX_AVATAR_BYTES", 2 * 1024 * 1024),
             log_format=(os.environ.get("LOG_FORMAT") or "json").lower(),
@@ -223,7 +291,7 @@ class Settings:
             metrics_max_operation_names=_int("METRICS_MAX_OPERATION_NAMES", 200),
             tracing=(os.environ.get("TRACING") or "off").lower(),
             persisted_queries=_flag("PERSISTED_QUERIES", default=True),
-            persisted_query_cache_size=_int("PERSISTED_QUERY_CACHE_SIZE", 5000),
+            persisted_query_cache_bytes=_int("PERSISTED_QUERY_CACHE_BYTES", 16 * 1024 * 1024),
             operations_manifest=os.environ.get("OPERATIONS_MANIFEST") or None,
             get_cache_max_age_seconds=_int("GET_CACHE_MAX_AGE_SECONDS", 0),
         )

@@ -5,8 +5,9 @@ benchmark databases that `make bench` loaded (PostgreSQL `bench` and the harness
 and prints the median microseconds of each stage over many repetitions:
 
     body      orjson parsing the request body
-    token     checking the bearer token (a remembered one: a dictionary lookup)
-    plan      the known query's plan for these variables and this kind of viewer
+    admission the admission step for a known request: its remembered decision, the bearer token
+              (a remembered one), the rate limit, the deadline (schema/admission/)
+    plan      the compiled plan for this kind of viewer (kept with the admitted request)
     sql       the one statement, from sending it to holding the JSON bytes (driver and database)
     app       the whole request through the ASGI app, middleware included (no HTTP)
     log line  what the request's INFO log line adds to `app` (the benchmark runs at WARNING,
@@ -34,11 +35,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run import PG_BENCH, QUERIES, SECRET, SQLITE_BENCH  # noqa: E402
+from schema.admission.admission import Request  # noqa: E402
 from server import create_app  # noqa: E402
 from settings import Settings, async_database_url  # noqa: E402
 
 ROUNDS = 2000
-STAGES = ("body", "token", "plan", "sql", "app", "log line")
+STAGES = ("body", "admission", "plan", "sql", "app", "log line")
 
 
 async def measure(url: str, nowhere: TextIO) -> None:
@@ -51,7 +53,7 @@ async def measure(url: str, nowhere: TextIO) -> None:
         log_level="WARNING",
     )
     app = create_app(settings)
-    services, compiled = app.state.services, app.state.compiled_reads
+    services, compiled, admission = app.state.services, app.state.compiled_reads, app.state.admission
     token, _ = services.tokens.issue(1, is_superuser=True)  # tasks are private: Q2 reads as a superuser
     headers = [(b"content-type", b"application/json"), (b"authorization", f"Bearer {token}".encode())]
     print(f"\n{app.state.engine.dialect.name}: median µs of {ROUNDS}")
@@ -69,11 +71,13 @@ async def measure(url: str, nowhere: TextIO) -> None:
                 t0 = time.perf_counter()
                 payload = orjson.loads(body)
                 t1 = time.perf_counter()
-                viewer = services.tokens.from_header(f"Bearer {token}").viewer
+                request = Request(query=payload["query"], authorization=f"Bearer {token}", address="127.0.0.1")
+                admitted = await admission.admit(request)
                 t2 = time.perf_counter()
-                plan = compiled.plan_for(payload["query"], None, None, viewer)
+                viewer = admitted.authentication.viewer
+                plan = compiled.plan(admitted.prepared, viewer)
                 t3 = time.perf_counter()
-                await compiled.read(plan, viewer, time.monotonic() + 10)
+                await compiled.read(admitted.prepared, plan, viewer, time.monotonic() + 10)
                 t4 = time.perf_counter()
                 quiet, logged = await _request_pair(app, body, headers, quill, logged_first=round_ % 2 == 0)
                 stages = (t1 - t0, t2 - t1, t3 - t2, t4 - t3, quiet, logged)

@@ -120,7 +120,7 @@ def load(url: str, bench_python: Path) -> int:
 
 def write_targets(superuser_id: int) -> Path:
     sys.path.insert(0, str(ROOT))
-    from schema.tokens import AccessTokens
+    from schema.admission.tokens import AccessTokens
 
     token, _ = AccessTokens(SECRET, timedelta(days=2)).issue(superuser_id, is_superuser=True)
     headers = {"Authorization": f"Bearer {token}"}

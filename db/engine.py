@@ -15,6 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util.concurrency import await_
 
 from db.read_connections import ReadConnections
 from settings import Settings
@@ -22,6 +23,12 @@ from settings import Settings
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# When the current operation must be over (time.monotonic()); schema/execution/run.py sets it.
+# SQLite statements check it while they run (a progress handler), as compiled reads do.
+DEADLINE: ContextVar[float | None] = ContextVar("quill_deadline", default=None)
+# SQLite calls the progress handler every this many virtual machine instructions (~0.1 ms).
+_PROGRESS_STEPS = 20_000
 
 # A write transaction asks for this execution option so that SQLite takes the write lock at
 # BEGIN (see _begin_sqlite_transaction); PostgreSQL ignores it.
@@ -94,7 +101,11 @@ def _configure_mysql(engine: AsyncEngine, statement_timeout_ms: int) -> None:
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+        deadline = record.info["deadline"] = _Deadline()
+        # Runs in aiosqlite's thread while a statement runs: a statement past its operation's
+        # time limit is interrupted, as the asyncio timeout stops waiting for it.
+        await_(dbapi_connection._connection.set_progress_handler(deadline.passed, _PROGRESS_STEPS))
         # The driver's own implicit BEGIN only starts a transaction before a write, so the
         # reads of one request would not share a snapshot; we issue BEGIN ourselves below.
         dbapi_connection.isolation_level = None
@@ -107,11 +118,36 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
 
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _set_deadline(conn: Connection, *args: Any) -> None:
+        holder = conn.info.get("deadline")
+        if holder is not None:
+            holder.at = DEADLINE.get()
+
     @event.listens_for(engine.sync_engine, "begin")
     def _begin_sqlite_transaction(conn: Connection) -> None:
         # A deferred transaction that reads and then writes cannot wait for the lock (SQLite
         # returns SQLITE_BUSY at once to avoid a deadlock), so writes take the lock up front.
         conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
+
+
+def write_turns(url: str) -> asyncio.Lock | None:
+    """What a process's writers queue on before they write (RequestDb.write): SQLite has one
+    writer at a time, and its busy handler lets waiting writers poll for the lock with growing
+    sleeps, so under many concurrent writers some wait past any timeout ("database is locked")
+    while others go first again and again. A FIFO lock in the process gives them turns in order;
+    writers of other processes still meet SQLite's busy timeout. Other engines need none."""
+    return asyncio.Lock() if is_sqlite(url) else None
+
+
+class _Deadline:
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    def passed(self) -> int:
+        return 1 if self.at is not None and time.monotonic() > self.at else 0
 
 
 class StatementCounter:

@@ -4,6 +4,7 @@ layer turns each into its typed error payload (schema/mutations.py)."""
 from __future__ import annotations
 
 import re
+import sqlite3
 
 import asyncpg
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -91,9 +92,12 @@ def is_database_unavailable(error: BaseException) -> bool:
 
 def is_statement_timeout(error: BaseException) -> bool:
     """The database cancelled a statement that ran past its time limit (PostgreSQL's
-    statement_timeout, MariaDB's max_statement_time, MySQL's max_execution_time)."""
+    statement_timeout, MariaDB's max_statement_time, MySQL's max_execution_time, SQLite's
+    progress handler at the operation's deadline: db/engine.py)."""
     return any(
-        isinstance(cause, asyncpg.QueryCanceledError) or _mysql_code(cause) in _MYSQL_TIMEOUT
+        isinstance(cause, asyncpg.QueryCanceledError)
+        or _mysql_code(cause) in _MYSQL_TIMEOUT
+        or (isinstance(cause, sqlite3.OperationalError) and str(cause) == "interrupted")
         for cause in _chain(error)
     )
 

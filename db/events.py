@@ -35,11 +35,13 @@ AfterCommit = Callable[[Callable[[], Awaitable[None]]], None]  # RequestDb.after
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    topic: str  # "post", "task" or "note"
-    kind: str  # "created", "updated" or "deleted"
+    topic: str  # "post", "task", "note", or "revocation" (id: the user whose tokens were revoked)
+    kind: str  # "created", "updated", "deleted" (or "revoked")
     id: int
     owner_id: int | None = None  # the post's author, the task's owner (checked once the row is gone)
     task_id: int | None = None  # a note's task
+    login: str | None = None  # a revocation of one login's tokens only
+    at: float | None = None  # when the revocation took effect (seconds since the epoch)
 
     def encode(self) -> str:
         return orjson.dumps(asdict(self)).decode()
@@ -102,6 +104,7 @@ class Broker:
         self._subscriptions: dict[str, set[Subscription]] = {}
         self._idle = asyncio.Event()  # set while nobody subscribes
         self._idle.set()
+        self._listeners: dict[str, list[Callable[[Event], None]]] = {}
         self.delivered = 0
 
     async def start(self) -> None:
@@ -125,8 +128,15 @@ class Broker:
 
     def deliver(self, event: Event) -> None:
         self.delivered += 1
+        for listener in self._listeners.get(event.topic, ()):
+            listener(event)
         for subscription in list(self._subscriptions.get(event.topic, ())):
             subscription.offer(event)
+
+    def listen(self, topic: str, listener: Callable[[Event], None]) -> None:
+        """Call `listener` with each event of `topic` as it arrives (the server's own bookkeeping,
+        not a subscriber: it has no queue and never keeps the process from shutting down)."""
+        self._listeners.setdefault(topic, []).append(listener)
 
     @asynccontextmanager
     async def subscribe(self, topic: str) -> AsyncIterator[Subscription]:

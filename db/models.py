@@ -103,6 +103,12 @@ def _keyset_indexes(table: str, *keys: tuple[str, ...]) -> tuple[Index, ...]:
     return tuple(Index(f"ix_{table}_{'_'.join(columns)}", *columns) for columns in keys)
 
 
+# SQLite reuses the largest id after a delete unless a table is AUTOINCREMENT: a deleted account's
+# still-valid token would then name the next person who registers, and a client's cached global
+# ID another object. PostgreSQL's sequences and InnoDB's counters never go back.
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+
 class User(Base):
     __tablename__ = "users"
     __table_args__ = (
@@ -115,6 +121,7 @@ class User(Base):
             postgresql_ops={"username": "varchar_pattern_ops"},
             info={"dialects": ("postgresql",)},
         ),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -137,13 +144,16 @@ class User(Base):
 
 class Post(Base):
     __tablename__ = "posts"
-    __table_args__ = _keyset_indexes(
-        "posts",
-        ("date_posted", "id"),
-        ("title", "id"),
-        ("user_id", "id"),
-        ("user_id", "date_posted", "id"),
-        ("user_id", "title", "id"),
+    __table_args__ = (
+        *_keyset_indexes(
+            "posts",
+            ("date_posted", "id"),
+            ("title", "id"),
+            ("user_id", "id"),
+            ("user_id", "date_posted", "id"),
+            ("user_id", "title", "id"),
+        ),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -157,15 +167,18 @@ class Post(Base):
 
 class Task(Base):
     __tablename__ = "tasks"
-    __table_args__ = _keyset_indexes(
-        "tasks",
-        ("created_at", "id"),
-        ("title", "id"),
-        ("status", "id"),
-        ("owner_id", "id"),
-        ("owner_id", "created_at", "id"),
-        ("owner_id", "title", "id"),
-        ("owner_id", "status", "id"),
+    __table_args__ = (
+        *_keyset_indexes(
+            "tasks",
+            ("created_at", "id"),
+            ("title", "id"),
+            ("status", "id"),
+            ("owner_id", "id"),
+            ("owner_id", "created_at", "id"),
+            ("owner_id", "title", "id"),
+            ("owner_id", "status", "id"),
+        ),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -193,7 +206,10 @@ class Task(Base):
 
 class Note(Base):
     __tablename__ = "notes"
-    __table_args__ = _keyset_indexes("notes", ("task_id", "id"), ("task_id", "created_at", "id"))
+    __table_args__ = (
+        *_keyset_indexes("notes", ("task_id", "id"), ("task_id", "created_at", "id")),
+        NEVER_REUSE_IDS,
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
@@ -209,6 +225,7 @@ class RefreshToken(Base):
     the family (it was stolen, or the client is confused; either way it must log in again)."""
 
     __tablename__ = "refresh_tokens"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -218,3 +235,17 @@ class RefreshToken(Base):
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     replaced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class TokenRevocation(Base):
+    """Every access token of `user_id` (or, with `login`, of that login) issued before
+    `revoked_at` stopped working then: logout, a new password, a deleted account, changed rights.
+    Kept as long as an access token lives; no foreign key, so it outlives a deleted user."""
+
+    __tablename__ = "token_revocations"
+    __table_args__ = NEVER_REUSE_IDS
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(index=True)
+    login: Mapped[str | None] = mapped_column(String(32))
+    revoked_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

@@ -1,6 +1,6 @@
 """Where compiled reads run: one statement per request, straight on the database driver.
 
-A compiled read (db/json_reads.py) is a single SELECT whose one value is the response body,
+A compiled read (schema/compiled/sql.py) is a single SELECT whose one value is the response body,
 `{"data":...}`. It needs no ORM, no transaction (one statement reads one snapshot) and no
 decoding, so it skips SQLAlchemy's session and connection layers, which would cost more than the
 statement on a small page:
@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from db import json_sql, sqlite_functions
+from db import sqlite_functions
 
 Listener = Callable[[str, Sequence[Any]], None]
 Tracer = Callable[[str], AbstractContextManager[None]]  # a span around a statement (web/tracing.py)
@@ -158,8 +158,8 @@ class SqliteReads:
         connection.execute("PRAGMA query_only = ON")
         # A reader in WAL mode does not wait for writers; a short wait covers a checkpoint's moment.
         connection.execute("PRAGMA busy_timeout = 50")
-        connection.create_function("quill_b64", 1, json_sql.b64, deterministic=True)
-        connection.create_function("quill_b64url", 1, json_sql.b64url, deterministic=True)
+        connection.create_function("quill_b64", 1, sqlite_functions.b64, deterministic=True)
+        connection.create_function("quill_b64url", 1, sqlite_functions.b64url, deterministic=True)
         connection.set_progress_handler(self._past_deadline, _PROGRESS_STEPS)
         self._connection = connection
 

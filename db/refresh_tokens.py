@@ -27,20 +27,27 @@ def _digest(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-async def issue(session: AsyncSession, user_id: int, *, ttl: timedelta, family: str | None = None) -> str:
-    """A new refresh token for the user (a new family unless one is given); returns the raw token."""
+@dataclass(frozen=True, slots=True)
+class Issued:
+    token: str  # the raw refresh token, shown once to the client
+    family: str  # the login it belongs to (access tokens of the login carry it: `sid`)
+
+
+async def issue(session: AsyncSession, user_id: int, *, ttl: timedelta, family: str | None = None) -> Issued:
+    """A new refresh token for the user (a new family, a new login, unless one is given)."""
     raw = secrets.token_urlsafe(32)
     now = utcnow()
+    family = family or uuid.uuid4().hex
     await session.execute(
         insert(tokens).values(
             user_id=user_id,
-            family=family or uuid.uuid4().hex,
+            family=family,
             token_hash=_digest(raw),
             created_at=now,
             expires_at=now + ttl,
         )
     )
-    return raw
+    return Issued(raw, family)
 
 
 class Refusal(Enum):
@@ -54,7 +61,7 @@ class Refusal(Enum):
 class Rotated:
     user_id: int
     is_superuser: bool
-    token: str  # the raw replacement
+    issued: Issued  # the replacement
 
 
 async def rotate(session: AsyncSession, raw: str, *, ttl: timedelta) -> Rotated | Refusal:
@@ -88,8 +95,8 @@ async def rotate(session: AsyncSession, raw: str, *, ttl: timedelta) -> Rotated 
     if replaced.rowcount != 1:  # type: ignore[attr-defined]
         await revoke_family(session, found.family)
         return Refusal.REUSED
-    token = await issue(session, found.user_id, ttl=ttl, family=found.family)
-    return Rotated(user_id=found.user_id, is_superuser=found.is_superuser, token=token)
+    issued = await issue(session, found.user_id, ttl=ttl, family=found.family)
+    return Rotated(user_id=found.user_id, is_superuser=found.is_superuser, issued=issued)
 
 
 async def revoke_family(session: AsyncSession, family: str) -> None:
@@ -100,15 +107,17 @@ async def revoke_family(session: AsyncSession, family: str) -> None:
     )
 
 
-async def revoke_by_token(session: AsyncSession, raw: str) -> bool:
-    """Revoke the family of this token (logout); False if the token is unknown."""
-    family = (
-        await session.execute(select(tokens.c.family).where(tokens.c.token_hash == _digest(raw)))
-    ).scalar()
-    if family is None:
-        return False
-    await revoke_family(session, family)
-    return True
+async def revoke_by_token(session: AsyncSession, raw: str) -> tuple[int, str] | None:
+    """Revoke the family of this token (logout); its user and family, or None if it is unknown."""
+    found = (
+        await session.execute(
+            select(tokens.c.user_id, tokens.c.family).where(tokens.c.token_hash == _digest(raw))
+        )
+    ).first()
+    if found is None:
+        return None
+    await revoke_family(session, found.family)
+    return found.user_id, found.family
 
 
 async def revoke_user(session: AsyncSession, user_id: int) -> None:

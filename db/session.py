@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.engine import WRITE_TRANSACTION
 
 AfterCommit = Callable[[], Awaitable[None]]
+
+log = logging.getLogger("quill.sessions")
 
 
 class OperationFinished(RuntimeError):
@@ -27,8 +32,11 @@ class RequestDb:
     The session is created on first use, so an operation that needs no SQL holds no connection.
     """
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], *, write_turns: asyncio.Lock | None = None
+    ) -> None:
         self._sessionmaker = sessionmaker
+        self._write_turns = write_turns
         self._session: AsyncSession | None = None
         self._lock = asyncio.Lock()
         self._after_commit: list[AfterCommit] = []
@@ -51,9 +59,11 @@ class RequestDb:
         """One write transaction: commits when the block ends, rolls back if it raises.
 
         Callbacks registered with `after_commit` inside the block run only once the commit
-        succeeded, so a rolled-back mutation has no side effects.
+        succeeded, so a rolled-back mutation has no side effects. With `write_turns` (SQLite:
+        db/engine.py's WriteTurns), the process's writers take turns in order before they ask
+        SQLite for its one write lock, instead of all polling for it at once.
         """
-        async with self._lock:
+        async with self._turn(), self._lock:
             session = self._current()
             if session.in_transaction():
                 # Only reads can be pending here; a write must not run on their old snapshot.
@@ -71,6 +81,9 @@ class RequestDb:
         for callback in callbacks:
             await callback()
 
+    def _turn(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self._write_turns if self._write_turns is not None else contextlib.nullcontext()
+
     def after_commit(self, callback: AfterCommit) -> None:
         self._after_commit.append(callback)
 
@@ -81,7 +94,18 @@ class RequestDb:
                 await self._session.rollback()
 
     async def close(self) -> None:
+        """Close the session (its connection goes back to the pool), after whatever a sibling
+        resolver is still doing with it: graphql-core lets siblings of a failed field finish in
+        the background, and closing under one that is checking out a connection would fail (and
+        replace the operation's answer with SQLAlchemy's IllegalStateChangeError)."""
         self._closed = True
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        session, self._session = self._session, None
+        if session is None:
+            return
+        async with self._lock:
+            try:
+                await session.close()
+            except Exception as error:  # noqa: BLE001 - cancelled mid-checkout: the connection is unusable
+                log.warning("closing an operation's session failed (%s); discarding its connection", error)
+                with contextlib.suppress(Exception):
+                    await session.invalidate()

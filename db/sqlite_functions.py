@@ -1,7 +1,8 @@
 """SQLite functions in C for compiled reads: quill_base64, quill_base64url and quill_timestamp.
 
 db/sqlite_functions.c holds them; `pip install` builds it next to this file (pyproject.toml's
-ext-modules, optional: where it cannot be built, the SQL spellings in db/json_sql.py serve).
+ext-modules, optional: where it cannot be built, the SQL spellings of schema/compiled/dialects.py
+serve, with `b64` and `b64url` below as Python functions for what SQL cannot spell cheaply).
 
 They are registered through SQLite's auto-extension hook, with the SQLite library that Python's
 own sqlite3 module uses: every connection the process opens afterwards has them, whichever
@@ -13,6 +14,7 @@ would not see each other's locks), so no other library is loaded.
 from __future__ import annotations
 
 import _sqlite3
+import base64
 import ctypes
 import functools
 import importlib.util
@@ -81,3 +83,13 @@ def _check() -> bool:
         log.warning("SQLite functions print %s, not %s: not used", printed, list(_CHECKS.values()))
         return False
     return True
+
+
+def b64(text: str | None) -> str | None:
+    """quill_b64 in Python: what schema/relay.py's to_global_id does to 'Type:pk'."""
+    return None if text is None else base64.b64encode(text.encode()).decode()
+
+
+def b64url(text: str | None) -> str | None:
+    """quill_b64url in Python: what schema/relay.py's encode_cursor does to its JSON."""
+    return None if text is None else base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")

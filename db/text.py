@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, false
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import NullType
 
-from db.where import Where, param
+from db.where import Where, fixed, holds_nul, param
 
 
 class _StartsWith(ColumnElement[bool]):
@@ -39,6 +39,8 @@ class _StartsWith(ColumnElement[bool]):
 
 
 def starts_with(column: ColumnElement[str], prefix: str) -> Where:
+    if holds_nul(prefix):
+        return fixed(("starts_with", column.key, "nothing"), false)
     glob = "".join(f"[{char}]" if char in "*?[" else char for char in prefix) + "*"
     like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     return Where(

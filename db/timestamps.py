@@ -2,7 +2,7 @@
 
 `2025-03-01T12:00:00+00:00`, `2025-03-01T12:00:00.5+00:00`, `2025-03-01T12:00:00.123456+00:00`:
 no fraction when it is zero, and no trailing zeros. This is exactly what PostgreSQL's JSON prints
-for a timestamptz in a UTC session, so a compiled read (db/json_sql.py) hands PostgreSQL's own
+for a timestamptz in a UTC session, so a compiled read (schema/compiled/dialects.py) hands PostgreSQL's own
 rendering to the client, and the resolvers print the same with `utc_text`.
 """
 

@@ -1,104 +1,20 @@
-"""Reading and writing users."""
+"""Accounts: creating, changing and deleting users, and reading credentials (other reads are derived
+from the User type's declaration: schema/types/users.py)."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import pagination
 from db.errors import AccountGone, Conflict, unique_column
 from db.models import User, table_of, utcnow
-from db.pagination import AnyRow, Listing, Order, Page, Window
-from db.text import starts_with
-from db.visibility import ANONYMOUS, Viewer, can_see_email, only_where, viewer_params
-from db.where import Where
+from db.pagination import AnyRow
+from db.where import holds_nul
 
 users = table_of(User)
-
-
-@functools.cache
-def _listing(kind: Viewer) -> Listing:
-    return Listing(
-        name=f"users:{kind.kind}",
-        id=users.c.id,
-        columns={
-            "id": users.c.id,
-            "username": users.c.username,
-            "email": only_where(can_see_email(kind), users.c.email),
-            "image_file": users.c.image_file,
-            "is_superuser": users.c.is_superuser,
-            "created_at": users.c.created_at,
-        },
-        sort_keys={"ID": users.c.id, "USERNAME": users.c.username, "CREATED_AT": users.c.created_at},
-    )
-
-
-def listing(viewer: Viewer) -> Listing:
-    """Users as a list; `email` reads as NULL where the viewer may not see it (the viewer's id
-    is bound with each read: see `viewer_params`)."""
-    return _listing(Viewer(id=None if viewer.id is None else 0, is_superuser=viewer.is_superuser))
-
-
-@dataclass(frozen=True, slots=True)
-class UserFilter:
-    username_starts_with: str | None = None
-
-    def where(self, viewer: Viewer) -> Where:
-        # The viewer's id is bound for the email column's rule.
-        where = Where(params=viewer_params(viewer))
-        if self.username_starts_with:
-            where = where & starts_with(users.c.username, self.username_starts_with)
-        return where
-
-
-async def page(
-    session: AsyncSession,
-    viewer: Viewer,
-    *,
-    fields: frozenset[str],
-    filter: UserFilter,
-    order: Order,
-    window: Window,
-) -> Page[AnyRow]:
-    return await pagination.fetch_page(
-        session, listing(viewer), fields=fields, where=filter.where(viewer), order=order, window=window
-    )
-
-
-async def count(session: AsyncSession, filter: UserFilter) -> int:
-    return await pagination.count(session, users, filter.where(ANONYMOUS))
-
-
-async def by_ids(
-    session: AsyncSession, viewer: Viewer, ids: Sequence[int], fields: frozenset[str]
-) -> dict[Any, AnyRow]:
-    return await pagination.fetch_by(
-        session,
-        listing(viewer),
-        key=users.c.id,
-        values=ids,
-        fields=fields,
-        where=Where(params=viewer_params(viewer)),
-    )
-
-
-async def by_usernames(
-    session: AsyncSession, viewer: Viewer, usernames: Sequence[str], fields: frozenset[str]
-) -> dict[Any, AnyRow]:
-    return await pagination.fetch_by(
-        session,
-        listing(viewer),
-        key=users.c.username,
-        values=usernames,
-        fields=fields,
-        where=Where(params=viewer_params(viewer)),
-    )
 
 
 # Writes. Each runs inside the caller's write transaction (RequestDb.write).
@@ -165,6 +81,8 @@ async def own_row(session: AsyncSession, user_id: int) -> AnyRow:
 
 async def credentials(session: AsyncSession, login: str) -> AnyRow | None:
     """id, password_hash and is_superuser of the user with this username or email."""
+    if holds_nul(login):
+        return None  # nobody's name holds one (writes refuse it), and PostgreSQL cannot compare it
     column = users.c.email if "@" in login else users.c.username
     stmt = select(users.c.id, users.c.password_hash, users.c.is_superuser).where(column == login)
     return (await session.execute(stmt)).first()
@@ -180,6 +98,8 @@ async def password_hash_of(session: AsyncSession, user_id: int) -> str:
 
 async def update_user(session: AsyncSession, user_id: int, changes: dict[str, Any]) -> AnyRow:
     """Apply `changes` (column -> value) to the user; returns the row as the user sees it."""
+    if not changes:
+        return await own_row(session, user_id)
     free = {column: changes[column] for column in ("username", "email") if column in changes}
     await _check_free(session, except_id=user_id, **free)
     statement = update(users).where(users.c.id == user_id).values(**changes)
@@ -207,3 +127,15 @@ async def delete_user(session: AsyncSession, user_id: int) -> str | None:
     if row is None:
         raise AccountGone()
     return row.image_file
+
+
+async def set_superuser(session: AsyncSession, username: str, is_superuser: bool) -> int | None:
+    """Grant or take back superuser rights; the user's id, or None when there is no such user."""
+    statement = update(users).where(users.c.username == username).values(is_superuser=is_superuser)
+    result = await session.execute(
+        statement.returning(users.c.id) if session.get_bind().dialect.update_returning else statement
+    )
+    if session.get_bind().dialect.update_returning:
+        return result.scalar()
+    found = (await session.execute(select(users.c.id).where(users.c.username == username))).scalar()
+    return found

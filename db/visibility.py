@@ -41,6 +41,11 @@ def viewer_params(viewer: Viewer) -> dict[str, Any]:
     return {VIEWER_ID: viewer.id}
 
 
+def everyone(viewer: Viewer) -> Where:
+    """Public rows: every viewer sees them."""
+    return Where()
+
+
 def _superuser_or_owner(viewer: Viewer, owner: ColumnElement[int], rule: str) -> Where:
     if viewer.is_superuser:
         return Where(shape=(rule, "superuser"))  # no condition

@@ -15,7 +15,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, bindparam
+from sqlalchemy import BindParameter, ColumnElement, bindparam, false
 
 Maker = Callable[[], ColumnElement[bool]]
 
@@ -46,8 +46,17 @@ def param(name: str, type_: Any = None) -> BindParameter[Any]:
 
 
 def condition(name: str, value: Any, make: Callable[[BindParameter[Any]], ColumnElement[bool]]) -> Where:
-    """A condition on one value, e.g. condition("author_id", 5, lambda p: posts.c.user_id == p)."""
+    """A condition on one value, e.g. condition("author_id", 5, lambda p: posts.c.user_id == p).
+
+    Text holding U+0000 matches nothing: no stored text holds it (every write refuses it), and
+    PostgreSQL cannot even compare it, so it never reaches the database."""
+    if holds_nul(value):
+        return fixed((name, "nothing"), false)
     return Where(shape=(name,), params={name: value}, makers=(lambda: make(param(name)),))
+
+
+def holds_nul(value: Any) -> bool:
+    return isinstance(value, str) and "\x00" in value
 
 
 def fixed(name: Hashable, make: Maker) -> Where:

@@ -8,12 +8,39 @@ argument's name.
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
 
-from schema.tokens import AuthFailure
+
+class AuthFailure(Enum):
+    """Why a request has no viewer. Values are what clients read in `reason` (and `code`)."""
+
+    NOT_LOGGED_IN = "NOT_LOGGED_IN"
+    TOKEN_INVALID = "TOKEN_INVALID"
+    TOKEN_EXPIRED = "TOKEN_EXPIRED"
+    ACCOUNT_GONE = "ACCOUNT_GONE"
+    BAD_CREDENTIALS = "BAD_CREDENTIALS"
+    REFRESH_TOKEN_REFUSED = "REFRESH_TOKEN_REFUSED"
+    TOKEN_REVOKED = "TOKEN_REVOKED"
+    TOO_MANY_ATTEMPTS = "TOO_MANY_ATTEMPTS"
+
+
+FAILURE_MESSAGES = {
+    AuthFailure.NOT_LOGGED_IN: "Log in first: send an access token as `Authorization: Bearer <token>`.",
+    AuthFailure.TOKEN_INVALID: "The access token is not valid; log in again.",
+    AuthFailure.TOKEN_EXPIRED: "The access token has expired; get a new one with refreshToken.",
+    AuthFailure.TOKEN_REVOKED: (
+        "The access token was revoked (logout, a new password, changed rights); log in again."
+    ),
+    AuthFailure.ACCOUNT_GONE: "Your account no longer exists.",
+    AuthFailure.BAD_CREDENTIALS: "Wrong username, email or password.",
+    AuthFailure.TOO_MANY_ATTEMPTS: (
+        "Too many failed logins for this account; wait a few minutes and try again."
+    ),
+}
 
 AuthenticationFailure = strawberry.enum(
     AuthFailure, name="AuthenticationFailure", description="Why there is no viewer."

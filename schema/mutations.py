@@ -8,16 +8,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
 from db.errors import AccountGone, Conflict, NotAllowed, NotFound
-from schema.context import Info
 from schema.errors import (
+    FAILURE_MESSAGES,
     AuthenticationRequiredError,
+    AuthFailure,
     ConflictError,
     Error,
     NotFoundError,
     PermissionDeniedError,
 )
+from schema.execution.context import Info
 from schema.relay import to_global_id
-from schema.tokens import FAILURE_MESSAGES, AuthFailure
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -31,9 +32,7 @@ def login_required(info: Info) -> AuthenticationRequiredError | None:
     """None when the request has a viewer; otherwise the error saying why it has none."""
     if info.context.viewer.id is not None:
         return None
-    return authentication_required(
-        info.context.connection.authentication.failure or AuthFailure.NOT_LOGGED_IN
-    )
+    return authentication_required(info.context.authentication.failure or AuthFailure.NOT_LOGGED_IN)
 
 
 def viewer_id(info: Info) -> int:

@@ -1,4 +1,4 @@
-"""Relay pieces: the Node interface, global IDs, opaque cursors and connections."""
+"""Relay pieces: the Node interface, global IDs, opaque cursors, connections and their arguments."""
 
 from __future__ import annotations
 
@@ -6,19 +6,15 @@ import base64
 import binascii
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 import strawberry
-from strawberry import UNSET
 
 from db.pagination import AnyRow, InvalidKeyset, Listing, Order, Page, Window, encode_keyset_value
 from schema.errors import BadInput
-from schema.selection import CONNECTION_NODE, Related, Shape, columns_for, related_for, selects
-
-if TYPE_CHECKING:
-    from schema.context import Info
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -26,6 +22,9 @@ CONNECTION_ARGS_DOC = (
     f"Page forwards with `first`/`after` or backwards with `last`/`before`; "
     f"`first` defaults to {DEFAULT_PAGE_SIZE} and may be at most {MAX_PAGE_SIZE}."
 )
+# Primary keys are INTEGER columns on every engine: an ID naming anything else names nothing
+# that can exist, and would make the database driver fail rather than find no row.
+MAX_PK = 2**31 - 1
 
 NodeT = TypeVar("NodeT")
 
@@ -42,10 +41,13 @@ def to_global_id(type_name: str, pk: int) -> strawberry.ID:
 def from_global_id(global_id: str, *, argument: str = "id") -> tuple[str, int]:
     """(type name, primary key) of a global ID; a malformed one is a BAD_USER_INPUT error."""
     try:
-        type_name, _, pk = base64.b64decode(global_id, validate=True).decode().partition(":")
-        return type_name, int(pk)
+        type_name, _, digits = base64.b64decode(global_id, validate=True).decode().partition(":")
+        pk = int(digits)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadInput(f"{argument}: {global_id!r} is not a valid ID.", argument=argument) from None
+    if not 1 <= pk <= MAX_PK or not digits.isdigit():
+        raise BadInput(f"{argument}: {global_id!r} is not a valid ID.", argument=argument)
+    return type_name, pk
 
 
 def pk_of(global_id: str, type_name: str, *, argument: str) -> int:
@@ -75,9 +77,34 @@ def decode_cursor(cursor: str, order: Order, listing: Listing, *, argument: str)
             argument=argument,
         )
     try:
-        return listing.decode_keyset(order, values)
+        keyset = listing.decode_keyset(order, values)
     except InvalidKeyset as exc:
         raise BadInput(f"{argument}: {exc}.", argument=argument) from None
+    if not _storable(keyset):
+        raise BadInput(f"{argument}: the cursor does not hold a position in this list.", argument=argument)
+    return keyset
+
+
+def _storable(keyset: tuple[Any, ...]) -> bool:
+    """Whether every value of a cursor could have come from a row (a cursor is client input)."""
+    *sort, pk = keyset
+    if not 1 <= pk <= MAX_PK:
+        return False
+    for value in sort:
+        if isinstance(value, str) and "\x00" in value:
+            return False
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            return False
+        if isinstance(value, datetime) and not _utc_representable(value):
+            return False
+    return True
+
+
+def _utc_representable(moment: datetime) -> bool:
+    try:
+        return moment.utcoffset() is not None and moment.astimezone(UTC) is not None
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before the first instant Python knows
+        return False
 
 
 @strawberry.enum(description="Sort direction.")
@@ -86,17 +113,7 @@ class OrderDirection(Enum):
     DESC = "DESC"
 
 
-class OrderInput(Protocol):
-    """What every `orderBy` input holds: a field (an enum of sort keys) and a direction."""
-
-    @property
-    def field(self) -> Enum: ...
-
-    @property
-    def direction(self) -> OrderDirection: ...
-
-
-def order_of(order_by: OrderInput | None) -> Order:
+def order_of(order_by: Any) -> Order:
     """The ordering an `orderBy` input asks for; by id, ascending, when it is omitted."""
     if order_by is None:
         return Order(key="ID")
@@ -131,56 +148,6 @@ def window_of(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class PageRequest:
-    """Everything that decides one page: loader keys sharing it are fetched in one statement."""
-
-    fields: frozenset[str]  # the nodes' columns
-    filter: Any  # a frozen filter dataclass from db/
-    order: Order
-    window: Window
-    related: Related = ()  # to-one relations to load along with the page (schema/selection.py)
-    cursors: bool = True  # whether edges carry cursors (pageInfo always does)
-
-
-def _given(value: Any) -> Any:
-    return None if value is UNSET else value
-
-
-class FilterInput(Protocol):
-    def to_db(self) -> Any: ...
-
-
-def page_request(
-    info: Info,
-    shape: Shape,
-    listing: Listing,
-    *,
-    first: int | None,
-    after: str | None,
-    last: int | None,
-    before: str | None,
-    filter: FilterInput | None,
-    no_filter: Any,
-    order_by: OrderInput | None,
-) -> PageRequest:
-    """What a connection field's arguments and selection ask for, checked and decoded.
-
-    Omitted arguments arrive as UNSET (the schema gives them no default, so graphql-core and
-    Strawberry skip them instead of converting six nulls per field); an explicit null is None."""
-    first, after, last, before = (_given(value) for value in (first, after, last, before))
-    order = order_of(_given(order_by))
-    filter = _given(filter)
-    return PageRequest(
-        fields=columns_for(info, shape, path=CONNECTION_NODE),
-        filter=filter.to_db() if filter is not None else no_filter,
-        order=order,
-        window=window_of(listing, order, first=first, after=after, last=last, before=before),
-        related=related_for(info, shape, path=CONNECTION_NODE),
-        cursors="cursor" in selects(info, ("edges",)),
-    )
-
-
 @strawberry.type
 class PageInfo:
     has_next_page: bool
@@ -206,20 +173,28 @@ class Connection(Generic[NodeT]):
         return await self.count_rows()
 
 
+@dataclass(frozen=True, slots=True)
+class Paged:
+    """What decides a connection's edges and cursors (schema/execution/loaders.py fills it)."""
+
+    listing: Listing
+    order: Order
+    cursors: bool  # whether edges carry cursors (pageInfo always does)
+
+
 def build_connection(
     page: Page[AnyRow],
-    listing: Listing,
-    request: PageRequest,
+    paged: Paged,
     to_node: Callable[[AnyRow], NodeT],
     count_rows: Callable[[], Awaitable[int]],
 ) -> Connection[NodeT]:
-    order, rows = request.order, page.rows
+    listing, order, rows = paged.listing, paged.order, page.rows
 
     def cursor(row: AnyRow) -> str:
         return encode_cursor(order, listing.keyset_of(row, order))
 
     # An edge's cursor costs a JSON and a base64 encoding; most queries select only pageInfo's.
-    edges = [Edge(cursor=cursor(row) if request.cursors else "", node=to_node(row)) for row in rows]
+    edges = [Edge(cursor=cursor(row) if paged.cursors else "", node=to_node(row)) for row in rows]
     return Connection(
         edges=edges,
         page_info=PageInfo(

@@ -42,6 +42,10 @@ class Checker:
         if value is None:
             self.problems[field] = f"{field} must not be null."
             return False
+        if isinstance(value, str) and "\x00" in value:
+            # PostgreSQL text cannot hold it; no engine stores it, so every engine answers alike.
+            self.problems[field] = f"{field} must not contain the NUL character (U+0000)."
+            return False
         return True
 
     def given(self, field: str, value: Any) -> Any:

@@ -16,9 +16,9 @@ from starlette.applications import Starlette
 from db import refresh_tokens
 from db.models import Post, RefreshToken, User
 from db.passwords import Passwords
-from schema.tokens import AccessTokens
+from schema.admission.tokens import AccessTokens
 from server import create_app
-from settings import DEVELOPMENT_SECRET, Settings, SettingsError
+from settings import Settings, SettingsError
 from tests.api import (
     CHANGE_PASSWORD,
     CREATE_POST,
@@ -243,7 +243,7 @@ async def test_logout_with_an_unknown_token_says_so(gql: GraphQLClient) -> None:
 async def test_expired_refresh_token_is_refused(gql: GraphQLClient, session: AsyncSession) -> None:
     await register(gql, "ada")
     user_id = (await session.execute(select(User.id))).scalar_one()
-    stale = await refresh_tokens.issue(session, user_id, ttl=timedelta(seconds=-1))
+    stale = (await refresh_tokens.issue(session, user_id, ttl=timedelta(seconds=-1))).token
     await session.commit()
 
     payload = await mutate(gql, REFRESH, refreshToken=stale)
@@ -252,18 +252,36 @@ async def test_expired_refresh_token_is_refused(gql: GraphQLClient, session: Asy
 
 
 async def test_expired_and_forged_access_tokens_say_so(gql: GraphQLClient, settings: Settings) -> None:
+    """A token that fails is answered 401 with a code a client acts on (refresh, or log in
+    again), for queries and mutations alike, whichever media type; never as anonymous."""
     user_id = int(__import__("base64").b64decode((await register(gql, "ada"))["user"]["id"]).split(b":")[1])
+    assert settings.secret_key is not None
     expired, _ = AccessTokens(settings.secret_key, timedelta(seconds=-60)).issue(user_id, is_superuser=False)
     forged, _ = AccessTokens("another-secret-" + "y" * 40, timedelta(minutes=5)).issue(
         user_id, is_superuser=True
     )
-    post = {"title": "t", "content": "c"}
-
-    assert (await mutate(gql, CREATE_POST, expired, input=post))["reason"] == "TOKEN_EXPIRED"
-    assert (await mutate(gql, CREATE_POST, forged, input=post))["reason"] == "TOKEN_INVALID"
-    assert (await mutate(gql, CREATE_POST, "not.a.jwt", input=post))["reason"] == "TOKEN_INVALID"
-    # Reads go on as anonymous: public data is still public.
-    assert (await gql(ME, token=expired))["data"]["me"] is None
+    post = {"query": CREATE_POST, "variables": {"input": {"title": "t", "content": "c"}}}
+    client = gql.client
+    for token, code in (
+        (expired, "TOKEN_EXPIRED"),
+        (forged, "TOKEN_INVALID"),
+        ("not.a.jwt", "TOKEN_INVALID"),
+    ):
+        for body in ({"query": ME}, post):
+            for accept in ("application/json", "application/graphql-response+json"):
+                headers = {"Authorization": f"Bearer {token}", "Accept": accept}
+                response = await client.post("/graphql", json=body, headers=headers)
+                assert response.status_code == 401, response.text
+                assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+                [error] = response.json()["errors"]
+                assert error["extensions"]["code"] == code and "data" not in response.json()
+    # Logging in (or refreshing) works whatever stale token the client still sends.
+    login = {
+        "query": LOGIN,
+        "variables": {"input": {"usernameOrEmail": "ada", "password": "correct horse battery"}},
+    }
+    relogged = await client.post("/graphql", json=login, headers={"Authorization": f"Bearer {expired}"})
+    assert relogged.json()["data"]["login"]["__typename"] == "AuthPayload"
 
 
 async def test_update_me_is_partial_and_checks_conflicts(gql: GraphQLClient) -> None:
@@ -271,7 +289,12 @@ async def test_update_me_is_partial_and_checks_conflicts(gql: GraphQLClient) -> 
     await register(gql, "bob")
 
     renamed = await mutate(gql, UPDATE_ME, ada["accessToken"], input={"username": "countess"})
-    taken = await mutate(gql, UPDATE_ME, ada["accessToken"], input={"email": "bob@example.com"})
+    taken = await mutate(
+        gql,
+        UPDATE_ME,
+        ada["accessToken"],
+        input={"email": "bob@example.com", "currentPassword": "correct horse battery"},
+    )
     nulled = await mutate(gql, UPDATE_ME, ada["accessToken"], input={"username": None})
 
     assert renamed == {
@@ -280,6 +303,29 @@ async def test_update_me_is_partial_and_checks_conflicts(gql: GraphQLClient) -> 
     }
     assert (taken["__typename"], taken["field"]) == ("ConflictError", "email")
     assert nulled["fieldErrors"] == [{"field": "username", "message": "username must not be null."}]
+
+
+async def test_changing_the_email_needs_the_password(gql: GraphQLClient) -> None:
+    """Otherwise a stolen token could probe which addresses have accounts (ConflictError or not)."""
+    ada = await register(gql, "ada")
+    await register(gql, "bob")
+
+    without = await mutate(gql, UPDATE_ME, ada["accessToken"], input={"email": "bob@example.com"})
+    wrong = await mutate(
+        gql, UPDATE_ME, ada["accessToken"], input={"email": "bob@example.com", "currentPassword": "guess"}
+    )
+    changed = await mutate(
+        gql,
+        UPDATE_ME,
+        ada["accessToken"],
+        input={"email": "ada@new.example", "currentPassword": "correct horse battery"},
+    )
+
+    assert without["fieldErrors"] == [
+        {"field": "currentPassword", "message": "currentPassword is needed to change the email address."}
+    ]
+    assert wrong["fieldErrors"][0]["field"] == "currentPassword"
+    assert changed["user"]["email"] == "ada@new.example"
 
 
 async def test_change_password_ends_other_logins(gql: GraphQLClient) -> None:
@@ -323,13 +369,32 @@ async def test_delete_me_removes_everything_of_the_user(gql: GraphQLClient, sess
     assert (await session.execute(select(User.username))).scalars().all() == ["bob"]
     assert await _count(session, Post) == 0
     assert await _count(session, RefreshToken) == 1  # bob's
-    # The deleted user's still-valid access token can no longer write.
-    after = await mutate(gql, CREATE_POST, ada["accessToken"], input={"title": "ghost", "content": "boo"})
-    assert after["reason"] == "ACCOUNT_GONE"
+    # The deleted user's access token is revoked with the account: it reads and writes nothing.
+    for body in (
+        {"query": ME},
+        {"query": CREATE_POST, "variables": {"input": {"title": "ghost", "content": "boo"}}},
+    ):
+        after = await gql.client.post(
+            "/graphql", json=body, headers={"Authorization": f"Bearer {ada['accessToken']}"}
+        )
+        assert after.status_code == 401 and after.json()["errors"][0]["extensions"]["code"] == "TOKEN_REVOKED"
 
 
-def test_outside_development_a_default_secret_is_refused(settings: Settings) -> None:
-    for secret in (DEVELOPMENT_SECRET, ""):
+def test_outside_development_a_secret_is_required(settings: Settings) -> None:
+    for secret in (None, ""):
         with pytest.raises(SettingsError, match="SECRET_KEY"):
             create_app(replace(settings, app_env="production", secret_key=secret))
-    create_app(replace(settings, app_env="development", secret_key=DEVELOPMENT_SECRET))
+    with pytest.raises(SettingsError, match="at least 32"):
+        create_app(replace(settings, app_env="production", secret_key="short"))
+
+
+def test_in_development_without_a_secret_tokens_are_signed_with_a_random_key(settings: Settings) -> None:
+    """No key that anyone can read in the repository ever signs a token: a development server
+    without SECRET_KEY makes one at random (quill serve shares it with its workers)."""
+    first = replace(settings, app_env="development", secret_key=None)
+    key = first.signing_key()
+    assert len(key) >= 32 and key == first.signing_key()
+    assert "secret" not in key.lower()
+    app = create_app(first)
+    token, _ = app.state.services.tokens.issue(1, is_superuser=True)
+    assert AccessTokens("another-secret-" + "y" * 40, timedelta(minutes=5)).read(token).failure is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 import zlib
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from PIL import Image
 
 from settings import Settings
 from tests.api import register
@@ -32,6 +34,13 @@ def png() -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00"))
         + chunk(b"IEND", b"")
     )
+
+
+def image(kind: str, size: tuple[int, int] = (4, 3)) -> bytes:
+    """A real image of `kind` ("JPEG", "WEBP", ...), made with Pillow."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 60)).save(buffer, format=kind)
+    return buffer.getvalue()
 
 
 async def upload(
@@ -71,9 +80,9 @@ async def test_upload_stores_serves_and_replaces(
     assert url.startswith("/media/avatars/") and url.endswith(".png")
     served = await client.get(url)
     assert served.status_code == 200 and served.content == png()
+    assert served.headers["x-content-type-options"] == "nosniff"
 
-    jpeg = b"\xff\xd8\xff\xe0" + b"\x00" * 100
-    second = payload(await upload(client, token, jpeg, name="photo.jpg"))
+    second = payload(await upload(client, token, image("JPEG"), name="photo.jpg"))
     assert second["user"]["avatarUrl"].endswith(".jpg")
     stored = sorted(p.name for p in (Path(settings.media_dir) / "avatars").iterdir())
     assert stored == [second["user"]["avatarUrl"].rsplit("/", 1)[1]]  # the old file is gone
@@ -83,8 +92,28 @@ async def test_upload_stores_serves_and_replaces(
 
 async def test_webp_is_accepted(client: httpx.AsyncClient, gql: GraphQLClient) -> None:
     token = (await register(gql, "ada"))["accessToken"]
-    webp = b"RIFF" + struct.pack("<I", 100) + b"WEBPVP8 " + b"\x00" * 92
-    assert payload(await upload(client, token, webp))["user"]["avatarUrl"].endswith(".webp")
+    assert payload(await upload(client, token, image("WEBP")))["user"]["avatarUrl"].endswith(".webp")
+
+
+async def test_the_first_bytes_of_an_image_are_not_an_image(
+    client: httpx.AsyncClient, gql: GraphQLClient, settings: Settings
+) -> None:
+    """Files are decoded, not judged by their magic bytes: a JPEG or WebP header before anything
+    else, a PNG cut short, and a GIF (a real image, not one we take) are all refused."""
+    token = (await register(gql, "ada"))["accessToken"]
+    fakes = [
+        b"\xff\xd8\xff\xe0" + b"\x00" * 100,
+        b"RIFF" + struct.pack("<I", 100) + b"WEBPVP8 " + b"\x00" * 92,
+        png()[:-20],
+        b"\x89PNG\r\n\x1a\n<script>alert(1)</script>",
+        image("GIF"),
+    ]
+    for fake in fakes:
+        refused = payload(await upload(client, token, fake))
+        assert refused["fieldErrors"] == [
+            {"field": "file", "message": "file must be a PNG, JPEG or WebP image."}
+        ]
+    assert not (Path(settings.media_dir) / "avatars").exists()
 
 
 async def test_content_decides_not_the_name(

@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.json_sql import b64, b64url
 from db.models import TaskStatus, User
+from db.sqlite_functions import b64, b64url
 from tests.conftest import StatementCounter
 from tests.factories import make_note, make_post, make_task, make_user, make_users_with_posts
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import strawberry
 
-from schema.execution import FastPathExecutor
+from schema.execution.executor import FastPathExecutor
 
 NOT_A_NUMBER: Any = "not a number"
 

@@ -18,11 +18,9 @@ from starlette.applications import Starlette
 
 from db.models import User
 from schema import build_schema
-from schema.extensions import DocumentCache
-from settings import Settings
 from tests.factories import make_note, make_post, make_task, make_user
 
-SCHEMA = build_schema(DocumentCache(1), Settings()).as_str()
+SCHEMA = build_schema().as_str()
 SCALARS = {
     "DateTime": st.datetimes().map(lambda moment: nodes.String(moment.isoformat())),
 }

@@ -44,31 +44,39 @@ async def test_browser_gets_graphiql(client: httpx.AsyncClient) -> None:
 
 
 @pytest.mark.parametrize(
-    ("content", "content_type", "status", "message"),
+    ("content", "content_type", "status", "message", "code"),
     [
-        (b"{not json", "application/json", 400, "The request body is not valid JSON."),
-        (b"query=x", "application/x-www-form-urlencoded", 415, "Send GraphQL requests as application/json."),
+        (b"{not json", "application/json", 400, "The request body is not valid JSON.", "BAD_REQUEST"),
+        (
+            b"query=x",
+            "application/x-www-form-urlencoded",
+            415,
+            "Send GraphQL requests as application/json.",
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
         (
             b'{"variables": {}}',
             "application/json",
             400,
             "The request has no GraphQL query (a non-empty string).",
+            "BAD_REQUEST",
         ),
         (
             b'{"query": "{ __typename }", "variables": [1]}',
             "application/json",
             400,
             "variables must be an object or null.",
+            "BAD_REQUEST",
         ),
-        (b"[]", "application/json", 400, "A batch must hold 1 to 10 operations."),
+        (b"[]", "application/json", 400, "A batch must hold 1 to 10 operations.", "BAD_REQUEST"),
     ],
 )
 async def test_malformed_requests_are_4xx_with_a_reason(
-    client: httpx.AsyncClient, content: bytes, content_type: str, status: int, message: str
+    client: httpx.AsyncClient, content: bytes, content_type: str, status: int, message: str, code: str
 ) -> None:
     response = await client.post("/graphql", content=content, headers={"Content-Type": content_type})
     assert response.status_code == status
-    assert response.json() == {"errors": [{"message": message}]}
+    assert response.json() == {"errors": [{"message": message, "extensions": {"code": code}}]}
 
 
 async def test_validation_errors_status_depends_on_accepted_media_type(client: httpx.AsyncClient) -> None:

@@ -20,8 +20,9 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 
 from db import sqlite_functions
-from db.json_sql import PostgresJson, SqliteJson, b64, b64url
+from db.sqlite_functions import b64, b64url
 from db.timestamps import utc_text
+from schema.compiled.dialects import PostgresJson, SqliteJson
 from tests.conftest import PostgresServer
 
 IDS = sorted(

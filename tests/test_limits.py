@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from graphql import FragmentDefinitionNode, OperationDefinitionNode, get_introspection_query, parse
+from graphql.execution.values import get_variable_values
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.applications import Starlette
@@ -17,8 +18,7 @@ from starlette.applications import Starlette
 from db.errors import is_statement_timeout
 from db.seed import Shape, generate
 from schema import build_schema
-from schema.extensions import DocumentCache
-from schema.limits import estimated_cost
+from schema.admission.cost import estimated_cost
 from settings import Settings
 from tests.conftest import StatementCounter
 from tests.factories import make_user
@@ -27,11 +27,13 @@ MODERN = {"Accept": "application/graphql-response+json"}
 
 
 def _cost(query: str, **variables: object) -> int:
-    schema = build_schema(DocumentCache(1), Settings())._schema
+    schema = build_schema()._schema
     document = parse(query)
     operation = next(d for d in document.definitions if isinstance(d, OperationDefinitionNode))
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-    return estimated_cost(schema, operation, fragments, variables)
+    coerced = get_variable_values(schema, operation.variable_definitions or (), variables)
+    assert not isinstance(coerced, list), coerced
+    return estimated_cost(schema, operation, fragments, coerced)
 
 
 @pytest.mark.parametrize(
@@ -137,7 +139,7 @@ async def test_bodies_and_variables_over_their_limits_are_413(
         )
         fine = await client.post("/graphql", json={"query": "{ __typename }"})
     assert big_body.status_code == 413
-    assert big_body.json()["errors"][0]["extensions"] == {"limitBytes": 2000}
+    assert big_body.json()["errors"][0]["extensions"] == {"code": "BODY_TOO_LARGE", "limitBytes": 2000}
     assert big_variables.status_code == 413
     assert "variables are larger than 500 bytes" in big_variables.json()["errors"][0]["message"]
     assert lying.status_code == 413
@@ -219,10 +221,10 @@ async def test_the_rate_limit_is_shared_through_redis(
     address = f"10.9.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"  # a fresh client: a fresh bucket
     headers = {"X-Forwarded-For": address}
     query = {"query": "{ posts(first: 45) { totalCount } }"}
-    async with app_with(**changes, trust_forwarded_for=True) as first:
+    async with app_with(**changes, trusted_proxies=("127.0.0.1",)) as first:
         answers.append(await first.post("/graphql", json=query, headers=headers))
         answers.append(await first.post("/graphql", json=query, headers=headers))
-    async with app_with(**changes, trust_forwarded_for=True) as second:
+    async with app_with(**changes, trusted_proxies=("127.0.0.1",)) as second:
         answers.append(await second.post("/graphql", json=query, headers=headers))
     assert [answer.status_code for answer in answers] == [200, 200, 429]
 

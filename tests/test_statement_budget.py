@@ -157,27 +157,29 @@ async def test_a_deep_page_costs_what_the_first_page_costs(
 
 
 async def test_a_repeated_document_is_parsed_and_validated_once(app: Starlette, gql: GraphQLClient) -> None:
-    documents = app.state.documents
+    admission = app.state.admission
+    documents, prepared = admission.documents.cache, admission.prepared
     query = "{ posts(first: 1) { totalCount } }"
-    hits, misses = documents.hits, documents.misses
+    misses, hits = documents.misses, prepared.hits
 
     for _ in range(3):
         await gql(query)
+    await gql(query, {"unused": 1})  # other variables: admitted again, from the parsed document
 
-    assert (documents.hits - hits, documents.misses - misses) == (2, 1)
+    assert documents.misses - misses == 1
+    assert prepared.hits - hits == 2
 
 
-def test_the_document_cache_is_bounded() -> None:
-    from graphql import parse
+def test_the_caches_are_bounded_by_bytes() -> None:
+    from schema.lru import BytesLru
 
-    from schema.extensions import DocumentCache
+    cache: BytesLru[str] = BytesLru(max_bytes=100)
+    for key in ("a", "b", "c"):
+        cache.put(key, key, 40)
+    cache.get("b")  # b becomes the most recent
+    cache.put("d", "d", 40)
+    cache.put("huge", "x", 101)  # larger than the whole cache: not kept
 
-    cache = DocumentCache(max_entries=2)
-    for text in ("{ a }", "{ b }", "{ c }"):
-        cache.put(text, parse(text), [])
-    cache.get("{ b }")  # b becomes the most recent
-    cache.put("{ d }", parse("{ d }"), [])
-
-    assert len(cache) == 2
-    assert cache.peek("{ a }") is None and cache.peek("{ c }") is None
-    assert cache.peek("{ b }") is not None and cache.peek("{ d }") is not None
+    assert len(cache) == 2 and cache.bytes == 80
+    assert cache.peek("a") is None and cache.peek("c") is None and cache.peek("huge") is None
+    assert cache.peek("b") == "b" and cache.peek("d") == "d"

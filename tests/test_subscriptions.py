@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import jwt
+import orjson
 import pytest
 from asgi_lifespan import LifespanManager
 from sqlalchemy import event, select
@@ -24,8 +25,8 @@ from db.events import Broker, Event, PostgresBroker, SubscriberTooSlow
 from db.models import Task, User, table_of
 from db.session import RequestDb
 from db.visibility import Viewer, can_see_task, may_see_owned_by
-from schema.context import ConnectionContext
-from schema.tokens import ALGORITHM
+from schema.admission.admission import Admitted, Request
+from schema.admission.tokens import ALGORITHM
 from server import create_app
 from settings import Settings, async_database_url
 from tests.api import ADD_NOTE, CREATE_POST, CREATE_TASK, DELETE_TASK, LOGIN, REGISTER, UPDATE_TASK
@@ -304,13 +305,16 @@ async def test_the_listener_reconnects_when_its_connection_dies(pg_app: Starlett
 async def test_each_subscription_has_its_own_session_and_holds_nothing_between_events(app: Starlette) -> None:
     """Two subscriptions sharing one connection (as on one WebSocket) get a session each; between
     events, and after they end, no database connection is held."""
-    context = ConnectionContext(services=app.state.services, request=None)  # type: ignore[arg-type]
     query = "subscription { postCreated { title } }"
     async with app.state.services.sessionmaker() as session:
         author = await make_user(session)
         post = await make_post(session, author, title="t")
-    first = await app.state.schema.subscribe(query, context_value=context)
-    second = await app.state.schema.subscribe(query, context_value=context)
+    streams = []
+    for _ in range(2):
+        admitted = await app.state.admission.admit(Request(query=query, transport="websocket"))
+        assert isinstance(admitted, Admitted)
+        streams.append(await app.state.operations.subscribe(admitted))
+    first, second = streams
     began: list[int] = []
 
     def record(session: Session, *args: object) -> None:
@@ -333,7 +337,9 @@ async def test_each_subscription_has_its_own_session_and_holds_nothing_between_e
             await task
         await generator.aclose()
 
-    assert [result.data for result in results] == [{"postCreated": {"title": "t"}}] * 2
+    assert [orjson.loads(result.body) for result in results] == [
+        {"data": {"postCreated": {"title": "t"}}}
+    ] * 2
     assert len(set(began)) == 2  # one session per subscription
     assert held_between_events == 0
     assert app.state.engine.pool.checkedout() == 0

@@ -46,6 +46,12 @@ class GraphQLWS:
             if message["type"] not in ("ping", "pong", "ka"):
                 return message
 
+    async def receive_any(self, seconds: float = 10) -> dict[str, Any]:
+        """The next message, whatever it is (pings and pongs included)."""
+        assert self.ws is not None
+        message: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), seconds))
+        return message
+
     async def acknowledged(self) -> None:
         message = await self.receive()
         assert message["type"] == "connection_ack", message
@@ -82,3 +88,63 @@ async def close_code(ws: GraphQLWS, seconds: float = 10) -> int | None:
             await asyncio.wait_for(ws.ws.recv(), seconds)
     except Exception:  # noqa: BLE001 - closing raises ConnectionClosed; the code is what matters
         return ws.ws.close_code
+
+
+class SilentSocket:
+    """A WebSocket client that subscribes and then never reads what the server sends: a raw TCP
+    socket that did the handshake and writes its frames by hand (a library client would keep
+    reading into its own buffer)."""
+
+    def __init__(self, base_url: str, query: str, protocol: str = TRANSPORT_WS) -> None:
+        self.host, port = base_url.removeprefix("http://").split(":")
+        self.port, self.query, self.protocol = int(port), query, protocol
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        import base64
+        import os
+        import socket
+
+        raw = socket.socket()
+        # A tiny receive window, set before connecting: the server's frames pile up in its own
+        # socket buffer within a few megabytes.
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(raw, (self.host, self.port))
+        reader, writer = await asyncio.open_connection(sock=raw)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            (
+                f"GET /graphql HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                f"Sec-WebSocket-Protocol: {self.protocol}\r\n\r\n"
+            ).encode()
+        )
+        await writer.drain()
+        response = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert b" 101 " in response.split(b"\r\n", 1)[0], response
+        self.writer = writer
+        self.frame({"type": "connection_init", "payload": {}})
+        kind = "subscribe" if self.protocol == TRANSPORT_WS else "start"
+        self.frame({"id": "1", "type": kind, "payload": {"query": self.query}})
+        await writer.drain()
+        # From here on nothing is read: the server's frames pile up in the socket's buffers.
+
+    def frame(self, message: dict[str, Any]) -> None:
+        import os
+
+        assert self.writer is not None
+        payload = json.dumps(message).encode()
+        mask = os.urandom(4)
+        header = bytearray([0x81])
+        if len(payload) < 126:
+            header.append(0x80 | len(payload))
+        else:
+            header.append(0x80 | 126)
+            header += len(payload).to_bytes(2, "big")
+        masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+        self.writer.write(bytes(header) + mask + masked)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

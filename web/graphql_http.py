@@ -1,239 +1,305 @@
 """GraphQL over HTTP (GET and POST at /graphql), following the GraphQL-over-HTTP specification.
 
-- POST with `application/json`: one operation, or a batch (a JSON list) up to a limit; a
-  multipart body (GraphQL multipart request spec) for file uploads.
-- GET: queries only (a mutation over GET is 405), parameters in the query string. GETs are
-  CSRF-safe: they have no side effects, and credentials come only from the Authorization header,
-  which a browser never sends on its own to another site (there are no cookies).
+A transport only: it reads a request's operations from the body or the query string and writes
+what the admission step (schema/admission/) and the runner (schema/execution/run.py) answer.
+
+- POST `application/json`: one operation, or a batch (a JSON list); `multipart/form-data` for
+  file uploads (the GraphQL multipart request spec), with a preflight-forcing header (CSRF).
+- GET: parameters in the query string; queries only (the admission step refuses the rest with
+  405). GETs are CSRF-safe: no side effects, and credentials come only from the Authorization
+  header, which a browser never sends on its own to another site (there are no cookies).
 - A browser asking for HTML gets GraphiQL (web/graphiql.py).
 - `Accept: application/graphql-response+json` gets that media type and 4xx for requests that
-  did not run (unparsable, invalid, over the cost budget); plain `application/json` gets 200
-  for any well-formed GraphQL request, as legacy clients expect. A spent rate limit is 429 with
-  Retry-After either way; a body over the size limit is 413.
+  did not run; plain `application/json` gets 200 for any well-formed GraphQL request that did
+  not run, as older clients expect. A failed bearer token is 401, a spent rate limit 429 with
+  Retry-After, a body over the size limit 413, whichever media type.
+
+It is the innermost ASGI middleware (server.py): requests to /graphql never reach the router,
+so a known query costs little more than its statement.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
-import time
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
-from starlette.requests import Request
-from starlette.responses import Response
-from strawberry.exceptions import MissingQueryError
+from starlette.requests import Request as StarletteRequest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.file_uploads.utils import replace_placeholders_with_files
-from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.types import ExecutionResult
-from strawberry.types.execution import PreExecutionError
-from strawberry.types.graphql import OperationType
 
-from schema import Schema
-from schema.context import ConnectionContext, Services
-from schema.limits import OperationTimedOut
-from web.graphiql import GraphiQLPage
-from web.limits import BodyTooLarge
-from web.persisted_queries import PersistedQueries, PersistedQueryError
+from schema.admission.admission import Admission, Request
+from schema.admission.refusals import GRAPHQL_RESPONSE, Refusal, request_error
+from schema.execution.run import Operations
+from web.addresses import ClientAddresses, forwarded_for, header
 
 log = logging.getLogger("quill.errors")
 
-GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 MAX_UPLOAD_FILES = 1
+# A registered operation's id: the GraphQL-over-HTTP persisted documents proposal's name, Relay's.
+DOCUMENT_ID_PARAMS = ("documentId", "doc_id", "id")
+# A browser sends a cross-site multipart form without asking first (a "simple" request); with one
+# of these headers it must ask (CORS preflight), so a forged upload from another site is refused.
+_PREFLIGHT_HEADERS = (b"apollo-require-preflight", b"x-apollo-operation-name", b"graphql-require-preflight")
+_NOT_MODIFIED_HEADERS = {"cache-control", "etag", "vary"}
+_TRACE_HEADERS = (b"traceparent", b"tracestate")  # W3C trace context, for the operation's span
+
+Page = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class RequestError(Exception):
-    """The HTTP request is not a GraphQL request we can run; answered with `status` and no data."""
-
-    def __init__(
-        self, status: int, message: str, headers: dict[str, str] | None = None, **extensions: Any
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.headers, self.extensions = status, message, headers or {}, extensions
+class _Problem(Exception):
+    def __init__(self, refusal: Refusal) -> None:
+        self.refusal = refusal
 
 
 class GraphQLHTTP:
-    """The /graphql endpoint for HTTP requests (WebSockets go to Strawberry's handlers)."""
+    """ASGI middleware: answers HTTP requests to `path`, hands everything else to the app."""
 
     def __init__(
-        self, schema: Schema, services: Services, persisted: PersistedQueries, graphiql: GraphiQLPage
+        self,
+        app: ASGIApp,
+        *,
+        admission: Admission,
+        operations: Operations,
+        addresses: ClientAddresses,
+        graphiql: Page,
+        path: str,
+        max_batch: int,
+        upload_allowance: int,
+        get_cache_max_age_seconds: int,
     ) -> None:
-        self.schema = schema
-        self.services = services
-        self.settings = services.settings
-        self.persisted = persisted
+        self.app = app
+        self.admission = admission
+        self.operations = operations
+        self.addresses = addresses
         self.graphiql = graphiql
+        self.path = path
+        self.max_batch = max_batch
+        self.upload_allowance = upload_allowance
+        self.max_age = get_cache_max_age_seconds
 
-    async def handle(self, request: Request) -> Response:
-        media_type = _response_media_type(request)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _route_path(scope) != self.path:
+            await self.app(scope, receive, send)
+            return
+        media_type = _media_type(scope)
         try:
-            if request.method == "GET" and _wants_html(request) and "query" not in request.query_params:
-                return await self.graphiql.page(request)
-            payload = await self._read_payload(request)
-            authentication = self.services.tokens.from_header(request.headers.get("authorization"))
-            context = ConnectionContext(
-                services=self.services, request=request, authentication=authentication
-            )
-            if isinstance(payload, list):
-                if not payload or len(payload) > self.settings.max_batch:
-                    raise RequestError(400, f"A batch must hold 1 to {self.settings.max_batch} operations.")
-                answers = [await self._execute(request, item, context, media_type) for item in payload]
-                return _json_response([body for body, _, _ in answers], 200, media_type)
-            body, status, headers = await self._execute(request, payload, context, media_type)
-            if request.method == "GET":
-                return self._cacheable(request, body, status, media_type, headers)
-            return _json_response(body, status, media_type, headers)
-        except RequestError as error:
-            problem: dict[str, Any] = {"message": error.message}
-            if error.extensions:
-                problem["extensions"] = error.extensions
-            return _json_response({"errors": [problem]}, error.status, media_type, error.headers)
+            await self._handle(scope, receive, send, media_type)
+        except _Problem as problem:
+            refusal = problem.refusal
+            await _send(send, refusal.status_for(media_type), refusal.body(), media_type, refusal.headers)
         except Exception:
             error_id = uuid.uuid4().hex[:16]
-            log.exception("internal error %s handling %s %s", error_id, request.method, request.url.path)
-            body = {"errors": [{"message": "Internal server error", "extensions": {"errorId": error_id}}]}
-            return _json_response(body, 500, media_type)
+            log.exception("internal error %s handling %s %s", error_id, scope["method"], scope["path"])
+            body = {
+                "errors": [
+                    {
+                        "message": "Internal server error",
+                        "extensions": {"code": "INTERNAL_SERVER_ERROR", "errorId": error_id},
+                    }
+                ]
+            }
+            await _send(send, 500, body, media_type)
 
-    async def _execute(
-        self, request: Request, payload: Any, context: ConnectionContext, media_type: str
-    ) -> tuple[dict[str, Any], int, dict[str, str]]:
-        params = self._graphql_params(payload)
-        try:
-            query, remember_as = await self.persisted.resolve(params)
-        except PersistedQueryError as refusal:
-            return {"errors": [refusal.error]}, refusal.status, {}
-        if not isinstance(query, str) or not query.strip():
-            raise RequestError(400, "The request has no GraphQL query (a non-empty string).")
-        allowed = {OperationType.QUERY} if request.method == "GET" else set(OperationType)
-        try:
-            seconds = self.settings.operation_timeout_seconds
-            context.deadline = time.monotonic() + seconds  # for what cannot be cancelled (SQLite reads)
-            async with asyncio.timeout(seconds):
-                result = await self.schema.execute(
-                    query,
-                    variable_values=params["variables"],
-                    context_value=context,
-                    operation_name=params["operationName"],
-                    allowed_operation_types=allowed,
-                    operation_extensions=params["extensions"],
-                )
-        except TimeoutError:
-            return operation_timeout_answer(self.settings.operation_timeout_seconds), 200, {}
-        except InvalidOperationTypeError as error:
-            if request.method == "GET":
-                raise RequestError(
-                    405, "Only queries may be sent with GET; use POST.", {"Allow": "POST"}
-                ) from None
-            raise RequestError(400, error.as_http_error_reason(request.method)) from None
-        except CannotGetOperationTypeError as error:
-            raise RequestError(400, error.as_http_error_reason()) from None
-        except MissingQueryError:
-            raise RequestError(400, "The request has no GraphQL query.") from None
-        if remember_as is not None and not isinstance(result, PreExecutionError):
-            await self.persisted.remember(remember_as, query)  # only documents that validated
-        return _answer(result, media_type)
-
-    def _cacheable(
-        self, request: Request, body: dict[str, Any], status: int, media_type: str, headers: dict[str, str]
-    ) -> Response:
-        """A GET answer with cache headers: shared caches may keep an anonymous successful answer
-        (for GET_CACHE_MAX_AGE_SECONDS; by default they revalidate it with its ETag each time),
-        never one given to a signed-in user or one with errors."""
-        response = _json_response(body, status, media_type, headers)
-        response.headers["Vary"] = "Accept, Authorization"
-        if status != 200 or "errors" in body:
-            response.headers["Cache-Control"] = "no-store"
-            return response
-        if request.headers.get("authorization"):
-            response.headers["Cache-Control"] = "private, no-store"
-            return response
-        max_age = self.settings.get_cache_max_age_seconds
-        response.headers["Cache-Control"] = f"public, max-age={max_age}" if max_age > 0 else "no-cache"
-        etag = '"' + hashlib.sha256(response.body).hexdigest()[:32] + '"'
-        response.headers["ETag"] = etag
-        if etag in request.headers.get("if-none-match", ""):
-            unchanged = {k: v for k, v in response.headers.items() if k in _NOT_MODIFIED_HEADERS}
-            return Response(status_code=304, headers=unchanged)
-        return response
-
-    async def _read_payload(self, request: Request) -> Any:
-        if request.method == "GET":
-            params = request.query_params
-            return {
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, media_type: str) -> None:
+        method = scope["method"]
+        headers = scope["headers"]
+        if method == "GET":
+            params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+            if "query" not in params and "text/html" in (header(headers, b"accept") or ""):
+                await self.graphiql(scope, receive, send)
+                return
+            payload: Any = {
                 "query": params.get("query"),
                 "operationName": params.get("operationName"),
                 "variables": _json_param(params.get("variables"), "variables"),
                 "extensions": _json_param(params.get("extensions"), "extensions"),
-                **{name: params[name] for name in _DOCUMENT_ID_PARAMS if params.get(name)},
+                **{name: params[name] for name in DOCUMENT_ID_PARAMS if params.get(name)},
             }
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        try:
-            if content_type == "multipart/form-data":
-                return await _read_multipart(request)
-            if content_type not in (JSON, GRAPHQL_RESPONSE):
-                raise RequestError(415, "Send GraphQL requests as application/json.")
-            try:
-                return orjson.loads(await request.body())
-            except orjson.JSONDecodeError:
-                raise RequestError(400, "The request body is not valid JSON.") from None
-        except BodyTooLarge as too_large:
-            raise RequestError(413, str(too_large), limitBytes=too_large.limit) from None
+        elif method == "POST":
+            payload = await self._read_post(scope, receive)
+        else:
+            refusal = request_error("GraphQL over HTTP takes GET and POST.", 405, "METHOD_NOT_ALLOWED")
+            await _send(send, 405, refusal.body(), media_type, {"Allow": "GET, POST"})
+            return
+        uploads = isinstance(payload, _Uploads)
+        if uploads:
+            payload = payload.operations
+        base = self._request_base(scope, method, uploads)
+        if isinstance(payload, list):
+            if not payload or len(payload) > self.max_batch:
+                raise _Problem(request_error(f"A batch must hold 1 to {self.max_batch} operations."))
+            answered = [await self._one(base, item, media_type) for item in payload]
+            await _send_bytes(send, 200, b"[" + b",".join(one.body for one in answered) + b"]", media_type)
+            return
+        one = await self._one(base, payload, media_type)
+        if method == "GET":
+            await self._send_cacheable(scope, send, one, media_type)
+        else:
+            await _send_bytes(send, one.status, one.body, media_type, one.headers)
 
-    def _graphql_params(self, payload: Any) -> dict[str, Any]:
+    def _request_base(self, scope: Scope, method: str, uploads: bool) -> dict[str, Any]:
+        headers = scope["headers"]
+        peer = scope["client"][0] if scope.get("client") else None
+        trace = {name: value.decode("latin-1") for name, value in headers if name in _TRACE_HEADERS}
+        return {
+            "authorization": header(headers, b"authorization"),
+            "address": self.addresses.of(peer, forwarded_for(headers)),
+            "transport": "http",
+            "method": method,
+            "uploads": uploads,
+            "trace_context": {name.decode(): value for name, value in trace.items()} or None,
+        }
+
+    async def _one(self, base: dict[str, Any], payload: Any, media_type: str) -> _Answered:
+        """One operation's body, status and headers."""
         if not isinstance(payload, dict):
-            raise RequestError(400, "The request body must be a JSON object (or a list of them).")
-        # The query may be missing here: a persisted query or document id stands for it.
-        for name, kind in (("query", str), ("variables", dict), ("extensions", dict), ("operationName", str)):
-            if payload.get(name) is not None and not isinstance(payload[name], kind):
-                expected = "an object" if kind is dict else "a string"
-                raise RequestError(400, f"{name} must be {expected} or null.")
-        variables = payload.get("variables")
-        # Uploaded files count towards the body limit instead (they are not JSON).
-        if (
-            variables
-            and len(orjson.dumps(variables, default=lambda _: None)) > self.settings.max_variables_bytes
-        ):
-            limit = self.settings.max_variables_bytes
-            raise RequestError(413, f"The variables are larger than {limit:,} bytes.", limitBytes=limit)
-        names = ("query", "variables", "operationName", "extensions", *_DOCUMENT_ID_PARAMS)
-        return {name: payload.get(name) for name in names}
-
-
-# A registered operation's id: the GraphQL-over-HTTP persisted documents proposal's name, Relay's.
-_DOCUMENT_ID_PARAMS = ("documentId", "doc_id", "id")
-_NOT_MODIFIED_HEADERS = {"cache-control", "etag", "vary"}
-
-
-# A browser sends a cross-site multipart form without asking first (a "simple" request); with one
-# of these headers it must ask (CORS preflight), so a forged upload from another site is refused.
-_PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name", "graphql-require-preflight")
-
-
-async def _read_multipart(request: Request) -> Any:
-    """A GraphQL multipart request (files in variables): https://github.com/jaydenseric/graphql-multipart-request-spec"""
-    if not any(request.headers.get(name) for name in _PREFLIGHT_HEADERS):
-        raise RequestError(
-            400, "A multipart request needs an Apollo-Require-Preflight header (protection against CSRF)."
+            refusal = request_error("The request body must be a JSON object (or a list of them).")
+            return _Answered(
+                orjson.dumps(refusal.body()), refusal.status_for(media_type), refusal.headers, True
+            )
+        document_id = next((payload[name] for name in DOCUMENT_ID_PARAMS if payload.get(name)), None)
+        request = Request(
+            query=payload.get("query"),
+            variables=payload.get("variables"),
+            operation_name=payload.get("operationName"),
+            extensions=payload.get("extensions"),
+            document_id=document_id,
+            **base,
         )
-    try:
-        form = await request.form(max_files=MAX_UPLOAD_FILES, max_fields=10)
-    except (MultiPartException, ValueError) as error:
-        raise RequestError(400, f"The multipart body cannot be read: {error}") from None
-    operations, files_map = form.get("operations"), form.get("map")
-    if not isinstance(operations, str) or not isinstance(files_map, str):
-        raise RequestError(400, "A multipart request needs the fields 'operations' and 'map'.")
-    files = {key: value for key, value in form.multi_items() if isinstance(value, UploadFile)}
-    try:
-        return replace_placeholders_with_files(orjson.loads(operations), orjson.loads(files_map), files)
-    except orjson.JSONDecodeError:
-        raise RequestError(400, "The multipart 'operations' or 'map' field is not valid JSON.") from None
-    except (KeyError, TypeError, ValueError, IndexError):
-        raise RequestError(400, "The multipart 'map' does not match the files sent.") from None
+        admitted = await self.admission.admit(request)
+        if isinstance(admitted, Refusal):
+            return _Answered(
+                orjson.dumps(admitted.body()), admitted.status_for(media_type), admitted.headers, True
+            )
+        answer = await self.operations.run(admitted)
+        await self.admission.ran(admitted)
+        return _Answered(answer.body, 200, {}, answer.has_errors)
+
+    async def _read_post(self, scope: Scope, receive: Receive) -> Any:
+        content_type = (header(scope["headers"], b"content-type") or "").split(";")[0].strip().lower()
+        if content_type == "multipart/form-data":
+            return await self._read_multipart(scope, receive)
+        if content_type not in (JSON, GRAPHQL_RESPONSE):
+            raise _Problem(
+                request_error("Send GraphQL requests as application/json.", 415, "UNSUPPORTED_MEDIA_TYPE")
+            )
+        body = await self._read_body(scope, receive, self.admission.limits.max_body_bytes)
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise _Problem(request_error("The request body is not valid JSON.")) from None
+
+    async def _read_body(self, scope: Scope, receive: Receive, limit: int) -> bytes:
+        """The whole body, refused as soon as it passes `limit` (an endless body is never kept)."""
+        declared = header(scope["headers"], b"content-length")
+        if (
+            declared is not None
+            and declared.isdigit()
+            and (refusal := self.admission.frame_too_large(int(declared), limit))
+        ):
+            raise _Problem(refusal)
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if refusal := self.admission.frame_too_large(received, limit):
+                raise _Problem(refusal)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    async def _read_multipart(self, scope: Scope, receive: Receive) -> _Uploads:
+        """A GraphQL multipart request (files in variables): https://github.com/jaydenseric/graphql-multipart-request-spec"""
+        if not any(header(scope["headers"], name) for name in _PREFLIGHT_HEADERS):
+            raise _Problem(
+                request_error(
+                    "A multipart request needs an Apollo-Require-Preflight header (protection against CSRF)."
+                )
+            )
+        body = await self._read_body(
+            scope, receive, self.admission.limits.max_body_bytes + self.upload_allowance
+        )
+        request = StarletteRequest(scope, _replay(body))
+        try:
+            form = await request.form(max_files=MAX_UPLOAD_FILES, max_fields=10)
+        except (MultiPartException, ValueError) as error:
+            raise _Problem(request_error(f"The multipart body cannot be read: {error}")) from None
+        operations, files_map = form.get("operations"), form.get("map")
+        if not isinstance(operations, str) or not isinstance(files_map, str):
+            raise _Problem(request_error("A multipart request needs the fields 'operations' and 'map'."))
+        files = {key: value for key, value in form.multi_items() if isinstance(value, UploadFile)}
+        try:
+            return _Uploads(
+                replace_placeholders_with_files(orjson.loads(operations), orjson.loads(files_map), files)
+            )
+        except orjson.JSONDecodeError:
+            raise _Problem(
+                request_error("The multipart 'operations' or 'map' field is not valid JSON.")
+            ) from None
+        except (KeyError, TypeError, ValueError, IndexError):
+            raise _Problem(request_error("The multipart 'map' does not match the files sent.")) from None
+
+    async def _send_cacheable(self, scope: Scope, send: Send, one: _Answered, media_type: str) -> None:
+        """A GET answer with cache headers: shared caches may keep an anonymous successful answer
+        (for GET_CACHE_MAX_AGE_SECONDS; by default they revalidate it with its ETag each time),
+        never one given to a signed-in user or one with errors."""
+        body = one.body
+        headers = {**one.headers, "Vary": "Accept, Authorization"}
+        if one.status != 200 or one.has_errors:
+            headers["Cache-Control"] = "no-store"
+        elif header(scope["headers"], b"authorization"):
+            headers["Cache-Control"] = "private, no-store"
+        else:
+            headers["Cache-Control"] = f"public, max-age={self.max_age}" if self.max_age > 0 else "no-cache"
+            etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+            headers["ETag"] = etag
+            if etag in (header(scope["headers"], b"if-none-match") or ""):
+                unchanged = {k: v for k, v in headers.items() if k.lower() in _NOT_MODIFIED_HEADERS}
+                await _send_bytes(send, 304, b"", media_type, unchanged, content=False)
+                return
+        await _send_bytes(send, one.status, body, media_type, headers)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    body: bytes
+    status: int
+    headers: dict[str, str]
+    has_errors: bool
+
+
+class _Uploads:
+    """The operations of a multipart request (their variables hold the uploaded files)."""
+
+    def __init__(self, operations: Any) -> None:
+        self.operations = operations
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
 
 
 def _json_param(value: str | None, name: str) -> Any:
@@ -242,46 +308,42 @@ def _json_param(value: str | None, name: str) -> Any:
     try:
         return orjson.loads(value)
     except orjson.JSONDecodeError:
-        raise RequestError(400, f"The {name} parameter is not valid JSON.") from None
+        raise _Problem(request_error(f"The {name} parameter is not valid JSON.")) from None
 
 
-def operation_timeout_answer(seconds: float) -> dict[str, Any]:
-    """What a request gets when its operation ran past OPERATION_TIMEOUT_SECONDS."""
-    return {"data": None, "errors": [OperationTimedOut(seconds).formatted]}
+def _media_type(scope: Scope) -> str:
+    return GRAPHQL_RESPONSE if GRAPHQL_RESPONSE in (header(scope["headers"], b"accept") or "") else JSON
 
 
-def _answer(result: ExecutionResult, media_type: str) -> tuple[dict[str, Any], int, dict[str, str]]:
-    """The response body, status and headers for one executed (or refused) operation."""
-    body: dict[str, Any] = {}
-    ran = not isinstance(result, PreExecutionError)
-    if ran:
-        body["data"] = result.data
-    if result.errors:
-        body["errors"] = [error.formatted for error in result.errors]
-    if result.extensions:
-        body["extensions"] = result.extensions
-    codes = {(error.extensions or {}).get("code") for error in result.errors or ()}
-    if "RATE_LIMITED" in codes:
-        retry_after = max(int((error.extensions or {}).get("retryAfter", 1)) for error in result.errors or ())
-        return body, 429, {"Retry-After": str(retry_after)}
-    # Only the newer media type may use 4xx for a well-formed request that did not run.
-    return body, 400 if media_type == GRAPHQL_RESPONSE and not ran else 200, {}
+def _route_path(scope: Scope) -> str:
+    """The request's path below the app's root path, as Starlette's router matches it."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root + "/") else path
 
 
-def _response_media_type(request: Request) -> str:
-    accept = request.headers.get("accept", "")
-    if GRAPHQL_RESPONSE in accept:
-        return GRAPHQL_RESPONSE
-    return JSON
+async def _send(
+    send: Send, status: int, body: Any, media_type: str, headers: dict[str, str] | None = None
+) -> None:
+    await _send_bytes(send, status, orjson.dumps(body), media_type, headers or {})
 
 
-def _wants_html(request: Request) -> bool:
-    return "text/html" in request.headers.get("accept", "")
-
-
-def _json_response(
-    body: Any, status: int, media_type: str, headers: dict[str, str] | None = None
-) -> Response:
-    return Response(
-        orjson.dumps(body), status_code=status, media_type=f"{media_type}; charset=utf-8", headers=headers
-    )
+async def _send_bytes(
+    send: Send,
+    status: int,
+    body: bytes,
+    media_type: str,
+    headers: dict[str, str] | None = None,
+    *,
+    content: bool = True,
+) -> None:
+    raw = [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (headers or {}).items()
+    ]
+    if content:
+        raw += [
+            (b"content-type", f"{media_type}; charset=utf-8".encode()),
+            (b"content-length", str(len(body)).encode()),
+        ]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})

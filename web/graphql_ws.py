@@ -1,44 +1,476 @@
-"""GraphQL over WebSocket at /graphql: graphql-transport-ws and the legacy graphql-ws protocol.
+"""GraphQL over WebSocket at /graphql: graphql-transport-ws (graphql-ws, Apollo Client, urql)
+and the legacy graphql-ws protocol (subscriptions-transport-ws).
 
-Strawberry's handlers speak both protocols; this view gives them our connection context and
-authenticates the connection from its `connection_init` payload:
-`{"authorization": "Bearer <access token>"}`. No token means anonymous; an invalid or expired
-token closes the connection (graphql-transport-ws: 4403 Forbidden; graphql-ws: connection_error).
+A transport only: it reads frames and writes answers. Each operation a frame starts goes through
+the admission step (schema/admission/) with the socket's authentication, like any HTTP request;
+queries, mutations and subscriptions then run in schema/execution/run.py.
+
+The connection:
+- authenticates in `connection_init`: `{"authorization": "Bearer <access token>"}`. No token is
+  anonymous; a token that fails closes the connection (4403 Forbidden; on the legacy protocol
+  `connection_error` first). The wait for `connection_init` is WS_INIT_TIMEOUT_SECONDS (4408).
+- lives as long as its token: at the token's expiry the connection is closed with 4403, unless
+  the client renewed it on the socket by then: a graphql-transport-ws `ping` whose payload is
+  `{"authorization": "Bearer <new token>"}` (answered by a `pong` with `expiresAt`), or on the
+  legacy protocol a second `connection_init`. The new token must be the same user's. When a
+  user's tokens are revoked (logout, a new password, a deleted account, changed rights), their
+  connections on every process close with 4403 within a moment.
+- holds at most WS_MAX_SUBSCRIPTIONS_PER_SOCKET subscriptions, and its address at most
+  WS_MAX_SUBSCRIPTIONS_PER_CLIENT over all its connections; the process at most
+  WS_MAX_SUBSCRIPTIONS. Past a limit the `subscribe` is answered with an error.
+- sends with a time limit (WS_SEND_TIMEOUT_SECONDS): a client that does not read its socket is
+  dropped (1008), and never holds a database connection meanwhile (answers are read first,
+  their connection released, then sent).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
-from strawberry.types.unset import UNSET, UnsetType
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from schema import Schema
-from schema.context import ConnectionContext, Services
-from schema.tokens import FAILURE_MESSAGES
+from schema.admission.admission import Admission, Admitted, Request
+from schema.admission.refusals import Refusal
+from schema.admission.tokens import ANONYMOUS_AUTHENTICATION, AccessTokens, Authentication
+from schema.errors import FAILURE_MESSAGES, AuthFailure
+from schema.execution.run import Answer, Operations
+from web.addresses import ClientAddresses, forwarded_for
+
+log = logging.getLogger("quill.websocket")
+
+TRANSPORT_WS = "graphql-transport-ws"
+LEGACY_WS = "graphql-ws"
+FORBIDDEN = 4403
 
 
-class GraphQLWebSocket(GraphQL[ConnectionContext, None]):
-    def __init__(self, schema: Schema, services: Services) -> None:
-        super().__init__(schema, graphql_ide=None, allowed_origins=services.settings.cors_origins)
-        self.services = services
+@dataclass(frozen=True, slots=True)
+class Limits:
+    init_timeout_seconds: float
+    send_timeout_seconds: float
+    per_socket: int
+    per_client: int
+    total: int
+    keep_alive_seconds: float = 15.0
 
-    async def get_context(
-        self, request: Request | WebSocket, response: Response | WebSocket
-    ) -> ConnectionContext:
-        return ConnectionContext(services=self.services, request=request)
 
-    async def on_ws_connect(self, context: ConnectionContext) -> UnsetType | dict[str, object] | None:
-        authentication = self.services.tokens.from_header(_authorization(context.connection_params or {}))
+class _Closed(Exception):
+    """The connection is over (closed by either side): stop serving it."""
+
+
+class Sockets:
+    """The connections of this process: counts for the limits, and who is connected as whom."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.subscriptions = 0
+        self.by_client: Counter[str] = Counter()
+        self.connections: set[_Connection] = set()
+
+    def refuses(self, connection: _Connection) -> str | None:
+        """Why a new subscription on this connection is refused, if it is."""
+        if connection.subscriptions >= self.limits.per_socket:
+            return f"this connection holds {self.limits.per_socket} subscriptions, the most it may"
+        if self.by_client[connection.address] >= self.limits.per_client:
+            return f"this client holds {self.limits.per_client} subscriptions, the most it may"
+        if self.subscriptions >= self.limits.total:
+            return "this server holds as many subscriptions as it may; try another or later"
+        return None
+
+    def revoked(self, user_id: int) -> None:
+        """A user's tokens were revoked: their connections whose token is now refused close."""
+        for connection in list(self.connections):
+            if connection.authentication.viewer.id == user_id:
+                connection.check_token()
+
+
+class GraphQLWebSocket:
+    """ASGI middleware: serves WebSockets to `path`, hands everything else to the app."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        admission: Admission,
+        operations: Operations,
+        tokens: AccessTokens,
+        addresses: ClientAddresses,
+        sockets: Sockets,
+        path: str,
+    ) -> None:
+        self.app = app
+        self.admission, self.operations, self.tokens = admission, operations, tokens
+        self.addresses, self.sockets, self.path = addresses, sockets, path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        offered = scope.get("subprotocols") or []
+        protocol = next((name for name in (TRANSPORT_WS, LEGACY_WS) if name in offered), None)
+        if protocol is None:
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": 4406, "reason": "Subprotocol not acceptable"})
+            return
+        await send({"type": "websocket.accept", "subprotocol": protocol})
+        peer = scope["client"][0] if scope.get("client") else None
+        address = self.addresses.of(peer, forwarded_for(scope["headers"]))
+        connection = _Connection(self, protocol, address, receive, send)
+        self.sockets.connections.add(connection)
+        try:
+            await connection.serve()
+        finally:
+            self.sockets.connections.discard(connection)
+            await connection.end()
+
+
+class _Connection:
+    def __init__(
+        self, server: GraphQLWebSocket, protocol: str, address: str, receive: Receive, send: Send
+    ) -> None:
+        self.server, self.protocol, self.address = server, protocol, address
+        self.limits = server.sockets.limits
+        self._receive, self._send = receive, send
+        self.authentication: Authentication = ANONYMOUS_AUTHENTICATION
+        self.acknowledged = False
+        self.operations: dict[str, asyncio.Task[None]] = {}
+        self.subscriptions = 0
+        self._send_lock = asyncio.Lock()
+        self._closed = asyncio.Event()
+        self._expiry: asyncio.TimerHandle | None = None
+        self._keep_alive: asyncio.Task[None] | None = None
+        self._closing: asyncio.Future[None] | None = None
+
+    @property
+    def legacy(self) -> bool:
+        return self.protocol == LEGACY_WS
+
+    # The connection's life.
+
+    async def serve(self) -> None:
+        try:
+            first = await asyncio.wait_for(self._next_message(), self.limits.init_timeout_seconds)
+        except TimeoutError:
+            await self.close(4408, "Connection initialisation timeout")
+            return
+        except _Closed:
+            return
+        try:
+            await self._handle(first)
+            while not self._closed.is_set():
+                await self._handle(await self._next_message())
+        except _Closed:
+            return
+
+    async def _next_message(self) -> dict[str, Any]:
+        while True:
+            receiving = asyncio.ensure_future(self._receive())
+            closing = asyncio.ensure_future(self._closed.wait())
+            done, _ = await asyncio.wait({receiving, closing}, return_when=asyncio.FIRST_COMPLETED)
+            if receiving not in done:
+                receiving.cancel()
+                raise _Closed
+            closing.cancel()
+            message: Message = receiving.result()
+            if message["type"] == "websocket.disconnect":
+                self._closed.set()
+                raise _Closed
+            if message["type"] != "websocket.receive":
+                continue
+            text = message.get("text")
+            if text is None:
+                await self.close(4400, "Binary frames are not GraphQL messages")
+                raise _Closed
+            if refusal := self.server.admission.frame_too_large(len(text)):
+                await self.close(1009, refusal.errors[0]["message"])
+                raise _Closed
+            try:
+                parsed = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                parsed = None
+            if not isinstance(parsed, dict) or not isinstance(parsed.get("type"), str):
+                await self.close(4400, "Invalid message received")
+                raise _Closed
+            return parsed
+
+    async def end(self) -> None:
+        """The socket is gone: stop everything that was running for it."""
+        self._closed.set()
+        if self._expiry is not None:
+            self._expiry.cancel()
+        if self._keep_alive is not None:
+            self._keep_alive.cancel()
+        for task in list(self.operations.values()):
+            task.cancel()
+        for task in list(self.operations.values()):
+            with contextlib.suppress(BaseException):
+                await task
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        with contextlib.suppress(Exception):
+            message = {"type": "websocket.close", "code": code, "reason": reason[:120]}
+            await asyncio.wait_for(self._send(message), self.limits.send_timeout_seconds)
+
+    # Messages.
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "connection_init":
+            await self._init(message.get("payload"))
+        elif kind in ("subscribe", "start"):
+            await self._start(message)
+        elif kind in ("complete", "stop"):
+            task = self.operations.get(str(message.get("id")))
+            if task is not None:
+                task.cancel()
+        elif kind == "ping" and not self.legacy:
+            await self._ping(message.get("payload"))
+        elif kind == "pong" and not self.legacy:
+            pass
+        elif kind == "connection_terminate" and self.legacy:
+            await self.close(1000, "")
+        else:
+            await self.close(4400, f"Unexpected message of type {kind}")
+
+    async def _init(self, payload: Any) -> None:
+        params = payload if isinstance(payload, dict) else {}
+        if self.acknowledged and not self.legacy:
+            await self.close(4429, "Too many initialisation requests")
+            return
+        authentication = self.server.tokens.from_header(_authorization(params))
+        if self.acknowledged:  # the legacy protocol renews its token with another init
+            await self._renew(authentication)
+            return
         if authentication.failure is not None:
-            reason = authentication.failure
-            raise ConnectionRejectionError({"message": FAILURE_MESSAGES[reason], "reason": reason.value})
-        context.authentication = authentication
-        return UNSET
+            if self.legacy:
+                reason = authentication.failure
+                await self._write(
+                    {
+                        "type": "connection_error",
+                        "payload": {"message": FAILURE_MESSAGES[reason], "reason": reason.value},
+                    }
+                )
+            await self.close(FORBIDDEN, "Forbidden")
+            return
+        self._authenticate(authentication)
+        self.acknowledged = True
+        await self._write({"type": "connection_ack"})
+        if self.legacy:
+            self._keep_alive = asyncio.create_task(self._keep_alive_loop())
+
+    async def _ping(self, payload: Any) -> None:
+        if isinstance(payload, dict) and _authorization(payload) is not None and self.acknowledged:
+            renewed = await self._renew(self.server.tokens.from_header(_authorization(payload)))
+            if renewed:
+                expires = self.authentication.expires_at
+                await self._write({"type": "pong", "payload": {"expiresAt": expires}})
+            return
+        await self._write({"type": "pong"})
+
+    async def _renew(self, authentication: Authentication) -> bool:
+        """Take a new token for the same user; a failed one, or another user's, closes the socket."""
+        if authentication.failure is not None or authentication.viewer.id != self.authentication.viewer.id:
+            await self.close(FORBIDDEN, "Forbidden: the new token is not valid for this connection")
+            return False
+        self._authenticate(authentication)
+        return True
+
+    def _authenticate(self, authentication: Authentication) -> None:
+        self.authentication = authentication
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        self._schedule_expiry()
+
+    def _schedule_expiry(self) -> None:
+        expires_at = self.authentication.expires_at
+        if expires_at is not None:
+            delay = max(expires_at - time.time(), 0) + 0.01
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
+
+    def _expired(self) -> None:
+        expires_at = self.authentication.expires_at
+        if expires_at is not None and time.time() < expires_at:  # a timer may fire a hair early
+            self._schedule_expiry()
+            return
+        self.check_token()
+
+    def check_token(self) -> None:
+        """Close the connection if its token is no longer accepted (expired or revoked)."""
+        checked = self.server.tokens.still_valid(self.authentication)
+        if checked.failure is not None:
+            reason = "expired" if checked.failure is AuthFailure.TOKEN_EXPIRED else "revoked"
+            self._closing = asyncio.ensure_future(
+                self.close(FORBIDDEN, f"Forbidden: the access token {reason}")
+            )
+
+    async def _start(self, message: dict[str, Any]) -> None:
+        if not self.acknowledged:
+            await self.close(4401, "Unauthorized")
+            return
+        operation_id = message.get("id")
+        payload = message.get("payload")
+        if not isinstance(operation_id, str) or not operation_id or not isinstance(payload, dict):
+            await self.close(4400, "Invalid message received")
+            return
+        if operation_id in self.operations:
+            if not self.legacy:
+                await self.close(4409, f"Subscriber for {operation_id} already exists")
+                return
+            self.operations[operation_id].cancel()
+        task = asyncio.create_task(self._guarded(operation_id, payload))
+        self.operations[operation_id] = task
+        task.add_done_callback(functools.partial(self._forget, operation_id))
+
+    def _forget(self, operation_id: str, task: asyncio.Task[None]) -> None:
+        if self.operations.get(operation_id) is task:
+            del self.operations[operation_id]
+
+    # Operations.
+
+    async def _guarded(self, operation_id: str, payload: dict[str, Any]) -> None:
+        try:
+            await self._run(operation_id, payload)
+        except _Closed:
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug: the client gets a masked error, the log the stack trace
+            log.exception("internal error serving operation %s on a WebSocket", operation_id)
+            with contextlib.suppress(_Closed):
+                await self._error(
+                    operation_id,
+                    [{"message": "Internal server error", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}],
+                )
+
+    async def _run(self, operation_id: str, payload: dict[str, Any]) -> None:
+        request = Request(
+            query=payload.get("query"),
+            variables=payload.get("variables"),
+            operation_name=payload.get("operationName"),
+            extensions=payload.get("extensions"),
+            document_id=payload.get("documentId"),
+            authentication=self.authentication,
+            address=self.address,
+            transport="websocket",
+            method="WS",
+        )
+        admitted = await self.server.admission.admit(request)
+        if isinstance(admitted, Refusal):
+            if admitted.close_code is not None:
+                await self.close(admitted.close_code, "Forbidden")
+                return
+            await self._error(operation_id, list(admitted.errors))
+            return
+        if admitted.prepared.kind.value != "subscription":
+            answer = await self.server.operations.run(admitted)
+            await self.server.admission.ran(admitted)
+            await self._next(operation_id, answer)
+            await self._complete(operation_id)
+            return
+        await self._subscribe(operation_id, admitted)
+
+    async def _subscribe(self, operation_id: str, admitted: Admitted) -> None:
+        sockets = self.server.sockets
+        if why := sockets.refuses(self):
+            await self._error(
+                operation_id,
+                [
+                    {
+                        "message": f"Too many subscriptions: {why}.",
+                        "extensions": {"code": "TOO_MANY_SUBSCRIPTIONS"},
+                    }
+                ],
+            )
+            return
+        self.subscriptions += 1
+        sockets.subscriptions += 1
+        sockets.by_client[self.address] += 1
+        try:
+            stream = await self.server.operations.subscribe(admitted)
+            if isinstance(stream, Answer):
+                await self._error(operation_id, orjson.loads(stream.body).get("errors", []))
+                return
+            try:
+                async for answer in stream:
+                    if answer.ends:  # graphql-transport-ws: `error` ends the operation, no `complete`
+                        await self._error(operation_id, orjson.loads(answer.body).get("errors", []))
+                        return
+                    await self._next(operation_id, answer)
+            finally:
+                await stream.aclose()  # type: ignore[attr-defined]
+            await self._complete(operation_id)
+        except asyncio.CancelledError:
+            if not self._closed.is_set() and self.legacy:
+                await self._complete(operation_id)
+            raise
+        finally:
+            self.subscriptions -= 1
+            sockets.subscriptions -= 1
+            sockets.by_client[self.address] -= 1
+            if not sockets.by_client[self.address]:
+                del sockets.by_client[self.address]
+
+    async def _next(self, operation_id: str, answer: Answer) -> None:
+        kind = b"data" if self.legacy else b"next"
+        frame = (
+            b'{"id":'
+            + orjson.dumps(operation_id)
+            + b',"type":"'
+            + kind
+            + b'","payload":'
+            + answer.body
+            + b"}"
+        )
+        await self._send_text(frame.decode())
+
+    async def _complete(self, operation_id: str) -> None:
+        await self._write({"id": operation_id, "type": "complete"})
+
+    async def _error(self, operation_id: str, errors: list[dict[str, Any]]) -> None:
+        # graphql-transport-ws sends the list; the legacy protocol one error.
+        payload: Any = errors[0] if self.legacy and errors else errors
+        await self._write({"id": operation_id, "type": "error", "payload": payload})
+
+    async def _write(self, message: dict[str, Any]) -> None:
+        await self._send_text(orjson.dumps(message).decode())
+
+    async def _send_text(self, text: str) -> None:
+        if self._closed.is_set():
+            raise _Closed
+        try:
+            async with self._send_lock:
+                await asyncio.wait_for(
+                    self._send({"type": "websocket.send", "text": text}), self.limits.send_timeout_seconds
+                )
+        except TimeoutError:
+            log.warning(
+                "dropping a WebSocket client that did not read for %.0f s", self.limits.send_timeout_seconds
+            )
+            await self.close(1008, "too slow: the client does not read its socket")
+            raise _Closed from None
+        except (OSError, RuntimeError):  # the socket went away under us
+            self._closed.set()
+            raise _Closed from None
+
+    async def _keep_alive_loop(self) -> None:
+        with contextlib.suppress(_Closed):
+            while not self._closed.is_set():
+                await self._write({"type": "ka"})
+                await asyncio.sleep(self.limits.keep_alive_seconds)
 
 
 def _authorization(params: dict[str, Any]) -> str | None:

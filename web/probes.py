@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from db.engine import migration_problem
+
+log = logging.getLogger("quill.probes")
 
 
 async def health(request: Request) -> JSONResponse:
@@ -19,11 +24,18 @@ async def statement_stats(request: Request) -> JSONResponse:
 
 
 async def ready(request: Request) -> JSONResponse:
+    """200 when the database answers and is at the migration head; 503 with the reason otherwise,
+    within the connect timeout whatever the pool is doing, and without the driver's text (it can
+    name hosts and users): that goes to the log."""
     engine: AsyncEngine = request.app.state.engine
     try:
-        problem = await migration_problem(engine)
-    except Exception as exc:  # noqa: BLE001 - any driver error means "not ready", and says why
-        problem = f"database unreachable: {type(exc).__name__}: {exc}"
+        async with asyncio.timeout(request.app.state.ready_timeout_seconds):
+            problem = await migration_problem(engine)
+    except TimeoutError:
+        problem = "database unreachable: no answer in time"
+    except Exception as exc:  # noqa: BLE001 - any driver error means "not ready"
+        log.warning("readiness check failed: %s: %s", type(exc).__name__, exc)
+        problem = "database unreachable"
     if problem:
         return JSONResponse({"status": "unavailable", "reason": problem}, status_code=503)
     return JSONResponse({"status": "ready"})

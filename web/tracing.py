@@ -2,8 +2,8 @@
 OTEL_EXPORTER_OTLP_ENDPOINT, default http://localhost:4318) or TRACING=console (stdout).
 
 A trace per operation: the operation span (joining the caller's trace when the request carries a
-`traceparent` header), its parsing and validation, the resolvers that are not plain attribute
-reads, and every SQL statement, each under the span that sent it. The service name is
+`traceparent` header, its document with every literal value replaced) and every SQL statement
+under it. The service name is
 OTEL_SERVICE_NAME (default "quill"); the other OTEL_* variables work as the SDK documents.
 The packages are the `tracing` extra: pip install 'quill[tracing]'.
 """
@@ -11,11 +11,22 @@ The packages are the `tracing` extra: pip install 'quill[tracing]'.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from graphql import (
+    BooleanValueNode,
+    DocumentNode,
+    EnumValueNode,
+    FloatValueNode,
+    IntValueNode,
+    StringValueNode,
+    Visitor,
+    print_ast,
+    visit,
+)
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
@@ -24,12 +35,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
-from strawberry.extensions import LifecycleStep
-from strawberry.extensions.tracing import OpenTelemetryExtension
 
 from db.read_connections import ReadConnections
-from schema.context import ConnectionContext, Context
-from schema.telemetry import error_code
+from schema.admission.admission import Admitted
 from settings import Settings
 
 
@@ -43,9 +51,33 @@ class Tracing:
         trace_statements(engine, reads, provider)
         return cls(provider)
 
-    def extensions(self) -> list[Callable[[], OperationSpans]]:
-        provider = self.provider
-        return [lambda: OperationSpans(tracer_provider=provider)]
+    @contextmanager
+    def operation(self, admitted: Admitted) -> Iterator[Callable[[tuple[str, ...]], None]]:
+        """The operation's span, current while it runs (so the SQL spans nest under it), joined to
+        the caller's trace, named and marked as the semantic conventions for GraphQL say. Yields
+        what to call with the answer's error codes."""
+        prepared = admitted.prepared
+        parent = propagate.extract(admitted.trace_context or {})
+        kind, name = prepared.kind.value, prepared.name
+        span = self.provider.get_tracer("quill").start_span(
+            " ".join(part for part in (kind, name) if part), context=parent, kind=SpanKind.SERVER
+        )
+        span.set_attribute("graphql.operation.type", kind)
+        if name:
+            span.set_attribute("graphql.operation.name", name)
+        span.set_attribute("graphql.document", redacted(prepared.document))
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+
+        def finished(codes: tuple[str, ...]) -> None:
+            if codes:
+                span.set_attribute("graphql.error_codes", list(codes))
+                span.set_status(Status(StatusCode.ERROR, ", ".join(codes)))
+
+        try:
+            yield finished
+        finally:
+            otel_context.detach(token)
+            span.end()
 
     def shutdown(self) -> None:
         """Sends the spans still buffered."""
@@ -64,45 +96,28 @@ def tracer_provider(settings: Settings) -> TracerProvider:
     return provider
 
 
-class OperationSpans(OpenTelemetryExtension):
-    """Strawberry's OpenTelemetry extension, with the operation span made current (so the SQL
-    spans nest under it), joined to the caller's trace, and named and marked as the semantic
-    conventions for GraphQL say."""
+class _Redact(Visitor):
+    """Every literal value of a document replaced: a password typed inline never reaches a trace."""
 
-    def on_operation(self) -> Generator[None, None, None]:
-        context = self.execution_context.context
-        connection = context.connection if isinstance(context, Context) else context
-        assert isinstance(connection, ConnectionContext)
-        parent = propagate.extract(dict(connection.request.headers))
-        span = self._tracer.start_span("GraphQL Operation", context=parent, kind=SpanKind.SERVER)
-        self._span_holder[LifecycleStep.OPERATION] = span
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
-        try:
-            yield
-        finally:
-            self._finish(span)
-            otel_context.detach(token)
+    def enter_string_value(self, node: StringValueNode, *_: Any) -> StringValueNode:
+        return StringValueNode(value="***")
 
-    def _finish(self, span: trace.Span) -> None:
-        context = self.execution_context
-        name = context.operation_name
-        try:
-            kind = context.operation_type.value
-        except (RuntimeError, ValueError, KeyError):
-            kind = None
-        span.update_name(" ".join(part for part in (kind, name) if part) or "GraphQL Operation")
-        if name:
-            span.set_attribute("graphql.operation.name", name)
-        if kind:
-            span.set_attribute("graphql.operation.type", kind)
-        if context.query:
-            span.set_attribute("graphql.document", context.query)
-        errors = getattr(context.result, "errors", None)
-        if errors:
-            codes = sorted({error_code(e, context.graphql_document is not None, True) for e in errors})
-            span.set_attribute("graphql.error_codes", codes)
-            span.set_status(Status(StatusCode.ERROR, ", ".join(codes)))
-        span.end()
+    def enter_int_value(self, node: IntValueNode, *_: Any) -> IntValueNode:
+        return IntValueNode(value="0")
+
+    def enter_float_value(self, node: FloatValueNode, *_: Any) -> FloatValueNode:
+        return FloatValueNode(value="0")
+
+    def enter_boolean_value(self, node: BooleanValueNode, *_: Any) -> BooleanValueNode:
+        return node
+
+    def enter_enum_value(self, node: EnumValueNode, *_: Any) -> EnumValueNode:
+        return node
+
+
+def redacted(document: DocumentNode) -> str:
+    """The document's text with its literal strings and numbers replaced (variables stay names)."""
+    return print_ast(visit(document, _Redact()))
 
 
 def _statement_span(tracer: trace.Tracer, system: str, statement: str) -> trace.Span:

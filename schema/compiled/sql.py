@@ -1,0 +1,400 @@
+"""A read tree (schema/compiled/tree.py) compiled into one statement that returns the response body.
+
+Every object and page of the tree is a scalar subquery of its parent, so the database walks
+the tree itself:
+
+    SELECT json_build_object('users', json_build_object('edges', (
+      SELECT coalesce(json_agg(json_build_object('node', json_build_object('username', p0.username,
+               'posts', json_build_object('edges', (SELECT ... FROM (SELECT ... FROM posts AS t1
+                 WHERE t1.user_id = p0.id ORDER BY t1.id LIMIT :n1_page_size) AS p1)))))
+             ORDER BY p0.id), '[]')
+      FROM (SELECT t0.id, t0.username FROM users AS t0 ORDER BY t0.id LIMIT :n0_page_size) AS p0)))
+
+- A page's rows are `LIMIT size` under the keyset predicates of db/pagination.py, so a deep page
+  costs what the first page costs. What pageInfo asks for reads the same index on its own and
+  builds no JSON: hasNextPage looks one row past the page (`LIMIT 1 OFFSET size`), a start or end
+  cursor keeps the first or last row of the page. Nothing numbers rows (no window function).
+- A to-one object is a correlated lookup per row, never a join: PostgreSQL's generic plan for a
+  join to `users` hashed the whole table for every page. An object that is the row its page hangs
+  from (`user.posts.author`, a `Parent`) reads that row's columns and needs no lookup at all.
+- Visibility rules (db/visibility.py, through the node types' declarations) and filters arrive
+  as `Where`s and go into the SQL as they are, as do the listings' column expressions (a hidden
+  email reads as NULL).
+
+Statements are compiled once per shape; each node's parameters are renamed to its number.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    FromClause,
+    Integer,
+    Select,
+    bindparam,
+    case,
+    func,
+    select,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.util import ClauseAdapter
+from sqlalchemy.sql.visitors import replacement_traverse
+
+from db.models import UtcDateTime
+from db.pagination import Listing, _ordering, _position
+from schema.compiled.dialects import MAX_OBJECT_KEYS, JsonSql, constant
+from schema.compiled.tree import (
+    MISSING_ROW,
+    Array,
+    Column,
+    Constant,
+    Cursor,
+    Edges,
+    Fields,
+    GlobalId,
+    Named,
+    Nested,
+    Node,
+    NotCompilable,
+    Null,
+    One,
+    Page,
+    PageFlag,
+    Parent,
+    Part,
+    TotalCount,
+    Value,
+    shape_of,
+)
+
+Parts = tuple[tuple[str, Part], ...]
+Adapt = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """What an object's fields read: a row's columns by listing name, and the row its page hangs
+    from (for `Parent`)."""
+
+    column: Callable[[str], ColumnElement[Any]]
+    parent: _Row | None = None
+
+
+def _no_column(name: str) -> ColumnElement[Any]:
+    raise NotCompilable(f"the root has no row to read {name!r} from")
+
+
+ROOT = _Row(_no_column)
+
+
+class _Builder:
+    def __init__(self, json: JsonSql) -> None:
+        self.json = json
+        self.numbers = 0
+
+    def _next(self) -> int:
+        number, self.numbers = self.numbers, self.numbers + 1
+        return number
+
+    def _source(self, listing: Listing, number: int, prefix: str) -> tuple[FromClause, Adapt]:
+        """The listing's table under a name of its own, and how to move clauses onto it (their
+        parameters renamed for node `number`)."""
+        alias = listing.id.table.alias(f"{prefix}{number}")
+        adapter = ClauseAdapter(alias)
+
+        def rename(element: Any) -> Any:
+            if isinstance(element, BindParameter):
+                return bindparam(f"n{number}_{element.key}", type_=element.type, required=True)
+            return None
+
+        return alias, lambda clause: replacement_traverse(adapter.traverse(clause), {}, rename)  # type: ignore[call-overload]
+
+    # Objects.
+
+    def fields(self, fields: Fields, row: _Row) -> ColumnElement[Any]:
+        return self.object([(key, self.value(value, row)) for key, value in fields])
+
+    def object(self, pairs: Sequence[tuple[str, ColumnElement[Any]]]) -> ColumnElement[Any]:
+        if len(pairs) > MAX_OBJECT_KEYS:
+            raise NotCompilable(f"an object with more than {MAX_OBJECT_KEYS} fields")
+        return self.json.object(pairs)
+
+    def value(self, value: Value, row: _Row) -> ColumnElement[Any]:
+        json = self.json
+        if isinstance(value, Column):
+            column = row.column(value.name)
+            if value.kind == "bool":
+                return json.boolean(column)
+            return json.datetime(column) if value.kind == "datetime" else column
+        if isinstance(value, GlobalId):
+            return json.global_id(value.type_name, row.column("id"))
+        if isinstance(value, Constant):
+            return constant(value.text)
+        if isinstance(value, Null):
+            return json.null()
+        if isinstance(value, Named):
+            column = row.column(value.column)
+            return case(*((column == constant(stored), constant(name)) for stored, name in value.names))
+        if isinstance(value, Parent):
+            if row.parent is None:
+                raise NotCompilable("a parent object outside a nested page")
+            return self.fields(value.fields, row.parent)
+        if isinstance(value, One):
+            return self.one(value, row)
+        if isinstance(value, Array):
+            return self.json.array_of([self.value(item, row) for item in value.items])
+        return self.page(value, row)
+
+    def one(self, one: One, parent: _Row) -> ColumnElement[Any]:
+        number = self._next()
+        alias, adapt = self._source(one.listing, number, "t")
+        columns = {name: adapt(column) for name, column in one.listing.columns.items()}
+        where = [adapt(clause) for clause in one.where.clauses()]
+        if one.via is not None:
+            where.append(columns["id"] == parent.column(one.via))
+        built = self.fields(one.fields, _Row(columns.__getitem__))
+        found = (
+            select(built).select_from(alias).where(*where).correlate_except(alias).limit(1).scalar_subquery()
+        )
+        if one.via is None:
+            return found  # a lookup at the root: null when there is no such row
+        return func.coalesce(found, self.json.marker(MISSING_ROW.decode()))
+
+    # Pages.
+
+    def page(self, page: Page, parent: _Row) -> ColumnElement[Any]:
+        rows = _PageRows(self, page, parent, self._next())
+        return self.parts(page.parts, rows)
+
+    def parts(self, parts: Parts, rows: _PageRows) -> ColumnElement[Any]:
+        return self.object([(key, self.part(part, rows)) for key, part in parts])
+
+    def part(self, part: Part, rows: _PageRows) -> ColumnElement[Any]:
+        if isinstance(part, Constant):
+            return constant(part.text)
+        if isinstance(part, TotalCount):
+            return rows.total_count()
+        if isinstance(part, Edges):
+            return rows.edges(part.parts)
+        if isinstance(part, Nested):  # pageInfo
+            return self.parts(part.parts, rows)
+        if isinstance(part, PageFlag):
+            return rows.flag(part.name)
+        raise NotCompilable(f"{part!r} outside an edge")
+
+    def edge(self, parts: Parts, rows: _PageRows, row: _Row, selected: FromClause) -> ColumnElement[Any]:
+        pairs: list[tuple[str, ColumnElement[Any]]] = []
+        for key, part in parts:
+            if isinstance(part, Cursor):
+                pairs.append((key, rows.cursor(selected)))
+            elif isinstance(part, Node):
+                pairs.append((key, self.fields(part.fields, row)))
+            elif isinstance(part, Constant):
+                pairs.append((key, constant(part.text)))
+            else:
+                raise NotCompilable(f"{part!r} in an edge")
+        return self.object(pairs)
+
+
+class _PageRows:
+    """One page of a listing: the rows it shows, and the subqueries pageInfo needs, all under the
+    same predicates."""
+
+    def __init__(self, builder: _Builder, page: Page, parent: _Row, number: int) -> None:
+        self.builder, self.page, self.parent, self.number = builder, page, parent, number
+        self.listing = page.listing
+        self.size = bindparam(f"n{number}_page_size", type_=Integer(), required=True)
+        sort = self.listing.sort_column(page.order)
+        self.sort_key = None if sort is self.listing.id else sort
+
+    def _filtered(self, prefix: str, *, positioned: bool = True) -> tuple[FromClause, Adapt, list[Any]]:
+        """The listing's table under a name of its own, how to move clauses onto it, and the
+        page's conditions there: its filters and visibility, its parent, and (when `positioned`)
+        its cursors' keyset."""
+        page, listing = self.page, self.listing
+        alias, adapt = self.builder._source(listing, self.number, prefix)
+        where = [adapt(clause) for clause in page.where.clauses()]
+        if page.via is not None:
+            where.append(adapt(page.via) == self.parent.column("id"))
+        if positioned:
+            where += [adapt(clause) for clause in _position(listing, page.order, page.window)]
+        return alias, adapt, where
+
+    def _select(self, prefix: str, columns: Sequence[str] = ()) -> Select[Any]:
+        """The page's rows in reading order (no limit yet), with their id, sort key and `columns`."""
+        listing = self.listing
+        alias, adapt, where = self._filtered(prefix)
+        selected = [adapt(listing.columns[name]).label(name) for name in dict.fromkeys(["id", *columns])]
+        if self.sort_key is not None:
+            selected.append(adapt(self.sort_key).label("sort_key"))
+        ordering = [
+            adapt(clause)
+            for clause in _ordering(listing, self.page.order, reverse=self.page.window.backwards)
+        ]
+        statement = select(*selected).select_from(alias).where(*where).order_by(*ordering)
+        return statement.correlate_except(alias) if self.page.via is not None else statement
+
+    def _keys(self, rows: FromClause, *, reverse: bool) -> list[ColumnElement[Any]]:
+        """ORDER BY over a selection of the page: reading order, or its reverse."""
+        descending = (self.page.order.descending != self.page.window.backwards) != reverse
+        keys = [rows.c.sort_key] if self.sort_key is not None else []
+        keys.append(rows.c.id)
+        return [key.desc() if descending else key.asc() for key in keys]
+
+    def edges(self, parts: Parts) -> ColumnElement[Any]:
+        json, backwards = self.builder.json, self.page.window.backwards
+        rows = self._select("t", _columns_needed(self.page)).limit(self.size).subquery(f"p{self.number}")
+        presented = rows
+        if backwards and json.orders_by_source:
+            # Shown in the reverse of reading order; this engine aggregates in FROM order.
+            presented = select(rows).order_by(*self._keys(rows, reverse=True)).subquery(f"q{self.number}")
+        read: list[str] = []
+
+        def column(name: str) -> ColumnElement[Any]:
+            read.append(name)
+            return presented.c[name]
+
+        edge = self.builder.edge(parts, self, _Row(column, parent=self.parent), presented)
+        reads_page = bool(read) or any(isinstance(part, Cursor) for _, part in parts)
+        array = json.array(
+            edge, self._keys(presented, reverse=backwards), None if reads_page else presented.c.id
+        )
+        return select(array).select_from(presented).scalar_subquery()
+
+    def flag(self, name: str) -> ColumnElement[Any]:
+        json, window = self.builder.json, self.page.window
+        if name in ("hasNextPage", "hasPreviousPage"):
+            ahead = "hasPreviousPage" if window.backwards else "hasNextPage"
+            if name == ahead:  # is there a row after the page, in reading order?
+                return json.boolean(self._select("h").limit(1).offset(self.size).exists())
+            # The other way round the resolvers only say whether the request gave a cursor there.
+            return json.truth((window.before if window.backwards else window.after) is not None)
+        # startCursor is the first row shown, endCursor the last; backwards, reading order is reversed.
+        # The row is picked first and its cursor made once (not made for every row, then sorted).
+        last_read = (name == "endCursor") != window.backwards
+        rows = self._select("s").limit(self.size).subquery(f"e{self.number}")
+        end = select(rows).order_by(*self._keys(rows, reverse=last_read)).limit(1).subquery(f"k{self.number}")
+        return select(self.cursor(end)).select_from(end).scalar_subquery()
+
+    def cursor(self, rows: FromClause) -> ColumnElement[str]:
+        key = rows.c.sort_key if self.sort_key is not None else None
+        prints_as_datetime = key is not None and isinstance(self.sort_key.type, UtcDateTime)  # type: ignore[union-attr]
+        return self.builder.json.cursor(self.page.order.token, key, prints_as_datetime, rows.c.id)
+
+    def total_count(self) -> ColumnElement[Any]:
+        alias, _, where = self._filtered("c", positioned=False)
+        counted = select(func.count()).select_from(alias).where(*where)
+        # Correlated to the parent's row however deep it nests (auto-correlation looks one level up).
+        return counted.correlate_except(alias).scalar_subquery()
+
+
+# Which columns a page's rows must carry: what its nodes print, and what the objects that read
+# the page's row as their parent print (user.posts.author reads user's columns).
+
+
+def _columns_needed(page: Page) -> list[str]:
+    needed: dict[str, None] = {}
+    for fields in _node_fields(page.parts):
+        for _, value in fields:
+            needed.update(dict.fromkeys(_value_columns(value)))
+            if isinstance(value, Page):
+                needed.update(dict.fromkeys(_parent_columns(value)))
+    return list(needed)
+
+
+def _parent_columns(page: Page) -> Iterator[str]:
+    """The columns of the page's parent row that its nodes' `Parent` objects read."""
+    for fields in _node_fields(page.parts):
+        for _, value in fields:
+            if isinstance(value, Parent):
+                for _, inner in value.fields:
+                    yield from _value_columns(inner)
+                    if isinstance(inner, Page):  # hangs from the same parent row
+                        yield from _parent_columns(inner)
+
+
+def _node_fields(parts: Parts) -> Iterator[Fields]:
+    for _, part in parts:
+        if isinstance(part, Node):
+            yield part.fields
+        elif isinstance(part, Nested | Edges):
+            yield from _node_fields(part.parts)
+
+
+def _value_columns(value: Value) -> Sequence[str]:
+    if isinstance(value, Column | Named):
+        return (value.name if isinstance(value, Column) else value.column,)
+    if isinstance(value, GlobalId | Page):
+        return ("id",)
+    if isinstance(value, One):
+        return (value.via,) if value.via is not None else ()
+    return ()
+
+
+# Compiling.
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRead:
+    """A statement compiled once for a shape: its text and, in order, the parameters it takes."""
+
+    sql: str
+    names: tuple[str, ...]
+    processors: Mapping[str, Callable[[Any], Any]]
+    constants: Mapping[str, Any]  # values SQLAlchemy bound itself (LIMIT 1, say)
+
+    def arguments(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        processors, given = self.processors, {**self.constants, **params}
+        return tuple(
+            processors[name](given[name]) if name in processors else given[name] for name in self.names
+        )
+
+
+def compile_read(fields: Fields, dialect: Dialect) -> CompiledRead:
+    json = JsonSql.for_dialect(dialect.name)
+    statement = select(json.document(_Builder(json).fields(fields, ROOT)).label("data"))
+    compiled = statement.compile(dialect=dialect)
+    if not compiled.positional:
+        raise NotCompilable(f"{dialect.name} takes named parameters")
+    names = tuple(compiled.positiontup or ())
+    processors: dict[str, Any] = {
+        name: compiled._bind_processors[name] for name in names if name in compiled._bind_processors
+    }
+    constants = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
+    return CompiledRead(compiled.string, names, processors, constants)
+
+
+class ReadStatements:
+    """Compiled statements by shape and engine, least recently used dropped; a shape the engine
+    refused is remembered as None."""
+
+    def __init__(self, dialect: Dialect, max_entries: int = 2000) -> None:
+        self.dialect = dialect
+        self.max_entries = max_entries
+        self.refused_reads = 0  # reads the engine refused, or that had a shape it refused before
+        self._compiled: OrderedDict[Hashable, CompiledRead | None] = OrderedDict()
+
+    def get(self, fields: Fields) -> CompiledRead:
+        key = shape_of(fields)
+        if key in self._compiled:
+            self._compiled.move_to_end(key)
+            compiled = self._compiled[key]
+            if compiled is None:
+                self.refused_reads += 1
+                raise NotCompilable("the engine refused this shape before")
+            return compiled
+        compiled = self._compiled[key] = compile_read(fields, self.dialect)
+        while len(self._compiled) > self.max_entries:
+            self._compiled.popitem(last=False)
+        return compiled
+
+    def refused(self, fields: Fields) -> None:
+        """The engine cannot run this shape (SQLite's parser stack is 100 deep): never try it again."""
+        self.refused_reads += 1
+        self._compiled[shape_of(fields)] = None

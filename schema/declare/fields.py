@@ -1,0 +1,223 @@
+"""Field declarations: one line per field says what it reads; both read paths follow it.
+
+    title: str = column()                              # the column of the same name
+    email: str | None = column(rule=can_see_email)     # NULL where the rule does not hold
+    avatar_url: str = expression(avatar_sql, reads=("image_file",))
+    author: Annotated[User, strawberry.lazy(...)] = to_one("user_id")
+    posts: Connection[Annotated[Post, strawberry.lazy(...)]] = connection("user_id")
+
+The resolvers these make hand the work to the operation's loaders
+(`info.context.loaders`, schema/execution/loaders.py); the compiled planner
+(schema/compiled/planner.py) reads the same declarations to write one SQL statement.
+A filter input's fields are declared the same way: `title_contains: str | None = contains("title")`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import strawberry
+from sqlalchemy import ColumnElement
+from strawberry import UNSET
+from strawberry.annotation import StrawberryAnnotation
+from strawberry.types.arguments import StrawberryArgument
+from strawberry.types.base import StrawberryObjectDefinition
+from strawberry.types.field import StrawberryField
+from strawberry.types.fields.resolver import StrawberryResolver
+from strawberry.types.lazy_type import LazyType
+
+from schema.declare.nodes import NodeType, node_type_of
+from schema.declare.specs import (
+    SPEC,
+    ColumnSpec,
+    Condition,
+    ConnectionSpec,
+    ExpressionSpec,
+    Key,
+    LookupSpec,
+    NodeSpec,
+    Rule,
+    ToOneSpec,
+    ViewerSpec,
+)
+
+# Scalars.
+
+
+def column(name: str | None = None, *, rule: Rule | None = None, description: str | None = None) -> Any:
+    """A scalar printed from the column `name` (default: the field's name). With a `rule`
+    (db/visibility.py), it is null on rows where the rule does not hold for the viewer."""
+    return strawberry.field(default=None, description=description, metadata={SPEC: ColumnSpec(name, rule)})
+
+
+def expression(
+    make: Callable[..., ColumnElement[Any]], *, reads: tuple[str, ...], description: str | None = None
+) -> Any:
+    """A scalar computed in SQL from the row's `reads` columns by `make(*columns)`; the resolvers
+    select the same expression, so it is written once."""
+    spec = ExpressionSpec(None, make, reads)
+    return strawberry.field(default=None, description=description, metadata={SPEC: spec})
+
+
+# Relations.
+
+
+def to_one(link: str, *, description: str | None = None) -> Any:
+    """The object whose id this type's `link` column holds (its type is the field's type)."""
+    spec = ToOneSpec(link)
+
+    def resolve(root: Any, info: strawberry.Info) -> Any:
+        # Not awaited here: a loaded object completes at once, and graphql-core awaits the
+        # loader's future otherwise (a coroutine here would cost a task per row).
+        return info.context.loaders.to_one(info, spec, root)
+
+    return strawberry.field(resolver=resolve, description=description, metadata={SPEC: spec})
+
+
+def connection(link: str | None = None, *, description: str | None = None) -> Any:
+    """A page of the node type's rows: those whose `link` column holds this row's id, or (no
+    link, on a root type) all the viewer may see. Its arguments (first/after/last/before,
+    filter, orderBy) come from the node type's declaration (schema/declare/nodes.py)."""
+    spec = ConnectionSpec(link)
+
+    def resolve(root: Any, info: strawberry.Info, **arguments: Any) -> Any:
+        return info.context.loaders.connection(info, spec, root, arguments)
+
+    return _ConnectionField(
+        base_resolver=StrawberryResolver(resolve), description=description, metadata={SPEC: spec}
+    )
+
+
+class _ConnectionField(StrawberryField):
+    """A connection's arguments depend on its node type, which a lazy annotation names: they
+    are made when the schema is built, once every node type is declared."""
+
+    @property
+    def arguments(self) -> list[StrawberryArgument]:
+        if self._arguments is None:
+            node_type = connection_node_type(self)
+            self._arguments = [
+                _argument("first", int | None),
+                _argument("after", str | None),
+                _argument("last", int | None),
+                _argument("before", str | None),
+                *([_argument("filter", node_type.filter | None)] if node_type.filter is not None else []),
+                _argument("order_by", node_type.order | None),
+            ]
+        return self._arguments
+
+    @arguments.setter
+    def arguments(self, value: list[StrawberryArgument]) -> None:
+        self._arguments = value
+
+
+def connection_node_type(connection_field: StrawberryField) -> NodeType:
+    """The node type of a `Connection[...]` field."""
+    resolved: Any = connection_field.type
+    definition: StrawberryObjectDefinition = resolved.__strawberry_definition__
+    [node] = definition.type_var_map.values()
+    if isinstance(node, LazyType):
+        node = node.resolve_type()
+    found = node_type_of(node)  # type: ignore[arg-type]
+    if found is None:
+        raise TypeError(f"{connection_field.python_name}: {node} is not declared with @node(...)")
+    return found
+
+
+def _argument(name: str, annotation: Any, default: Any = UNSET) -> StrawberryArgument:
+    # Omitted arguments arrive as UNSET: graphql-core and Strawberry then skip them instead of
+    # converting six nulls per connection field.
+    return StrawberryArgument(
+        python_name=name,
+        graphql_name=None,
+        type_annotation=StrawberryAnnotation(annotation),
+        default=default,
+    )
+
+
+# Root lookups.
+
+
+def lookup(*keys: Key, description: str | None = None) -> Any:
+    """One row of the field's type by exactly one of `keys` (each an argument); null when there
+    is none the viewer may see. With one key its argument is required."""
+    spec = LookupSpec(keys)
+
+    def resolve(root: Any, info: strawberry.Info, **arguments: Any) -> Any:
+        return info.context.loaders.lookup(info, spec, arguments)
+
+    field = StrawberryField(
+        base_resolver=StrawberryResolver(resolve), description=description, metadata={SPEC: spec}
+    )
+    field.arguments = [
+        _argument(key.argument, key.type or strawberry.ID)
+        if len(keys) == 1
+        else _argument(key.argument, (key.type or strawberry.ID) | None, default=None)
+        for key in keys
+    ]
+    return field
+
+
+def by_id(argument: str = "id") -> Key:
+    return Key(argument)
+
+
+def by_column(column: str, *, type: Any = str, normalize: Any = None) -> Key:
+    return Key(column, column, type, normalize)
+
+
+def viewer(description: str | None = None) -> Any:
+    """The viewer's own row (`me`), or null for an anonymous request."""
+    spec = ViewerSpec()
+
+    def resolve(root: Any, info: strawberry.Info) -> Any:
+        return info.context.loaders.viewer(info)
+
+    return strawberry.field(resolver=resolve, description=description, metadata={SPEC: spec})
+
+
+def node_lookup(*, many: bool, description: str | None = None) -> Any:
+    """`node(id:)` or `nodes(ids:)`: any declared node type, by global ID."""
+    spec = NodeSpec(many)
+
+    def resolve(root: Any, info: strawberry.Info, **arguments: Any) -> Any:
+        return (
+            info.context.loaders.nodes(info, arguments["ids"])
+            if many
+            else info.context.loaders.node(info, arguments["id"])
+        )
+
+    field = StrawberryField(
+        base_resolver=StrawberryResolver(resolve), description=description, metadata={SPEC: spec}
+    )
+    field.arguments = [_argument("ids", list[strawberry.ID])] if many else [_argument("id", strawberry.ID)]
+    return field
+
+
+# Filter input fields.
+
+
+def _condition(spec: Condition, description: str | None) -> Any:
+    return strawberry.field(default=None, description=description, metadata={SPEC: spec})
+
+
+def equals(column: str, *, id_of: str | None = None, description: str | None = None) -> Any:
+    """Rows whose `column` equals the value (with `id_of`, the value is that type's global ID)."""
+    return _condition(Condition(column, "equals", id_of=id_of), description)
+
+
+def contains(column: str, *, description: str | None = "Case-insensitive substring.") -> Any:
+    return _condition(Condition(column, "contains"), description)
+
+
+def after(column: str, *, description: str | None = None) -> Any:
+    return _condition(Condition(column, "after"), description)
+
+
+def before(column: str, *, description: str | None = None) -> Any:
+    return _condition(Condition(column, "before"), description)
+
+
+def starts_with(column: str, *, lower: bool = False, description: str | None = None) -> Any:
+    return _condition(Condition(column, "starts_with", lower=lower), description)

@@ -1,0 +1,126 @@
+"""What a declared field says about itself, kept in its StrawberryField's metadata under SPEC.
+
+The planner of compiled reads, the resolvers' look-ahead and loaders, and the tests all read
+these; nothing else says which column a field prints or which link a relation follows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement
+from strawberry.types.field import StrawberryField
+
+from db.visibility import Viewer
+from db.where import Where
+
+SPEC = "quill"  # the metadata key
+
+Rule = Callable[[Viewer], Where]
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnSpec:
+    """A scalar read from a column of the type's table (null where `rule` does not hold).
+    `column` None: the field's own name (@node fills it in)."""
+
+    column: str | None
+    rule: Rule | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExpressionSpec:
+    """A scalar computed in SQL from columns of the row (both read paths select it, labelled
+    by the field's name, which @node fills in)."""
+
+    label: str | None
+    make: Callable[..., ColumnElement[Any]]
+    reads: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ToOneSpec:
+    """An object whose id this type's `link` column holds."""
+
+    link: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSpec:
+    """A page of the node type's rows whose `link` column holds the parent's id (all rows at the root)."""
+
+    link: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """An argument of a lookup: a global ID (`column` None) or a unique column's value."""
+
+    argument: str
+    column: str | None = None
+    type: Any = None
+    normalize: Callable[[Any], Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LookupSpec:
+    """One row by exactly one of `keys`; null when there is none the viewer may see."""
+
+    keys: tuple[Key, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ViewerSpec:
+    """The viewer's own row (`me`); null for an anonymous request."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    """Any node by its global ID(s): `node(id:)` (`many` False) and `nodes(ids:)`."""
+
+    many: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ResolverOnly:
+    """A field that only the resolvers answer, and why (the coverage test lists these)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A filter input field: the condition its value puts on `column`."""
+
+    column: str
+    op: str  # "equals", "contains", "after", "before" or "starts_with"
+    id_of: str | None = None  # the value is the global ID of a row of this type
+    lower: bool = False  # the value is lower-cased first (usernames are lower case)
+
+
+Spec = (
+    ColumnSpec
+    | ExpressionSpec
+    | ToOneSpec
+    | ConnectionSpec
+    | LookupSpec
+    | ViewerSpec
+    | NodeSpec
+    | ResolverOnly
+    | Condition
+)
+
+
+def spec_of(field: object) -> Spec | None:
+    """The declaration a StrawberryField (or a GraphQL field's Strawberry definition) carries."""
+    if isinstance(field, StrawberryField):
+        found = field.metadata.get(SPEC)
+        return found if found is not None else None
+    return None
+
+
+def resolver_only(reason: str) -> dict[str, ResolverOnly]:
+    """Metadata for a field only the resolvers answer: `strawberry.field(metadata=resolver_only(...))`."""
+    return {SPEC: ResolverOnly(reason)}

@@ -1,0 +1,140 @@
+"""The Note type, the note mutations and the noteAdded subscription. Notes are as private as their task."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from strawberry import UNSET
+
+from db import models
+from db import notes as note_rows
+from db.events import Event
+from db.visibility import can_see_note
+from schema.declare import after, column, contains, node, to_one
+from schema.declare.nodes import declared, linked, node_type_named
+from schema.errors import AuthenticationRequiredError, BadInput, NotFoundError, ValidationError
+from schema.execution.context import Info
+from schema.mutations import login_required, typed_refusals
+from schema.realtime.events import emit
+from schema.realtime.subscriptions import EACH_SUBSCRIBER_READS, events, refused
+from schema.relay import Node, pk_of
+from schema.validation import NOTE_BODY_MAX, Checker, changes
+
+if TYPE_CHECKING:
+    from schema.types.tasks import Task
+
+
+@strawberry.input(description="All given conditions must hold. Timestamps without an offset are UTC.")
+class NoteFilter:
+    body_contains: str | None = contains("body")
+    created_after: datetime | None = after("created_at")
+
+
+@node(models.Note, visible=can_see_note, sort=("created_at",), filter=NoteFilter)
+@strawberry.type(description="A note on a task.")
+class Note(Node):
+    body: str = column()
+    created_at: datetime = column()
+    # A visible note's task is visible.
+    task: Annotated[Task, strawberry.lazy("schema.types.tasks")] = to_one("task_id")
+
+
+NOTES = declared(Note)
+
+
+@strawberry.input
+class AddNoteInput:
+    body: str = strawberry.field(description="Not empty; at most 10,000 characters.")
+
+
+@strawberry.input(description="Only the fields given change; null is refused.")
+class UpdateNoteInput:
+    body: str | None = UNSET
+
+
+@strawberry.type
+class NotePayload:
+    note: Note = to_one("note")
+
+
+@strawberry.type
+class DeleteNoteSuccess:
+    deleted_id: strawberry.ID
+
+
+AddNoteResult = Annotated[
+    NotePayload | ValidationError | NotFoundError | AuthenticationRequiredError,
+    strawberry.union("AddNoteResult"),
+]
+UpdateNoteResult = Annotated[
+    NotePayload | ValidationError | NotFoundError | AuthenticationRequiredError,
+    strawberry.union("UpdateNoteResult"),
+]
+DeleteNoteResult = Annotated[
+    DeleteNoteSuccess | NotFoundError | AuthenticationRequiredError, strawberry.union("DeleteNoteResult")
+]
+
+
+@strawberry.type
+class Mutations:
+    @strawberry.mutation(description="Add a note to one of the viewer's tasks.")
+    @typed_refusals
+    async def add_note(self, info: Info, task_id: strawberry.ID, input: AddNoteInput) -> AddNoteResult:
+        if error := login_required(info):
+            return error
+        task_pk = pk_of(task_id, "Task", argument="taskId")
+        check = Checker()
+        body = check.text("body", input.body, max_length=NOTE_BODY_MAX)
+        if invalid := check.error():
+            return invalid
+        async with info.context.db.write() as session:
+            row = await note_rows.add_note(session, info.context.viewer, task_pk, body=body)
+            await emit(info, session, Event("note", "created", row.id, task_id=task_pk))
+        return linked(NotePayload(), note=row.id)
+
+    @strawberry.mutation(description="Change a note's body.")
+    @typed_refusals
+    async def update_note(self, info: Info, id: strawberry.ID, input: UpdateNoteInput) -> UpdateNoteResult:
+        if error := login_required(info):
+            return error
+        pk = pk_of(id, "Note", argument="id")
+        check = Checker()
+        values = changes(body=check.text("body", input.body, max_length=NOTE_BODY_MAX))
+        if invalid := check.error():
+            return invalid
+        async with info.context.db.write() as session:
+            await note_rows.update_note(session, info.context.viewer, pk, values)
+        return linked(NotePayload(), note=pk)
+
+    @strawberry.mutation(description="Delete a note.")
+    @typed_refusals
+    async def delete_note(self, info: Info, id: strawberry.ID) -> DeleteNoteResult:
+        if error := login_required(info):
+            return error
+        pk = pk_of(id, "Note", argument="id")
+        async with info.context.db.write() as session:
+            await note_rows.delete_note(session, info.context.viewer, pk)
+        return DeleteNoteSuccess(deleted_id=id)
+
+
+@strawberry.type
+class Subscriptions:
+    @strawberry.subscription(
+        metadata=EACH_SUBSCRIBER_READS, description="Notes added to one of the viewer's tasks."
+    )
+    async def note_added(self, info: Info, task_id: strawberry.ID) -> AsyncGenerator[Note, None]:
+        if error := login_required(info):
+            raise refused(error.message, error.reason)
+        task_pk = pk_of(task_id, "Task", argument="taskId")
+        # The Task type by name: noun modules reach each other only lazily.
+        if await info.context.loaders.load(info, node_type_named("Task"), task_pk) is None:
+            raise BadInput("taskId: no task with that ID (or not one you may see).", argument="taskId")
+        await info.context.db.release()
+        async for event in events(info, "note"):
+            if event.kind == "created" and event.task_id == task_pk:
+                note = await info.context.loaders.load(info, NOTES, event.id)
+                if note is not None:
+                    yield note

@@ -1,0 +1,178 @@
+"""The Post type, the root post queries, the post mutations and subscriptions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from strawberry import UNSET
+
+from db import models
+from db import posts as post_rows
+from db.events import Event
+from db.visibility import everyone
+from schema.declare import after, before, by_id, column, connection, contains, equals, lookup, node, to_one
+from schema.declare.nodes import declared, linked
+from schema.errors import AuthenticationRequiredError, NotFoundError, PermissionDeniedError, ValidationError
+from schema.execution.context import Info
+from schema.mutations import login_required, typed_refusals, viewer_id
+from schema.realtime.events import emit
+from schema.realtime.subscriptions import EACH_SUBSCRIBER_READS, ChangeKind, events, optional_pk
+from schema.relay import CONNECTION_ARGS_DOC, Connection, Node, pk_of, to_global_id
+from schema.validation import POST_CONTENT_MAX, POST_TITLE_MAX, Checker, changes
+
+if TYPE_CHECKING:
+    from schema.types.users import User
+
+
+@strawberry.input(description="All given conditions must hold. Timestamps without an offset are UTC.")
+class PostFilter:
+    author_id: strawberry.ID | None = equals("user_id", id_of="User")
+    title_contains: str | None = contains("title")
+    posted_after: datetime | None = after("date_posted")
+    posted_before: datetime | None = before("date_posted")
+
+
+@node(models.Post, visible=everyone, sort=("date_posted", "title"), filter=PostFilter)
+@strawberry.type(description="A blog post. Public: anyone may read it.")
+class Post(Node):
+    title: str = column()
+    content: str = column()
+    date_posted: datetime = column()
+    author: Annotated[User, strawberry.lazy("schema.types.users")] = to_one("user_id")
+
+
+POSTS = declared(Post)
+
+
+@strawberry.type
+class Queries:
+    posts: Connection[Post] = connection(
+        description=f"All posts, in id order unless `orderBy` says otherwise. {CONNECTION_ARGS_DOC}"
+    )
+    post: Post | None = lookup(by_id(), description="One post by its ID, or null.")
+
+
+@strawberry.input
+class CreatePostInput:
+    title: str = strawberry.field(description="1 to 100 characters (surrounding spaces are dropped).")
+    content: str = strawberry.field(description="Not empty; at most 100,000 characters.")
+
+
+@strawberry.input(description="Only the fields given change; null is refused for both.")
+class UpdatePostInput:
+    title: str | None = UNSET
+    content: str | None = UNSET
+
+
+@strawberry.type
+class PostPayload:
+    post: Post = to_one("post")
+
+
+@strawberry.type
+class DeletePostSuccess:
+    deleted_id: strawberry.ID
+
+
+CreatePostResult = Annotated[
+    PostPayload | ValidationError | AuthenticationRequiredError, strawberry.union("CreatePostResult")
+]
+UpdatePostResult = Annotated[
+    PostPayload | ValidationError | NotFoundError | PermissionDeniedError | AuthenticationRequiredError,
+    strawberry.union("UpdatePostResult"),
+]
+DeletePostResult = Annotated[
+    DeletePostSuccess | NotFoundError | PermissionDeniedError | AuthenticationRequiredError,
+    strawberry.union("DeletePostResult"),
+]
+
+
+@strawberry.type
+class Mutations:
+    @strawberry.mutation(description="Write a post as the viewer.")
+    @typed_refusals
+    async def create_post(self, info: Info, input: CreatePostInput) -> CreatePostResult:
+        if error := login_required(info):
+            return error
+        check = Checker()
+        title = check.text("title", input.title, max_length=POST_TITLE_MAX)
+        content = check.text("content", input.content, max_length=POST_CONTENT_MAX)
+        if invalid := check.error():
+            return invalid
+        async with info.context.db.write() as session:
+            row = await post_rows.create_post(
+                session, author_id=viewer_id(info), title=title, content=content
+            )
+            await emit(info, session, Event("post", "created", row.id, owner_id=row.user_id))
+        return linked(PostPayload(), post=row.id)
+
+    @strawberry.mutation(description="Change a post's title or content; only its author or a superuser may.")
+    @typed_refusals
+    async def update_post(self, info: Info, id: strawberry.ID, input: UpdatePostInput) -> UpdatePostResult:
+        if error := login_required(info):
+            return error
+        pk = pk_of(id, "Post", argument="id")
+        check = Checker()
+        values = changes(
+            title=check.text("title", input.title, max_length=POST_TITLE_MAX),
+            content=check.text("content", input.content, max_length=POST_CONTENT_MAX),
+        )
+        if invalid := check.error():
+            return invalid
+        async with info.context.db.write() as session:
+            row = await post_rows.update_post(session, info.context.viewer, pk, values)
+            await emit(info, session, Event("post", "updated", pk, owner_id=row.user_id))
+        return linked(PostPayload(), post=pk)
+
+    @strawberry.mutation(description="Delete a post; only its author or a superuser may.")
+    @typed_refusals
+    async def delete_post(self, info: Info, id: strawberry.ID) -> DeletePostResult:
+        if error := login_required(info):
+            return error
+        pk = pk_of(id, "Post", argument="id")
+        async with info.context.db.write() as session:
+            author_id = await post_rows.delete_post(session, info.context.viewer, pk)
+            await emit(info, session, Event("post", "deleted", pk, owner_id=author_id))
+        return DeletePostSuccess(deleted_id=id)
+
+
+@strawberry.type(description="A post was created, changed or deleted.")
+class PostChange:
+    kind: ChangeKind
+    id: strawberry.ID
+    post: Post | None = strawberry.field(description="The post as it is now; null when it was deleted.")
+
+
+@strawberry.type
+class Subscriptions:
+    @strawberry.subscription(
+        metadata=EACH_SUBSCRIBER_READS, description="New posts, by anyone or by one author."
+    )
+    async def post_created(
+        self, info: Info, author_id: strawberry.ID | None = None
+    ) -> AsyncGenerator[Post, None]:
+        author = optional_pk(author_id, "User", "authorId")
+        async for event in events(info, "post"):
+            if event.kind == "created" and author in (None, event.owner_id):
+                post = await info.context.loaders.load(info, POSTS, event.id)
+                if post is not None:
+                    yield post
+
+    @strawberry.subscription(
+        metadata=EACH_SUBSCRIBER_READS,
+        description="Posts created, changed or deleted; by anyone, one author, or one post.",
+    )
+    async def post_changed(
+        self, info: Info, author_id: strawberry.ID | None = None, id: strawberry.ID | None = None
+    ) -> AsyncGenerator[PostChange, None]:
+        author, post_pk = optional_pk(author_id, "User", "authorId"), optional_pk(id, "Post", "id")
+        async for event in events(info, "post"):
+            if author not in (None, event.owner_id) or post_pk not in (None, event.id):
+                continue
+            deleted = event.kind == "deleted"
+            post = None if deleted else await info.context.loaders.load(info, POSTS, event.id, path=("post",))
+            if post is not None or deleted:
+                yield PostChange(kind=ChangeKind(event.kind), id=to_global_id("Post", event.id), post=post)

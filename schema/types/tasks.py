@@ -1,0 +1,192 @@
+"""The Task type, the root task queries, the task mutations and subscriptions. Tasks are private."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from strawberry import UNSET
+
+from db import models
+from db import notes as note_rows
+from db import tasks as task_rows
+from db.events import Event
+from db.models import TaskStatus as TaskStatusValue
+from db.visibility import can_see_task, may_see_owned_by
+from schema.declare import after, by_id, column, connection, contains, equals, lookup, node, to_one
+from schema.declare.nodes import declared, linked
+from schema.errors import AuthenticationRequiredError, NotFoundError, ValidationError
+from schema.execution.context import Info
+from schema.mutations import login_required, typed_refusals, viewer_id
+from schema.realtime.events import emit
+from schema.realtime.subscriptions import EACH_SUBSCRIBER_READS, ChangeKind, events, optional_pk, refused
+from schema.relay import CONNECTION_ARGS_DOC, Connection, Node, pk_of, to_global_id
+from schema.validation import MAX_NOTES_AT_ONCE, NOTE_BODY_MAX, TASK_TITLE_MAX, Checker, changes
+
+if TYPE_CHECKING:
+    from schema.types.notes import Note
+    from schema.types.users import User
+
+TaskStatus = strawberry.enum(TaskStatusValue, name="TaskStatus", description="Where a task stands.")
+
+
+@strawberry.input(description="All given conditions must hold. Timestamps without an offset are UTC.")
+class TaskFilter:
+    status: TaskStatus | None = equals("status")  # type: ignore[valid-type]
+    title_contains: str | None = contains("title")
+    created_after: datetime | None = after("created_at")
+
+
+@node(models.Task, visible=can_see_task, sort=("created_at", "title", "status"), filter=TaskFilter)
+@strawberry.type(description="A to-do item. Private: only its owner and superusers see it.")
+class Task(Node):
+    title: str = column()
+    status: TaskStatus = column()  # type: ignore[valid-type]
+    created_at: datetime = column()
+    owner: Annotated[User, strawberry.lazy("schema.types.users")] = to_one("owner_id")
+    notes: Connection[Annotated[Note, strawberry.lazy("schema.types.notes")]] = connection(
+        "task_id", description=f"This task's notes. {CONNECTION_ARGS_DOC}"
+    )
+
+
+TASKS = declared(Task)
+
+
+@strawberry.type
+class Queries:
+    tasks: Connection[Task] = connection(
+        description=f"The tasks the viewer may see, in id order by default. {CONNECTION_ARGS_DOC}"
+    )
+    task: Task | None = lookup(
+        by_id(), description="One task by its ID; null if there is none the viewer may see."
+    )
+
+
+@strawberry.input
+class CreateTaskInput:
+    title: str = strawberry.field(description="1 to 255 characters (surrounding spaces are dropped).")
+    status: TaskStatus = TaskStatus.OPEN  # type: ignore[valid-type]
+    notes: list[str] = strawberry.field(
+        default_factory=list,
+        description=f"Notes created with the task, all or none (at most {MAX_NOTES_AT_ONCE}).",
+    )
+
+
+@strawberry.input(description="Only the fields given change; null is refused for both.")
+class UpdateTaskInput:
+    title: str | None = UNSET
+    status: TaskStatus | None = UNSET  # type: ignore[valid-type]
+
+
+@strawberry.type
+class TaskPayload:
+    task: Task = to_one("task")
+
+
+@strawberry.type
+class DeleteTaskSuccess:
+    deleted_id: strawberry.ID
+
+
+CreateTaskResult = Annotated[
+    TaskPayload | ValidationError | AuthenticationRequiredError, strawberry.union("CreateTaskResult")
+]
+UpdateTaskResult = Annotated[
+    TaskPayload | ValidationError | NotFoundError | AuthenticationRequiredError,
+    strawberry.union("UpdateTaskResult"),
+]
+DeleteTaskResult = Annotated[
+    DeleteTaskSuccess | NotFoundError | AuthenticationRequiredError, strawberry.union("DeleteTaskResult")
+]
+
+
+@strawberry.type
+class Mutations:
+    @strawberry.mutation(description="Create a task owned by the viewer.")
+    @typed_refusals
+    async def create_task(self, info: Info, input: CreateTaskInput) -> CreateTaskResult:
+        if error := login_required(info):
+            return error
+        check = Checker()
+        title = check.text("title", input.title, max_length=TASK_TITLE_MAX)
+        bodies = [
+            check.text(f"notes[{i}]", body, max_length=NOTE_BODY_MAX) for i, body in enumerate(input.notes)
+        ]
+        if len(bodies) > MAX_NOTES_AT_ONCE:
+            check.problems["notes"] = f"notes may hold at most {MAX_NOTES_AT_ONCE} notes (got {len(bodies)})."
+        if invalid := check.error():
+            return invalid
+        async with info.context.db.write() as session:
+            row = await task_rows.create_task(
+                session, owner_id=viewer_id(info), title=title, status=input.status
+            )
+            await emit(info, session, Event("task", "created", row.id, owner_id=row.owner_id))
+            for note_id in await note_rows.insert_notes(session, row.id, bodies):
+                await emit(info, session, Event("note", "created", note_id, task_id=row.id))
+        return linked(TaskPayload(), task=row.id)
+
+    @strawberry.mutation(description="Change a task's title or status. Someone else's task is not found.")
+    @typed_refusals
+    async def update_task(self, info: Info, id: strawberry.ID, input: UpdateTaskInput) -> UpdateTaskResult:
+        if error := login_required(info):
+            return error
+        pk = pk_of(id, "Task", argument="id")
+        check = Checker()
+        values = changes(
+            title=check.text("title", input.title, max_length=TASK_TITLE_MAX),
+            status=check.given("status", input.status),
+        )
+        if invalid := check.error():
+            return invalid
+        async with info.context.db.write() as session:
+            row = await task_rows.update_task(session, info.context.viewer, pk, values)
+            await emit(info, session, Event("task", "updated", pk, owner_id=row.owner_id))
+        return linked(TaskPayload(), task=pk)
+
+    @strawberry.mutation(description="Delete a task and its notes.")
+    @typed_refusals
+    async def delete_task(self, info: Info, id: strawberry.ID) -> DeleteTaskResult:
+        if error := login_required(info):
+            return error
+        pk = pk_of(id, "Task", argument="id")
+        async with info.context.db.write() as session:
+            owner_id = await task_rows.delete_task(session, info.context.viewer, pk)
+            await emit(info, session, Event("task", "deleted", pk, owner_id=owner_id))
+        return DeleteTaskSuccess(deleted_id=id)
+
+
+@strawberry.type(description="A task was created, changed or deleted.")
+class TaskChange:
+    kind: ChangeKind
+    id: strawberry.ID
+    task: Task | None = strawberry.field(description="The task as it is now; null when it was deleted.")
+
+
+@strawberry.type
+class Subscriptions:
+    @strawberry.subscription(
+        metadata=EACH_SUBSCRIBER_READS,
+        description="The viewer's tasks (all tasks for a superuser) created, changed or deleted.",
+    )
+    async def task_changed(
+        self, info: Info, task_id: strawberry.ID | None = None
+    ) -> AsyncGenerator[TaskChange, None]:
+        if error := login_required(info):
+            raise refused(error.message, error.reason)
+        task_pk = optional_pk(task_id, "Task", "taskId")
+        viewer = info.context.viewer
+        async for event in events(info, "task"):
+            if task_pk not in (None, event.id):
+                continue
+            if event.kind == "deleted":
+                # The row is gone, so the rule is checked against the owner the event carries.
+                if event.owner_id is not None and may_see_owned_by(viewer, event.owner_id):
+                    yield TaskChange(kind=ChangeKind.DELETED, id=to_global_id("Task", event.id), task=None)
+                continue
+            task = await info.context.loaders.load(
+                info, TASKS, event.id, path=("task",)
+            )  # None: not the viewer's
+            if task is not None:
+                yield TaskChange(kind=ChangeKind(event.kind), id=to_global_id("Task", event.id), task=task)

@@ -71,7 +71,9 @@ async def measure(url: str, nowhere: TextIO) -> None:
                 t0 = time.perf_counter()
                 payload = orjson.loads(body)
                 t1 = time.perf_counter()
-                request = Request(query=payload["query"], authorization=f"Bearer {token}", address="127.0.0.1")
+                request = Request(
+                    query=payload["query"], authorization=f"Bearer {token}", address="127.0.0.1"
+                )
                 admitted = await admission.admit(request)
                 t2 = time.perf_counter()
                 viewer = admitted.authentication.viewer

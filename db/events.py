@@ -39,7 +39,7 @@ class Event:
     kind: str  # "created", "updated", "deleted" (or "revoked")
     id: int
     owner_id: int | None = None  # the post's author, the task's owner (checked once the row is gone)
-    task_id: int | None = None  # a note's task
+    parent_id: int | None = None  # the row it belongs to: a note's task
     login: str | None = None  # a revocation of one login's tokens only
     at: float | None = None  # when the revocation took effect (seconds since the epoch)
 

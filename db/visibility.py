@@ -7,10 +7,11 @@ decides visibility with a Python `if`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, false, null, true
+from sqlalchemy import ColumnElement, Table, and_, case, exists, false, null, true
 
 from db.models import Note, Post, Task, User, table_of
 from db.where import Where, fixed, param
@@ -97,6 +98,19 @@ def can_change_post(viewer: Viewer) -> Where:
     return _superuser_or_owner(viewer, posts.c.user_id, "can_change_post")
 
 
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """Who may write a table's rows: those who see a row (`visible`) and, of them, those `allowed`.
+    `kind` names the row in a NotFound, `denied` says why a row the viewer sees may not be
+    changed (db/writes.py applies it)."""
+
+    kind: str
+    table: Table
+    visible: Callable[[Viewer], Where]
+    allowed: Callable[[Viewer], Where]
+    denied: str
+
+
 def only_where(rule: Where, column: ColumnElement[Any]) -> ColumnElement[Any]:
     """The column's value where the rule holds, NULL elsewhere (a field hidden row by row)."""
     clauses = rule.clauses()
@@ -109,3 +123,11 @@ def holds(rule: Where) -> ColumnElement[bool]:
     """The rule as one SQL boolean (true when it has no condition)."""
     clauses = rule.clauses()
     return and_(*clauses) if clauses else true()
+
+
+# Who may write which rows (db/writes.py).
+POSTS = Guard(
+    "post", posts, everyone, can_change_post, "Only the author of a post (or a superuser) may change it."
+)
+TASKS = Guard("task", tasks, can_see_task, can_change_task, "You may not change this task.")
+NOTES = Guard("note", notes, can_see_note, can_change_note, "You may not change this note.")

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry import UNSET
 
-from db import models
-from db import notes as note_rows
+from db import models, visibility, writes
 from db.events import Event
+from db.models import utcnow
 from db.visibility import can_see_note
 from schema.declare import after, column, contains, node, to_one
 from schema.declare.nodes import declared, linked, node_type_named
@@ -90,9 +90,11 @@ class Mutations:
         body = check.text("body", input.body, max_length=NOTE_BODY_MAX)
         if invalid := check.error():
             return invalid
+        values = {"task_id": task_pk, "body": body, "created_at": utcnow()}
         async with info.context.db.write() as session:
-            row = await note_rows.add_note(session, info.context.viewer, task_pk, body=body)
-            await emit(info, session, Event("note", "created", row.id, task_id=task_pk))
+            await writes.check(session, visibility.TASKS, info.context.viewer, task_pk)
+            row = await writes.insert_row(session, NOTES.table, values)
+            await emit(info, session, Event("note", "created", row.id, parent_id=task_pk))
         return linked(NotePayload(), note=row.id)
 
     @strawberry.mutation(description="Change a note's body.")
@@ -106,7 +108,7 @@ class Mutations:
         if invalid := check.error():
             return invalid
         async with info.context.db.write() as session:
-            await note_rows.update_note(session, info.context.viewer, pk, values)
+            await writes.update_row(session, visibility.NOTES, info.context.viewer, pk, values)
         return linked(NotePayload(), note=pk)
 
     @strawberry.mutation(description="Delete a note.")
@@ -116,7 +118,7 @@ class Mutations:
             return error
         pk = pk_of(id, "Note", argument="id")
         async with info.context.db.write() as session:
-            await note_rows.delete_note(session, info.context.viewer, pk)
+            await writes.delete_row(session, visibility.NOTES, info.context.viewer, pk)
         return DeleteNoteSuccess(deleted_id=id)
 
 
@@ -134,7 +136,7 @@ class Subscriptions:
             raise BadInput("taskId: no task with that ID (or not one you may see).", argument="taskId")
         await info.context.db.release()
         async for event in events(info, "note"):
-            if event.kind == "created" and event.task_id == task_pk:
+            if event.kind == "created" and event.parent_id == task_pk:
                 note = await info.context.loaders.load(info, NOTES, event.id)
                 if note is not None:
                     yield note

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry import UNSET
 
-from db import models
-from db import posts as post_rows
+from db import models, visibility, writes
 from db.events import Event
+from db.models import utcnow
 from db.visibility import everyone
 from schema.declare import after, before, by_id, column, connection, contains, equals, lookup, node, to_one
 from schema.declare.nodes import declared, linked
@@ -102,10 +102,9 @@ class Mutations:
         content = check.text("content", input.content, max_length=POST_CONTENT_MAX)
         if invalid := check.error():
             return invalid
+        values = {"user_id": viewer_id(info), "title": title, "content": content, "date_posted": utcnow()}
         async with info.context.db.write() as session:
-            row = await post_rows.create_post(
-                session, author_id=viewer_id(info), title=title, content=content
-            )
+            row = await writes.insert_row(session, POSTS.table, values)
             await emit(info, session, Event("post", "created", row.id, owner_id=row.user_id))
         return linked(PostPayload(), post=row.id)
 
@@ -123,7 +122,7 @@ class Mutations:
         if invalid := check.error():
             return invalid
         async with info.context.db.write() as session:
-            row = await post_rows.update_post(session, info.context.viewer, pk, values)
+            row = await writes.update_row(session, visibility.POSTS, info.context.viewer, pk, values)
             await emit(info, session, Event("post", "updated", pk, owner_id=row.user_id))
         return linked(PostPayload(), post=pk)
 
@@ -134,8 +133,8 @@ class Mutations:
             return error
         pk = pk_of(id, "Post", argument="id")
         async with info.context.db.write() as session:
-            author_id = await post_rows.delete_post(session, info.context.viewer, pk)
-            await emit(info, session, Event("post", "deleted", pk, owner_id=author_id))
+            row = await writes.delete_row(session, visibility.POSTS, info.context.viewer, pk)
+            await emit(info, session, Event("post", "deleted", pk, owner_id=row.user_id))
         return DeletePostSuccess(deleted_id=id)
 
 

@@ -9,14 +9,13 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry import UNSET
 
-from db import models
-from db import notes as note_rows
-from db import tasks as task_rows
+from db import models, visibility, writes
 from db.events import Event
 from db.models import TaskStatus as TaskStatusValue
+from db.models import utcnow
 from db.visibility import can_see_task, may_see_owned_by
 from schema.declare import after, by_id, column, connection, contains, equals, lookup, node, to_one
-from schema.declare.nodes import declared, linked
+from schema.declare.nodes import declared, linked, node_type_named
 from schema.errors import AuthenticationRequiredError, NotFoundError, ValidationError
 from schema.execution.context import Info
 from schema.mutations import login_required, typed_refusals, viewer_id
@@ -118,13 +117,14 @@ class Mutations:
             check.problems["notes"] = f"notes may hold at most {MAX_NOTES_AT_ONCE} notes (got {len(bodies)})."
         if invalid := check.error():
             return invalid
+        now = utcnow()
+        values = {"owner_id": viewer_id(info), "title": title, "status": input.status, "created_at": now}
         async with info.context.db.write() as session:
-            row = await task_rows.create_task(
-                session, owner_id=viewer_id(info), title=title, status=input.status
-            )
+            row = await writes.insert_row(session, TASKS.table, values)
             await emit(info, session, Event("task", "created", row.id, owner_id=row.owner_id))
-            for note_id in await note_rows.insert_notes(session, row.id, bodies):
-                await emit(info, session, Event("note", "created", note_id, task_id=row.id))
+            notes = [{"task_id": row.id, "body": body, "created_at": now} for body in bodies]
+            for note in await writes.insert_rows(session, node_type_named("Note").table, notes):
+                await emit(info, session, Event("note", "created", note.id, parent_id=row.id))
         return linked(TaskPayload(), task=row.id)
 
     @strawberry.mutation(description="Change a task's title or status. Someone else's task is not found.")
@@ -141,7 +141,7 @@ class Mutations:
         if invalid := check.error():
             return invalid
         async with info.context.db.write() as session:
-            row = await task_rows.update_task(session, info.context.viewer, pk, values)
+            row = await writes.update_row(session, visibility.TASKS, info.context.viewer, pk, values)
             await emit(info, session, Event("task", "updated", pk, owner_id=row.owner_id))
         return linked(TaskPayload(), task=pk)
 
@@ -152,8 +152,8 @@ class Mutations:
             return error
         pk = pk_of(id, "Task", argument="id")
         async with info.context.db.write() as session:
-            owner_id = await task_rows.delete_task(session, info.context.viewer, pk)
-            await emit(info, session, Event("task", "deleted", pk, owner_id=owner_id))
+            row = await writes.delete_row(session, visibility.TASKS, info.context.viewer, pk)
+            await emit(info, session, Event("task", "deleted", pk, owner_id=row.owner_id))
         return DeleteTaskSuccess(deleted_id=id)
 
 

@@ -219,6 +219,22 @@ class Note(Base):
     task: Mapped[Task] = relationship(back_populates="notes", lazy="raise")
 
 
+class Comment(Base):
+    """A comment on a post: public like the post, gone with the post or with its author."""
+
+    __tablename__ = "comments"
+    __table_args__ = (
+        *_keyset_indexes("comments", ("post_id", "id"), ("post_id", "created_at", "id"), ("user_id", "id")),
+        NEVER_REUSE_IDS,
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+
+
 class RefreshToken(Base):
     """One refresh token, stored as a hash. Tokens of one login form a family: each refresh
     replaces the token with the next of its family, and showing a replaced token again revokes

@@ -11,12 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, case, exists, false, null, true
+from sqlalchemy import ColumnElement, Table, and_, case, exists, false, null, or_, true
 
-from db.models import Note, Post, Task, User, table_of
+from db.models import Comment, Note, Post, Task, User, table_of
 from db.where import Where, fixed, param
 
-users, posts, tasks, notes = (table_of(model) for model in (User, Post, Task, Note))
+users, posts, tasks, notes, comments = (table_of(model) for model in (User, Post, Task, Note, Comment))
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +111,23 @@ class Guard:
     denied: str
 
 
+def can_change_comment(viewer: Viewer) -> Where:
+    return _superuser_or_owner(viewer, comments.c.user_id, "can_change_comment")
+
+
+def can_delete_comment(viewer: Viewer) -> Where:
+    """Whoever may change a comment, and the author of the post it is on."""
+    if viewer.is_superuser or viewer.id is None:
+        return can_change_comment(viewer)
+    on_their_post = exists().where(posts.c.id == comments.c.post_id, posts.c.user_id == param(VIEWER_ID))
+    mine = comments.c.user_id == param(VIEWER_ID)
+    return Where(
+        shape=("can_delete_comment",),
+        params=viewer_params(viewer),
+        makers=(lambda: or_(mine, on_their_post),),
+    )
+
+
 def only_where(rule: Where, column: ColumnElement[Any]) -> ColumnElement[Any]:
     """The column's value where the rule holds, NULL elsewhere (a field hidden row by row)."""
     clauses = rule.clauses()
@@ -131,3 +148,7 @@ POSTS = Guard(
 )
 TASKS = Guard("task", tasks, can_see_task, can_change_task, "You may not change this task.")
 NOTES = Guard("note", notes, can_see_note, can_change_note, "You may not change this note.")
+COMMENTS = Guard("comment", comments, everyone, can_change_comment, "Only its author may change a comment.")
+COMMENT_DELETES = Guard(
+    "comment", comments, everyone, can_delete_comment, "Only its or its post's author may delete it."
+)

@@ -66,6 +66,14 @@ UPDATE_NOTE = f"""mutation ($id: ID!, $input: UpdateNoteInput!) {{ updateNote(id
 DELETE_NOTE = f"""mutation ($id: ID!) {{ deleteNote(id: $id) {{ {errors(N, A)}
   ... on DeleteNoteSuccess {{ deletedId }} }} }}"""
 
+COMMENT_FIELDS = "id body createdAt author { username } post { title }"
+ADD_COMMENT = f"""mutation ($postId: ID!, $input: CommentInput!) {{ addComment(postId: $postId, input: $input) {{
+  {errors(V, N, P, A)} ... on CommentPayload {{ comment {{ {COMMENT_FIELDS} }} }} }} }}"""
+UPDATE_COMMENT = f"""mutation ($id: ID!, $input: CommentInput!) {{ updateComment(id: $id, input: $input) {{
+  {errors(V, N, P, A)} ... on CommentPayload {{ comment {{ {COMMENT_FIELDS} }} }} }} }}"""
+DELETE_COMMENT = f"""mutation ($id: ID!) {{ deleteComment(id: $id) {{ {errors(N, P, A)}
+  ... on DeleteCommentSuccess {{ deletedId }} }} }}"""
+
 
 async def mutate(
     gql: GraphQLClient, document: str, token: str | None = None, **variables: Any

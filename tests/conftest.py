@@ -38,8 +38,8 @@ from starlette.applications import Starlette
 from db.models import Base, User
 from server import create_app
 from settings import Settings, async_database_url
+from tests.servers import ROOT, Server
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_MARIADB_URL = "mysql://root@127.0.0.1:3306"
 ENGINES = ("sqlite", "postgresql", "mariadb")
@@ -350,6 +350,15 @@ class StatementCounter:
             event.remove(engine, "before_cursor_execute", self.record)
             if reads is not None:
                 reads.listeners.remove(self.record_read)
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
+    """One uvicorn process on the test's database."""
+    running = Server(database_url, log_path=tmp_path / "uvicorn.log")
+    running.start()
+    yield running
+    running.stop()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Note, Post, Task, TaskStatus, User
+from db.models import Comment, Note, Post, Task, TaskStatus, User
 
 _serial = itertools.count(1)
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
@@ -64,6 +64,17 @@ async def make_note(session: AsyncSession, task: Task, **overrides: Any) -> Note
     n = _next()
     values: dict[str, Any] = {"task_id": task.id, "body": f"Note {n}", "created_at": T0 + timedelta(hours=n)}
     return await _save(session, Note(**(values | overrides)))
+
+
+async def make_comment(session: AsyncSession, post: Post, author: User, **overrides: Any) -> Comment:
+    n = _next()
+    values: dict[str, Any] = {
+        "post_id": post.id,
+        "user_id": author.id,
+        "body": f"Comment {n}",
+        "created_at": T0 + timedelta(minutes=n),
+    }
+    return await _save(session, Comment(**(values | overrides)))
 
 
 async def make_users_with_posts(session: AsyncSession, *, users: int, posts_each: int) -> list[User]:

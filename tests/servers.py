@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import ROOT
+ROOT = Path(__file__).resolve().parent.parent
 
 TEST_ENV = {
     "APP_ENV": "test",

@@ -190,14 +190,6 @@ async def test_another_users_token_cannot_renew_a_socket(live: Server) -> None:
         assert await close_code(ws) == 4403
 
 
-@pytest.fixture
-def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
-    running = Server(database_url, log_path=tmp_path / "uvicorn.log")
-    running.start()
-    yield running
-    running.stop()
-
-
 async def test_revocations_close_the_users_sockets(server: Server, database_url: str) -> None:
     """After logout(everywhere), changePassword or deleteMe the socket ran queries and received
     private events as before."""

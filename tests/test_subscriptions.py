@@ -6,7 +6,7 @@ import asyncio
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -42,15 +42,6 @@ POST_CREATED = (
 )
 TASK_CHANGED = "subscription { taskChanged { kind id task { title status owner { username } } } }"
 NOTE_ADDED = "subscription ($task: ID!) { noteAdded(taskId: $task) { body task { title } } }"
-
-
-@pytest.fixture
-def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
-    """One uvicorn process on the test's database (SQLite or PostgreSQL)."""
-    running = Server(database_url, log_path=tmp_path / "uvicorn.log")
-    running.start()
-    yield running
-    running.stop()
 
 
 async def call(server: Server, document: str, token: str | None = None, **variables: Any) -> dict[str, Any]:

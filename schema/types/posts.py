@@ -24,6 +24,7 @@ from schema.relay import CONNECTION_ARGS_DOC, Connection, Node, pk_of, to_global
 from schema.validation import POST_CONTENT_MAX, POST_TITLE_MAX, Checker, changes
 
 if TYPE_CHECKING:
+    from schema.types.comments import Comment
     from schema.types.users import User
 
 
@@ -42,6 +43,9 @@ class Post(Node):
     content: str = column()
     date_posted: datetime = column()
     author: Annotated[User, strawberry.lazy("schema.types.users")] = to_one("user_id")
+    comments: Connection[Annotated[Comment, strawberry.lazy("schema.types.comments")]] = connection(
+        "post_id", description=f"The comments on this post. {CONNECTION_ARGS_DOC}"
+    )
 
 
 POSTS = declared(Post)

@@ -14,6 +14,7 @@ from schema.declare import by_column, by_id, column, connection, expression, loo
 from schema.relay import CONNECTION_ARGS_DOC, Connection, Node
 
 if TYPE_CHECKING:
+    from schema.types.comments import Comment
     from schema.types.posts import Post
     from schema.types.tasks import Task
 
@@ -60,6 +61,9 @@ class User(Node):
     tasks: Connection[Annotated[Task, strawberry.lazy("schema.types.tasks")]] = connection(
         "owner_id",
         description=f"This user's tasks: empty unless the viewer may see them. {CONNECTION_ARGS_DOC}",
+    )
+    comments: Connection[Annotated[Comment, strawberry.lazy("schema.types.comments")]] = connection(
+        "user_id", description=f"The comments this user wrote. {CONNECTION_ARGS_DOC}"
     )
 
 

@@ -1,0 +1,150 @@
+"""The Comment type, the comment mutations and the commentAdded subscription. Comments are public."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from db import models, visibility, writes
+from db.errors import NotFound
+from db.events import Event
+from db.models import utcnow
+from db.visibility import everyone
+from schema.declare import after, column, contains, declared, equals, linked, node, node_type_named, to_one
+from schema.errors import (
+    AuthenticationRequiredError,
+    BadInput,
+    NotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+)
+from schema.execution.context import Info
+from schema.mutations import login_required, typed_refusals, viewer_id
+from schema.realtime.events import emit
+from schema.realtime.subscriptions import EACH_SUBSCRIBER_READS, events
+from schema.relay import Node, pk_of
+from schema.validation import Checker
+
+if TYPE_CHECKING:
+    from schema.types.posts import Post
+    from schema.types.users import User
+
+
+COMMENT_BODY_MAX = 10_000
+
+
+@strawberry.input(description="All given conditions must hold. Timestamps without an offset are UTC.")
+class CommentFilter:
+    author_id: strawberry.ID | None = equals("user_id", id_of="User")
+    body_contains: str | None = contains("body")
+    created_after: datetime | None = after("created_at")
+
+
+@node(models.Comment, visible=everyone, sort=("created_at",), filter=CommentFilter)
+@strawberry.type(description="A comment on a post. Public, like the post.")
+class Comment(Node):
+    body: str = column()
+    created_at: datetime = column()
+    author: Annotated[User, strawberry.lazy("schema.types.users")] = to_one("user_id")
+    post: Annotated[Post, strawberry.lazy("schema.types.posts")] = to_one("post_id")
+
+
+COMMENTS = declared(Comment)
+
+
+@strawberry.input
+class CommentInput:
+    body: str = strawberry.field(description="Not empty; at most 10,000 characters.")
+
+
+@strawberry.type
+class CommentPayload:
+    comment: Comment = to_one("comment")
+
+
+@strawberry.type
+class DeleteCommentSuccess:
+    deleted_id: strawberry.ID
+
+
+Refusals = ValidationError | NotFoundError | PermissionDeniedError | AuthenticationRequiredError
+AddCommentResult = Annotated[CommentPayload | Refusals, strawberry.union("AddCommentResult")]
+UpdateCommentResult = Annotated[CommentPayload | Refusals, strawberry.union("UpdateCommentResult")]
+DeleteCommentResult = Annotated[DeleteCommentSuccess | Refusals, strawberry.union("DeleteCommentResult")]
+
+
+def _body(input: CommentInput) -> tuple[str, ValidationError | None]:
+    check = Checker()
+    return check.text("body", input.body, max_length=COMMENT_BODY_MAX), check.error()
+
+
+@strawberry.type
+class Mutations:
+    @strawberry.mutation(description="Comment on a post as the viewer.")
+    @typed_refusals
+    async def add_comment(self, info: Info, post_id: strawberry.ID, input: CommentInput) -> AddCommentResult:
+        if error := login_required(info):
+            return error
+        post_pk = pk_of(post_id, "Post", argument="postId")
+        body, invalid = _body(input)
+        if invalid:
+            return invalid
+        values = {"post_id": post_pk, "user_id": viewer_id(info), "body": body, "created_at": utcnow()}
+        async with info.context.db.write() as session:
+            # The post must exist: its foreign key says so in the same statement.
+            row = await writes.insert_row(
+                session, COMMENTS.table, values, gone=lambda: NotFound("post", post_pk)
+            )
+            await emit(
+                info, session, Event("comment", "created", row.id, owner_id=row.user_id, parent_id=post_pk)
+            )
+        return linked(CommentPayload(), comment=row.id)
+
+    @strawberry.mutation(description="Change a comment's body; only its author or a superuser may.")
+    @typed_refusals
+    async def update_comment(self, info: Info, id: strawberry.ID, input: CommentInput) -> UpdateCommentResult:
+        if error := login_required(info):
+            return error
+        pk = pk_of(id, "Comment", argument="id")
+        body, invalid = _body(input)
+        if invalid:
+            return invalid
+        async with info.context.db.write() as session:
+            row = await writes.update_row(
+                session, visibility.COMMENTS, info.context.viewer, pk, {"body": body}
+            )
+            await emit(
+                info, session, Event("comment", "updated", pk, owner_id=row.user_id, parent_id=row.post_id)
+            )
+        return linked(CommentPayload(), comment=pk)
+
+    @strawberry.mutation(description="Delete a comment; its author, the post's author or a superuser may.")
+    @typed_refusals
+    async def delete_comment(self, info: Info, id: strawberry.ID) -> DeleteCommentResult:
+        if error := login_required(info):
+            return error
+        pk = pk_of(id, "Comment", argument="id")
+        async with info.context.db.write() as session:
+            row = await writes.delete_row(session, visibility.COMMENT_DELETES, info.context.viewer, pk)
+            await emit(
+                info, session, Event("comment", "deleted", pk, owner_id=row.user_id, parent_id=row.post_id)
+            )
+        return DeleteCommentSuccess(deleted_id=id)
+
+
+@strawberry.type
+class Subscriptions:
+    @strawberry.subscription(metadata=EACH_SUBSCRIBER_READS, description="New comments on a post.")
+    async def comment_added(self, info: Info, post_id: strawberry.ID) -> AsyncGenerator[Comment, None]:
+        post_pk = pk_of(post_id, "Post", argument="postId")
+        if await info.context.loaders.load(info, node_type_named("Post"), post_pk) is None:
+            raise BadInput("postId: no post with that ID.", argument="postId")
+        await info.context.db.release()
+        async for event in events(info, "comment"):
+            if event.kind == "created" and event.parent_id == post_pk:
+                comment = await info.context.loaders.load(info, COMMENTS, event.id)
+                if comment is not None:
+                    yield comment

@@ -7,6 +7,10 @@ statement on a small page:
 - PostgreSQL: a small asyncpg pool of its own. Its sessions run in UTC (the JSON of a timestamp is
   then the API's format, db/timestamps.py) under the statement timeout, and are returned to the
   pool without asyncpg's reset round trip: nothing here changes session state.
+- MariaDB: a small asyncmy pool of its own, in autocommit (one statement is one snapshot), whose
+  sessions let JSON_ARRAYAGG build a whole page (it stops at group_concat_max_len, 1 MB by
+  default, and would cut the response short). Each statement carries the operation's remaining
+  time as max_statement_time, so the server stops it too.
 - SQLite: one connection in the event loop's thread, read-only. A read is CPU work of a fraction
   of a millisecond, less than handing it to a thread would cost; the operation's time limit still
   holds, because a progress handler interrupts a statement that runs past it.
@@ -18,16 +22,21 @@ engine events announce the resolvers' statements.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+import asyncmy
+import asyncmy.errors
 import asyncpg
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from db import sqlite_functions
+
+log = logging.getLogger("quill.compiled_reads")
 
 Listener = Callable[[str, Sequence[Any]], None]
 Tracer = Callable[[str], AbstractContextManager[None]]  # a span around a statement (web/tracing.py)
@@ -48,6 +57,7 @@ class ReadConnections(Protocol):
     listeners: list[Listener]
     trace: Tracer | None
     dialect: str
+    available: bool  # False where the server turned out unable to run them (start() says why)
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
@@ -61,13 +71,20 @@ def read_connections(
     database_url: str, *, pool_size: int, statement_timeout_ms: int, connect_timeout_seconds: float
 ) -> ReadConnections | None:
     """The read connections for a database URL (async driver form), or None where compiled
-    reads do not run (MySQL/MariaDB, an in-memory SQLite database)."""
+    reads do not run (an in-memory SQLite database)."""
     url = make_url(database_url)
     backend = url.get_backend_name()
     if backend == "postgresql":
         dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         return PostgresReads(
             dsn,
+            pool_size=pool_size,
+            statement_timeout_ms=statement_timeout_ms,
+            connect_timeout_seconds=connect_timeout_seconds,
+        )
+    if backend in ("mysql", "mariadb"):
+        return MariaDBReads(
+            url,
             pool_size=pool_size,
             statement_timeout_ms=statement_timeout_ms,
             connect_timeout_seconds=connect_timeout_seconds,
@@ -79,6 +96,7 @@ def read_connections(
 
 class PostgresReads:
     dialect = "postgresql"
+    available = True
 
     def __init__(
         self, dsn: str, *, pool_size: int, statement_timeout_ms: int, connect_timeout_seconds: float
@@ -140,8 +158,111 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     """Nothing to reset: these sessions only ever run single SELECTs."""
 
 
+# MariaDB's error for a statement stopped by max_statement_time.
+_STATEMENT_TIMEOUT = 1969
+
+
+class MariaDBReads:
+    dialect = "mysql"
+    available = True
+
+    def __init__(
+        self, url: URL, *, pool_size: int, statement_timeout_ms: int, connect_timeout_seconds: float
+    ) -> None:
+        self.url, self.pool_size = url, pool_size
+        self.statement_timeout_ms = statement_timeout_ms
+        self.connect_timeout_seconds = connect_timeout_seconds
+        self.listeners: list[Listener] = []
+        self.trace: Tracer | None = None
+        self._pool: Any = None
+
+    async def start(self) -> None:
+        url = self.url
+        self._pool = await asyncmy.create_pool(
+            minsize=1,
+            maxsize=self.pool_size,
+            host=url.host or "127.0.0.1",
+            port=url.port or 3306,
+            user=url.username or "root",
+            password=url.password or "",
+            db=url.database,
+            charset="utf8mb4",
+            autocommit=True,
+            connect_timeout=self.connect_timeout_seconds,
+            init_command="SET SESSION group_concat_max_len = 4294967295, SESSION tx_read_only = 1",
+        )
+        version = await self._version()
+        if "mariadb" not in version.lower() or _release(version) < (10, 5):
+            # MySQL lacks SET STATEMENT and MariaDB before 10.5 lacks JSON_ARRAYAGG.
+            log.warning("compiled reads need MariaDB 10.5 or later, not %s: the resolvers answer", version)
+            self.available = False
+
+    async def _version(self) -> str:
+        async with self._pool.acquire() as connection, connection.cursor() as cursor:
+            await cursor.execute("SELECT VERSION()")
+            return str((await cursor.fetchone())[0])
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            await self._pool.wait_closed()
+            self._pool = None
+
+    async def fetch(self, sql: str, arguments: Sequence[Any], deadline: float) -> bytes:
+        assert self._pool is not None, "start() first"
+        remaining, statement_limit = deadline - time.monotonic(), self.statement_timeout_ms / 1000
+        if remaining <= 0:
+            raise ReadTimeout()
+        seconds = min(remaining, statement_limit)
+        for listener in self.listeners:
+            listener(sql, arguments)
+        limited = f"SET STATEMENT max_statement_time = {seconds:.3f} FOR {sql}"
+        connection = await self._connection(seconds)
+        try:
+            async with asyncio.timeout(seconds + 0.5), connection.cursor() as cursor:
+                if self.trace is None:
+                    await cursor.execute(limited, arguments)
+                else:
+                    with self.trace(sql):
+                        await cursor.execute(limited, arguments)
+                row = await cursor.fetchone()
+        except BaseException as error:
+            connection.close()  # mid-answer or broken: never handed out again
+            if isinstance(error, TimeoutError):
+                raise ReadTimeout() from None
+            if _code(error) == _STATEMENT_TIMEOUT and remaining <= statement_limit:
+                raise ReadTimeout() from None  # the operation's time is up
+            # Past the statement limit (as on PostgreSQL): the resolvers answer, with its error.
+            if isinstance(error, asyncmy.errors.Error | OSError):
+                raise ReadFailed(str(error)) from error
+            raise
+        finally:
+            self._pool.release(connection)
+        return bytes(row[0])
+
+    async def _connection(self, seconds: float) -> Any:
+        try:
+            async with asyncio.timeout(seconds):
+                return await self._pool.acquire()
+        except TimeoutError:
+            raise ReadTimeout() from None
+        except (asyncmy.errors.Error, OSError) as error:
+            raise ReadFailed(str(error)) from error
+
+
+def _release(version: str) -> tuple[int, ...]:
+    numbers = version.split("-")[0].split(".")
+    return tuple(int(n) for n in numbers if n.isdigit())
+
+
+def _code(error: BaseException) -> int | None:
+    code = error.args[0] if isinstance(error, asyncmy.errors.Error) and error.args else None
+    return code if isinstance(code, int) else None
+
+
 class SqliteReads:
     dialect = "sqlite"
+    available = True
 
     def __init__(self, path: str) -> None:
         self.path = path

@@ -38,8 +38,9 @@ from starlette.applications import Starlette
 from db.models import Base, User
 from server import create_app
 from settings import Settings, async_database_url
-from tests.servers import ROOT, Server
+from tests.servers import Server
 
+ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_MARIADB_URL = "mysql://root@127.0.0.1:3306"
 ENGINES = ("sqlite", "postgresql", "mariadb")
@@ -374,8 +375,8 @@ def engine_name(database_url: str) -> str:
 
 @pytest.fixture
 def compiled_reads(settings: Settings, engine_name: str) -> bool:
-    """Whether the app answers queries it can compile with one statement (schema/compiled_reads.py)."""
-    return settings.compiled_reads and engine_name in ("sqlite", "postgresql")
+    """Whether the app answers queries it can compile with one statement (schema/compiled/)."""
+    return settings.compiled_reads and engine_name in ("sqlite", "postgresql", "mysql")
 
 
 NODE_DIR = ROOT / "tests" / "node"

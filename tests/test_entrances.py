@@ -296,3 +296,24 @@ async def test_every_hostile_request_gets_the_same_answer_through_every_door(doo
         },
         indent=1,
     )
+
+
+async def test_a_plain_query_takes_the_compiled_path_through_every_door(doors: Doors, tmp_path: Path) -> None:
+    """The compiled path is not a transport's: every door hands the query to the same runner."""
+    plain = Case("named", "query Plain { posts(first: 2) { totalCount edges { node { title } } } }")
+    for transport, names in DOORS.items():
+        for name in names:
+            assert await getattr(doors, name)(plain, None) == frozenset(), (transport, name)
+    await asyncio.sleep(0.2)  # the socket's operation line is written as it closes
+    executors: dict[str, list[str]] = {}
+    for line in (tmp_path / "entrances.log").read_text().splitlines():
+        if not line.startswith("{"):
+            continue
+        entry = json.loads(line)
+        for operation in entry.get("operations", [entry]):
+            if operation.get("name") == "Plain":
+                executors.setdefault(entry.get("transport", "http"), []).append(operation["executor"])
+    expected = "compiled" if Settings.from_env().compiled_reads else "resolvers"
+    # POST, GET, batch, persisted, known (twice); both socket protocols.
+    assert {transport: len(seen) for transport, seen in executors.items()} == {"http": 6, "websocket": 2}
+    assert {executor for seen in executors.values() for executor in seen} == {expected}

@@ -2,7 +2,7 @@
 
 The differential tests (test_compiled_reads.py) compare whole answers on realistic data; these
 check the printing expressions themselves over many values, edge cases included, on SQLite
-(in memory) and PostgreSQL. On SQLite in both spellings: with db/sqlite_functions.c's functions
+(in memory), PostgreSQL and MariaDB. On SQLite in both spellings: with db/sqlite_functions.c's functions
 (native) and in SQL alone, which serves where that library is not built.
 """
 
@@ -13,16 +13,19 @@ import os
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
+import asyncmy
 import asyncpg
+import orjson
 import pytest
 from sqlalchemy import DateTime, Integer, Text, bindparam, cast, column, select, table
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import make_url
 
 from db import sqlite_functions
+from db.pagination import encode_keyset_value
 from db.sqlite_functions import b64, b64url
 from db.timestamps import utc_text
-from schema.compiled.dialects import PostgresJson, SqliteJson
+from schema.compiled.dialects import MariaDBJson, PostgresJson, SqliteJson
 from tests.conftest import PostgresServer
 
 IDS = sorted(
@@ -138,4 +141,57 @@ async def test_postgres_timestamps_and_ids_print_as_the_api_does(postgres_server
     assert texts == [
         f'{{"at" : "{utc_text(m)}", "id" : "{base64.b64encode(f"Post:{i}".encode()).decode()}"}}'
         for i, m in enumerate(MOMENTS)
+    ]
+
+
+async def test_mariadb_timestamps_ids_and_cursors_print_as_the_api_does(mariadb_database: str) -> None:
+    """Timestamps as DATETIME(6) in naive UTC (db/models.py), IDs, and cursors over keys that
+    need escaping: the cursor is base64 of JSON text, so its bytes must be orjson's."""
+    url = make_url(mariadb_database)
+    connection = await asyncmy.connect(
+        host=url.host,
+        port=url.port or 3306,
+        user=url.username,
+        password=url.password or "",
+        database=url.database,
+        charset="utf8mb4",
+    )
+    json, dialect = MariaDBJson(), mysql.dialect(paramstyle="format")
+    rows = table("t", column("at", DateTime()), column("id", Integer), column("key", Text))
+    printed_row = json.object(
+        [
+            ("at", json.datetime(rows.c.at)),
+            ("id", json.global_id("Post", rows.c.id)),
+            ("atCursor", json.cursor("AT:ASC", rows.c.at, True, rows.c.id)),
+            ("keyCursor", json.cursor("KEY:ASC", rows.c.key, False, rows.c.id)),
+            ("key64", json.base64(rows.c.key, url=False)),
+        ]
+    )
+    statement = select(json.document(printed_row)).order_by(rows.c.id)  # as a response is built
+    controls = "".join(chr(code) for code in range(1, 32)) + "\x7f"
+    keys = [text for text in TEXTS if text is not None] + ['q"\\/', controls, "%s", "a\\u001F"]
+    values = [(m.replace(tzinfo=None), i, keys[i % len(keys)]) for i, m in enumerate(MOMENTS)]
+    try:
+        async with connection.cursor() as cursor:
+            await cursor.execute("CREATE TEMPORARY TABLE t (at DATETIME(6), id BIGINT, `key` TEXT)")
+            await cursor.executemany("INSERT INTO t VALUES (%s, %s, %s)", values)
+            await cursor.execute(str(statement.compile(dialect=dialect)), ())
+            printed = [orjson.loads(row[0])["data"] for row in await cursor.fetchall()]
+    finally:
+        connection.close()
+
+    def expected_cursor(token: str, key: object, pk: int) -> str:
+        payload = orjson.dumps([token, [encode_keyset_value(key), pk]])
+        return base64.urlsafe_b64encode(payload).decode().rstrip("=")
+
+    moments = MOMENTS
+    assert printed == [
+        {
+            "at": utc_text(moments[i]),
+            "id": base64.b64encode(f"Post:{i}".encode()).decode(),
+            "atCursor": expected_cursor("AT:ASC", moments[i], i),
+            "keyCursor": expected_cursor("KEY:ASC", key, i),
+            "key64": base64.b64encode(key.encode()).decode(),
+        }
+        for _, i, key in values
     ]

@@ -25,7 +25,7 @@ the token check and the rate limit.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -107,8 +107,9 @@ class Prepared:
     cost: int
     takes_credentials: bool
     live: bool
-    # Compiled read plans by kind of viewer (schema/compiled/plans.py fills it).
-    plans: dict[str, Any] = field(default_factory=dict)
+    # Compiled read plans by kind of viewer, and object reads by field and kind of viewer
+    # (schema/compiled/plans.py fills it).
+    plans: dict[Hashable, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

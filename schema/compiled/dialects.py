@@ -1,7 +1,8 @@
 """The JSON-building SQL of each engine, written to print values exactly as the Python path does.
 
-PostgreSQL has json_build_object/json_agg; SQLite has json_object/json_group_array. Beyond the
-names they differ where it matters for equal answers:
+PostgreSQL has json_build_object/json_agg; SQLite has json_object/json_group_array; MariaDB
+(10.5 or later, for JSON_ARRAYAGG with ORDER BY) has JSON_OBJECT/JSON_ARRAYAGG. Beyond the names
+they differ where it matters for equal answers:
 - SQLite has no booleans: a boolean becomes JSON through json('true'/'false').
 - SQLite keeps a value's JSON-ness only through expressions and scalar subqueries, not through a
   FROM subquery's columns, so objects are built in the select that aggregates them.
@@ -13,6 +14,14 @@ names they differ where it matters for equal answers:
   db/sqlite_functions.py, registered by db/read_connections.py, for what SQL cannot spell
   cheaply). tests/test_json_sql.py holds both spellings to the Python path's output.
 
+- MariaDB refuses a derived table that reads an outer query's row, which is how the others take a
+  nested page's rows (`FROM (SELECT ... WHERE t1.user_id = p0.id LIMIT n)`); schema/compiled/sql.py
+  bounds those pages another way (`correlates_derived_tables`). Its JSON text has spaces after
+  `:` and `,`, which the client does not see but a cursor would: cursors are built with CONCAT.
+  Its booleans are numbers unless they come from a comparison or TRUE/FALSE, and a JSON value
+  stays JSON only through JSON functions and subqueries (COALESCE with a non-JSON value makes
+  it a string).
+
 Timestamps print as db/timestamps.py says. PostgreSQL's JSON of a timestamptz is that text in a
 session whose TimeZone is UTC, which every connection that runs these statements is
 (db/read_connections.py). IDs and cursors match schema/relay.py byte for byte.
@@ -23,8 +32,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, LargeBinary, String, Text, case, cast, func, literal_column
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+import orjson
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    FromClause,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    case,
+    cast,
+    func,
+    literal_column,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement as ColumnElementBase
 
 from db import sqlite_functions
 
@@ -46,6 +71,8 @@ class JsonSql:
     array_function = "json_build_array"
     # Whether an aggregate takes its rows in the order its FROM subquery gives them (no ORDER BY).
     orders_by_source = False
+    # Whether a subquery in FROM may read a row of the query around it (not on MariaDB).
+    correlates_derived_tables = True
 
     @staticmethod
     def for_dialect(dialect: str) -> JsonSql:
@@ -53,6 +80,8 @@ class JsonSql:
             return PostgresJson()
         if dialect == "sqlite":
             return SqliteJson(native=sqlite_functions.available())
+        if dialect == "mysql":
+            return MariaDBJson()
         raise NotImplementedError(dialect)
 
     def object(self, pairs: Sequence[tuple[str, ColumnElement[Any]]]) -> ColumnElement[Any]:
@@ -71,6 +100,18 @@ class JsonSql:
     def array_of(self, items: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
         """A JSON array of a known number of values."""
         return getattr(func, self.array_function)(*items)
+
+    def aggregate(self, item: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The JSON array of `item` over the rows, in no particular order."""
+        raise NotImplementedError
+
+    def viewer_list(self, ids: BindParameter[Any]) -> tuple[Any, ColumnElement[int]]:
+        """A FROM item of one row per viewer id in `ids` (a parameter: encode it with
+        `viewer_ids`), and its id column."""
+        raise NotImplementedError
+
+    def viewer_ids(self, ids: Sequence[int]) -> Any:
+        return orjson.dumps(list(ids)).decode()
 
     def boolean(self, condition: ColumnElement[Any]) -> ColumnElement[Any]:
         raise NotImplementedError
@@ -113,6 +154,16 @@ class PostgresJson(JsonSql):
     ) -> ColumnElement[Any]:
         # `order` reads the rows, which makes the aggregate theirs whatever `item` reads.
         return func.coalesce(func.json_agg(aggregate_order_by(item, *order)), literal_column("'[]'::json"))
+
+    def aggregate(self, item: ColumnElement[Any]) -> ColumnElement[Any]:
+        return func.coalesce(func.json_agg(item), literal_column("'[]'::json"))
+
+    def viewer_list(self, ids: BindParameter[Any]) -> tuple[Any, ColumnElement[int]]:
+        viewers = func.unnest(cast(ids, ARRAY(Integer))).table_valued("id").alias("v")
+        return viewers, viewers.c.id
+
+    def viewer_ids(self, ids: Sequence[int]) -> Any:
+        return list(ids)
 
     def boolean(self, condition: ColumnElement[Any]) -> ColumnElement[Any]:
         return condition
@@ -168,6 +219,13 @@ class SqliteJson(JsonSql):
             item = func.coalesce(item, anchor)
         return func.json_group_array(item)  # rows arrive in order (see the module doc)
 
+    def aggregate(self, item: ColumnElement[Any]) -> ColumnElement[Any]:
+        return func.json_group_array(item)
+
+    def viewer_list(self, ids: BindParameter[Any]) -> tuple[Any, ColumnElement[int]]:
+        viewers = func.json_each(ids).table_valued("value").alias("v")
+        return viewers, viewers.c.value
+
     def boolean(self, condition: ColumnElement[Any]) -> ColumnElement[Any]:
         return func.json(case((condition, constant("true")), else_=constant("false")))
 
@@ -216,6 +274,139 @@ class SqliteJson(JsonSql):
         # json_array prints like orjson: no spaces, strings escaped alike.
         values = [pk] if key is None else [self.datetime(key) if key_is_datetime else key, pk]
         return self.base64(func.json_array(constant(token), func.json_array(*values)), url=True)
+
+
+class MariaDBJson(JsonSql):
+    name = "mysql"
+    object_function = "json_object"
+    array_function = "json_array"
+    correlates_derived_tables = False
+
+    def array(
+        self, item: ColumnElement[Any], order: Sequence[ColumnElement[Any]], anchor: ColumnElement[Any] | None
+    ) -> ColumnElement[Any]:
+        # An aggregate whose argument reads only outer rows belongs to the outer query, as on
+        # SQLite; but COALESCE(json, id) would be a string here, so the anchor goes into a JSON
+        # function that ignores it: the first of a two-element array.
+        if anchor is not None:
+            item = func.json_extract(func.json_array(item, anchor), literal_column("'$[0]'"))
+        return func.coalesce(_OrderedArrayAgg(item, order), func.json_array())
+
+    def aggregate(self, item: ColumnElement[Any]) -> ColumnElement[Any]:
+        return func.coalesce(func.json_arrayagg(item), func.json_array())
+
+    def viewer_list(self, ids: BindParameter[Any]) -> tuple[Any, ColumnElement[int]]:
+        # JSON_TABLE (MariaDB 10.6 or later): a row per element of the JSON array of ids.
+        return _JsonTableOfIds(ids), literal_column("v.id", Integer)
+
+    def boolean(self, condition: ColumnElement[Any]) -> ColumnElement[Any]:
+        return func.if_(condition, literal_column("true"), literal_column("false"))
+
+    def truth(self, value: bool) -> ColumnElement[Any]:
+        return literal_column("true" if value else "false")
+
+    def null(self) -> ColumnElement[Any]:
+        return literal_column("NULL")
+
+    def marker(self, escaped: str) -> ColumnElement[Any]:
+        sql_text = escaped.replace("\\", "\\\\")  # a backslash escapes in MariaDB's string literals
+        return func.json_compact(literal_column(f"'\"{sql_text}\"'", Text))
+
+    def datetime(self, column: ColumnElement[Any]) -> ColumnElement[str]:
+        # Stored as DATETIME(6), naive UTC: the fraction without its trailing zeros, or none.
+        microseconds = func.microsecond(column)
+        digits = func.lpad(microseconds, literal_column("6"), constant("0"))
+        fraction = func.concat(constant("."), func.regexp_replace(digits, constant("0+$"), constant("")))
+        return func.concat(
+            func.date_format(column, constant("%Y-%m-%dT%H:%i:%s")),
+            func.if_(microseconds == literal_column("0"), constant(""), fraction),
+            constant("+00:00"),
+            type_=Text,
+        )
+
+    def base64(self, text: ColumnElement[str], *, url: bool) -> ColumnElement[str]:
+        # TO_BASE64 breaks lines every 76 characters; '=' only ever pads the end.
+        encoded = func.replace(func.to_base64(text), func.char(literal_column("10")), constant(""))
+        if not url:
+            return encoded
+        for old, new in (("+", "-"), ("/", "_"), ("=", "")):
+            encoded = func.replace(encoded, constant(old), constant(new))
+        return encoded
+
+    def global_id(self, type_name: str, pk: ColumnElement[int]) -> ColumnElement[str]:
+        return self.base64(func.concat(constant(f"{type_name}:"), pk), url=False)
+
+    def document(self, data: ColumnElement[Any]) -> ColumnElement[bytes]:
+        return cast(func.concat(constant('{"data":'), data, constant("}")), LargeBinary)
+
+    def cursor(
+        self, token: str, key: ColumnElement[Any] | None, key_is_datetime: bool, pk: ColumnElement[int]
+    ) -> ColumnElement[str]:
+        parts: list[ColumnElement[Any]] = [constant(f'["{token}",[')]
+        if key is not None:
+            key_json = func.json_quote(self.datetime(key)) if key_is_datetime else _orjson_string(key)
+            parts += [key_json, constant(",")]
+        parts += [pk, constant("]]")]
+        return self.base64(func.concat(*parts), url=True)
+
+
+# How orjson escapes the control characters; JSON_QUOTE agrees but for the case of hex digits.
+_SHORT_ESCAPES = {8: "b", 9: "t", 10: "n", 12: "f", 13: "r"}
+
+
+def _orjson_string(value: ColumnElement[Any]) -> ColumnElement[str]:
+    """`value` as orjson prints it as a JSON string: JSON_QUOTE, or where the text holds a control
+    character (rare), every escape spelled out, since JSON_QUOTE writes u001F where orjson
+    writes u001f. Backslashes are CHAR(92): a literal one would depend on the SQL mode."""
+    text = cast(value, String)
+
+    def char(code: int) -> ColumnElement[str]:
+        return literal_column(f"CHAR({code} USING utf8mb4)", Text)
+
+    def escaped(escape: str) -> ColumnElement[str]:
+        return func.concat(char(92), constant(escape) if escape != '"' else char(34))
+
+    exact: ColumnElement[Any] = func.replace(text, char(92), func.concat(char(92), char(92)))
+    exact = func.replace(exact, char(34), escaped('"'))
+    for code in range(32):
+        exact = func.replace(exact, char(code), escaped(_SHORT_ESCAPES.get(code) or f"u{code:04x}"))
+    spelled_out = func.concat(char(34), exact, char(34))
+    has_control = text.op("REGEXP")(constant("[[:cntrl:]]"))
+    return func.if_(has_control, spelled_out, func.json_quote(text))
+
+
+class _JsonTableOfIds(FromClause):
+    """`JSON_TABLE(:ids, '$[*]' COLUMNS (id INT PATH '$')) AS v`."""
+
+    named_with_column = True
+    inherit_cache = False
+
+    def __init__(self, ids: BindParameter[Any]) -> None:
+        self.ids = ids
+
+    @property
+    def _from_objects(self) -> list[FromClause]:
+        return [self]
+
+
+@compiles(_JsonTableOfIds)
+def _compile_json_table(element: _JsonTableOfIds, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"JSON_TABLE({compiler.process(element.ids, **kw)}, '$[*]' COLUMNS (id INT PATH '$')) AS v"
+
+
+class _OrderedArrayAgg(ColumnElementBase[Any]):
+    """MariaDB's JSON_ARRAYAGG(item ORDER BY ...), which SQLAlchemy has no construct for."""
+
+    inherit_cache = False
+
+    def __init__(self, item: ColumnElement[Any], order: Sequence[ColumnElement[Any]]) -> None:
+        self.item, self.order = item, list(order)
+
+
+@compiles(_OrderedArrayAgg)
+def _compile_ordered_array_agg(element: _OrderedArrayAgg, compiler: SQLCompiler, **kw: Any) -> str:
+    order = ", ".join(compiler.process(clause, **kw) for clause in element.order)
+    return f"JSON_ARRAYAGG({compiler.process(element.item, **kw)} ORDER BY {order})"
 
 
 _BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"

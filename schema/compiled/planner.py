@@ -173,7 +173,7 @@ class ReadPlanner:
         if isinstance(spec, ViewerSpec):
             if self.viewer.id is None:
                 return Null()
-            return self._by_id(self._node_type(definition), nodes, self.viewer.id)
+            return self.by_id(self._node_type(definition), nodes, self.viewer.id)
         if isinstance(spec, NodeSpec):
             return self._nodes(query, nodes, spec)
         raise NotCompilable(f"Query.{name}")
@@ -188,7 +188,7 @@ class ReadPlanner:
             raise NotCompilable("a lookup needs exactly one key")  # the resolver's error
         [(key, value)] = given
         if key.column is None:
-            return self._by_id(node_type, nodes, pk_of(str(value), node_type.name, argument=key.argument))
+            return self.by_id(node_type, nodes, pk_of(str(value), node_type.name, argument=key.argument))
         if key.normalize is not None:
             value = key.normalize(value)
         if isinstance(value, str) and "\x00" in value:
@@ -196,7 +196,7 @@ class ReadPlanner:
         column = node_type.table.c[key.column]
         return self._one(node_type, nodes, condition(key.column, value, lambda p: column == p))
 
-    def _by_id(self, node_type: NodeType, nodes: list[FieldNode], pk: int) -> One:
+    def by_id(self, node_type: NodeType, nodes: list[FieldNode], pk: int) -> One:
         table_id = node_type.table.c.id
         return self._one(node_type, nodes, condition("pk", pk, lambda p: table_id == p))
 
@@ -214,7 +214,7 @@ class ReadPlanner:
         node_type = find_node_type(type_name)
         if node_type is None:
             return Null()
-        return self._by_id(node_type, nodes, pk)
+        return self.by_id(node_type, nodes, pk)
 
     def _one(self, node_type: NodeType, nodes: list[FieldNode], where: Where, via: str | None = None) -> One:
         type_ = self.schema.get_type(node_type.name)

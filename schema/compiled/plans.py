@@ -14,32 +14,37 @@ database's JSON goes into the response as it is, never decoded in Python.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from graphql import GraphQLError, GraphQLSchema, OperationType
+import orjson
+from graphql import FieldNode, GraphQLError, GraphQLSchema, OperationType
 
 from db.read_connections import ReadConnections, ReadFailed
 from db.visibility import Viewer
 from schema.compiled.planner import ReadPlanner
-from schema.compiled.sql import ReadStatements
+from schema.compiled.sql import VIEWERS, ReadStatements
 from schema.compiled.tree import MISSING_ROW, Fields, NotCompilable, looks_up_rows, params_of, reads_rows
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
 
     from schema.admission.admission import Prepared
+    from schema.declare.nodes import NodeType
 
 log = logging.getLogger("quill.compiled_reads")
 
 
-class _ViewerSlot(int):
-    """Stands for the viewer's id while a plan is made for every viewer of a kind; the plan's
-    arguments hold this very object where the id goes. Should it ever leak into SQL it reads as
-    -1, which is nobody's id."""
+class _Slot(int):
+    """Stands for a value a plan leaves open (the viewer's id while a plan is made for every
+    viewer of a kind; the row an object read reads); the plan's arguments hold this very object
+    where the value goes. Should one ever leak into SQL it reads as a negative id, nobody's."""
 
 
-VIEWER_SLOT = _ViewerSlot(-1)
+VIEWER_SLOT = _Slot(-1)
+ROW_SLOT = _Slot(-2)
+VIEWERS_SLOT = _Slot(-3)  # the list of viewers of a statement compiled for many (compile_read)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,14 +57,26 @@ class Plan:
     arguments: tuple[Any, ...]
     viewer_slots: tuple[int, ...]
     may_miss_rows: bool  # whether the answer must be checked for MISSING_ROW
+    row_slots: tuple[int, ...] = ()
+    viewers_slots: tuple[int, ...] = ()
 
-    def bound(self, viewer: Viewer) -> tuple[Any, ...]:
-        if not self.viewer_slots:
+    def bound(self, viewer: Viewer | None, row: int | None = None, viewers: Any = None) -> tuple[Any, ...]:
+        if not self.viewer_slots and not self.row_slots and not self.viewers_slots:
             return self.arguments
         arguments = list(self.arguments)
         for slot in self.viewer_slots:
+            assert viewer is not None
             arguments[slot] = viewer.id
+        for slot in self.row_slots:
+            arguments[slot] = row
+        for slot in self.viewers_slots:
+            arguments[slot] = viewers
         return tuple(arguments)
+
+    @property
+    def reads_the_viewer(self) -> bool:
+        """Whether the answer depends on which viewer of the kind asks."""
+        return bool(self.viewer_slots)
 
 
 class CompiledReads:
@@ -78,6 +95,8 @@ class CompiledReads:
         resolvers must answer (a shape the planner does not express, a bad argument)."""
         if not self.enabled or prepared.kind is not OperationType.QUERY:
             return None
+        if self.reads is None or not self.reads.available:
+            return None
         kind = viewer.kind
         if kind in prepared.plans:
             plan: Plan | None = prepared.plans[kind]
@@ -86,10 +105,60 @@ class CompiledReads:
         return plan
 
     def _plan(self, prepared: Prepared, viewer: Viewer) -> Plan | None:
+        assert prepared.operation.selection_set is not None
+        return self._planned(prepared, viewer, lambda planner: planner.root(prepared.operation.selection_set))
+
+    def object_plan(
+        self, prepared: Prepared, node_type: NodeType, nodes: list[FieldNode], viewer: Viewer
+    ) -> Plan | None:
+        """The plan that reads one row of `node_type` (its id left open) as `nodes` select it:
+        a mutation's payload or a subscription event's object, read after the write. Kept with
+        the document, per field and kind of viewer."""
+        if not self.enabled or self.reads is None or not self.reads.available:
+            return None
+        return self._object_plan(prepared, node_type, nodes, viewer, for_viewers=False)
+
+    def viewers_plan(
+        self, prepared: Prepared, node_type: NodeType, nodes: list[FieldNode], viewer: Viewer
+    ) -> Plan | None:
+        """object_plan's read once for each viewer of a list (all of `viewer`'s kind): one
+        statement answers every subscriber of a subscription (read_for_viewers)."""
+        if not self.enabled or self.reads is None or not self.reads.available:
+            return None
+        return self._object_plan(prepared, node_type, nodes, viewer, for_viewers=True)
+
+    def _object_plan(
+        self,
+        prepared: Prepared,
+        node_type: NodeType,
+        nodes: list[FieldNode],
+        viewer: Viewer,
+        *,
+        for_viewers: bool,
+    ) -> Plan | None:
+        key = (id(nodes[0]), viewer.kind, for_viewers)
+        if key not in prepared.plans:
+            prepared.plans[key] = self._planned(
+                prepared,
+                viewer,
+                lambda planner: (("o", planner.by_id(node_type, nodes, ROW_SLOT)),),
+                for_viewers=for_viewers,
+            )
+        plan: Plan | None = prepared.plans[key]
+        return plan
+
+    def _planned(
+        self,
+        prepared: Prepared,
+        viewer: Viewer,
+        make: Callable[[ReadPlanner], Fields],
+        *,
+        for_viewers: bool = False,
+    ) -> Plan | None:
         schema = self._schema
         assert schema is not None, "bind() the schema first"
         graphql_schema: GraphQLSchema = schema._schema
-        # Planned for every viewer of this kind: the id is a slot (see _ViewerSlot).
+        # Planned for every viewer of this kind: the id is a slot (see _Slot).
         planned_as = viewer if viewer.id is None else Viewer(id=VIEWER_SLOT, is_superuser=viewer.is_superuser)
         planner = ReadPlanner(
             graphql_schema,
@@ -100,37 +169,71 @@ class CompiledReads:
             planned_as,
         )
         try:
-            fields = planner.root(prepared.operation.selection_set)
+            fields = make(planner)
             if not reads_rows(fields):
                 return None
-            statement = self.statements.get(fields)
+            statement = self.statements.get(fields, for_viewers=for_viewers)
             params = params_of(fields)
+            if for_viewers:
+                params[VIEWERS] = VIEWERS_SLOT
             arguments = statement.arguments(params)
-        except (NotCompilable, GraphQLError):
+        except (NotCompilable, GraphQLError) as reason:
+            log.debug("answered by the resolvers: %s", reason)
             return None
         except Exception:  # a bug here must not cost the client its answer: the resolvers give it
             log.exception("planning a compiled read failed; answering with the resolvers")
             return None
-        slots = tuple(index for index, value in enumerate(arguments) if value is VIEWER_SLOT)
-        if slots != tuple(
-            index for index, name in enumerate(statement.names) if params.get(name) is VIEWER_SLOT
-        ):
-            log.warning("a bind processor changed the viewer's id; answering with the resolvers")
+        open_values = (VIEWER_SLOT, ROW_SLOT, VIEWERS_SLOT)
+        slots = {slot: tuple(i for i, value in enumerate(arguments) if value is slot) for slot in open_values}
+        named = {
+            slot: tuple(i for i, name in enumerate(statement.names) if params.get(name) is slot)
+            for slot in open_values
+        }
+        if slots != named:
+            log.warning("a bind processor changed an open value; answering with the resolvers")
             return None
-        return Plan(fields, statement.sql, arguments, slots, looks_up_rows(fields))
+        return Plan(
+            fields,
+            statement.sql,
+            arguments,
+            slots[VIEWER_SLOT],
+            looks_up_rows(fields),
+            slots[ROW_SLOT],
+            slots[VIEWERS_SLOT],
+        )
 
-    async def read(self, prepared: Prepared, plan: Plan, viewer: Viewer, deadline: float) -> bytes | None:
+    async def read(
+        self, prepared: Prepared, plan: Plan, viewer: Viewer, deadline: float, row: int | None = None
+    ) -> bytes | None:
         """The response body, `{"data":...}`, or None when the statement failed (the resolvers
         answer then). Raises TimeoutError past the operation's `deadline` (time.monotonic())."""
         assert self.reads is not None
         try:
-            body = await self.reads.fetch(plan.sql, plan.bound(viewer), deadline)
+            body = await self.reads.fetch(plan.sql, plan.bound(viewer, row), deadline)
         except ReadFailed as error:
             if "parser stack overflow" in str(error):
                 # SQLite's parser stack is 100 deep: this shape never runs there; the resolvers answer it.
                 self.statements.refused(plan.fields)
-                prepared.plans[viewer.kind] = None
+                for key, kept in list(prepared.plans.items()):
+                    if kept is plan:
+                        prepared.plans[key] = None
             log.warning("compiled read failed, answering with the resolvers: %s", str(error)[:300])
             return None
         # A required row is missing: the resolvers make the error graphql-core makes of it.
         return None if plan.may_miss_rows and MISSING_ROW in body else body
+
+    async def read_for_viewers(
+        self, plan: Plan, viewers: Sequence[int], deadline: float, row: int
+    ) -> dict[int, Any] | None:
+        """Each viewer's answer (decoded) by viewer id, from one statement; None when it failed
+        or a required row is missing (the resolvers answer then)."""
+        assert self.reads is not None
+        ids = self.statements.json.viewer_ids(viewers)
+        try:
+            body = await self.reads.fetch(plan.sql, plan.bound(None, row, ids), deadline)
+        except ReadFailed as error:
+            log.warning("compiled read failed, answering with the resolvers: %s", str(error)[:300])
+            return None
+        if plan.may_miss_rows and MISSING_ROW in body:
+            return None
+        return {viewer: answer for viewer, answer in orjson.loads(body)["data"]}

@@ -40,7 +40,9 @@ from sqlalchemy import (
     bindparam,
     case,
     func,
+    or_,
     select,
+    tuple_,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.util import ClauseAdapter
@@ -48,6 +50,7 @@ from sqlalchemy.sql.visitors import replacement_traverse
 
 from db.models import UtcDateTime
 from db.pagination import Listing, _ordering, _position
+from db.visibility import VIEWER_ID
 from schema.compiled.dialects import MAX_OBJECT_KEYS, JsonSql, constant
 from schema.compiled.tree import (
     MISSING_ROW,
@@ -94,9 +97,10 @@ ROOT = _Row(_no_column)
 
 
 class _Builder:
-    def __init__(self, json: JsonSql) -> None:
+    def __init__(self, json: JsonSql, viewer: ColumnElement[Any] | None = None) -> None:
         self.json = json
         self.numbers = 0
+        self.viewer = viewer  # where the viewer's id is a column of a list of viewers (compile_read)
 
     def _next(self) -> int:
         number, self.numbers = self.numbers, self.numbers + 1
@@ -108,8 +112,12 @@ class _Builder:
         alias = listing.id.table.alias(f"{prefix}{number}")
         adapter = ClauseAdapter(alias)
 
+        viewer = self.viewer
+
         def rename(element: Any) -> Any:
             if isinstance(element, BindParameter):
+                if viewer is not None and element.key == VIEWER_ID:
+                    return viewer
                 return bindparam(f"n{number}_{element.key}", type_=element.type, required=True)
             return None
 
@@ -169,8 +177,8 @@ class _Builder:
     # Pages.
 
     def page(self, page: Page, parent: _Row) -> ColumnElement[Any]:
-        rows = _PageRows(self, page, parent, self._next())
-        return self.parts(page.parts, rows)
+        kind = _PageRows if self.json.correlates_derived_tables else _BoundedPageRows
+        return self.parts(page.parts, kind(self, page, parent, self._next()))
 
     def parts(self, parts: Parts, rows: _PageRows) -> ColumnElement[Any]:
         return self.object([(key, self.part(part, rows)) for key, part in parts])
@@ -188,11 +196,11 @@ class _Builder:
             return rows.flag(part.name)
         raise NotCompilable(f"{part!r} outside an edge")
 
-    def edge(self, parts: Parts, rows: _PageRows, row: _Row, selected: FromClause) -> ColumnElement[Any]:
+    def edge(self, parts: Parts, row: _Row, cursor: Callable[[], ColumnElement[str]]) -> ColumnElement[Any]:
         pairs: list[tuple[str, ColumnElement[Any]]] = []
         for key, part in parts:
             if isinstance(part, Cursor):
-                pairs.append((key, rows.cursor(selected)))
+                pairs.append((key, cursor()))
             elif isinstance(part, Node):
                 pairs.append((key, self.fields(part.fields, row)))
             elif isinstance(part, Constant):
@@ -260,7 +268,7 @@ class _PageRows:
             read.append(name)
             return presented.c[name]
 
-        edge = self.builder.edge(parts, self, _Row(column, parent=self.parent), presented)
+        edge = self.builder.edge(parts, _Row(column, parent=self.parent), lambda: self.cursor(presented))
         reads_page = bool(read) or any(isinstance(part, Cursor) for _, part in parts)
         array = json.array(
             edge, self._keys(presented, reverse=backwards), None if reads_page else presented.c.id
@@ -283,15 +291,80 @@ class _PageRows:
         return select(self.cursor(end)).select_from(end).scalar_subquery()
 
     def cursor(self, rows: FromClause) -> ColumnElement[str]:
-        key = rows.c.sort_key if self.sort_key is not None else None
+        return self.cursor_of(rows.c.sort_key if self.sort_key is not None else None, rows.c.id)
+
+    def cursor_of(self, key: ColumnElement[Any] | None, pk: ColumnElement[int]) -> ColumnElement[str]:
         prints_as_datetime = key is not None and isinstance(self.sort_key.type, UtcDateTime)  # type: ignore[union-attr]
-        return self.builder.json.cursor(self.page.order.token, key, prints_as_datetime, rows.c.id)
+        return self.builder.json.cursor(self.page.order.token, key, prints_as_datetime, pk)
 
     def total_count(self) -> ColumnElement[Any]:
         alias, _, where = self._filtered("c", positioned=False)
         counted = select(func.count()).select_from(alias).where(*where)
         # Correlated to the parent's row however deep it nests (auto-correlation looks one level up).
         return counted.correlate_except(alias).scalar_subquery()
+
+
+class _BoundedPageRows(_PageRows):
+    """A page for an engine that refuses a derived table reading an outer row (MariaDB): the
+    page is the rows before the first row past it, found by the index as hasNextPage finds it
+    (`ORDER BY ... LIMIT 1 OFFSET size`), and its objects and cursors are built from those rows
+    directly. So a page still reads what it shows, whatever the size of the list."""
+
+    def _in_page(self, adapt: Adapt) -> ColumnElement[bool]:
+        """Whether a row comes before the first row past the page, in reading order."""
+        listing = self.listing
+        # Scalar subqueries, not a derived table: they may read the outer row.
+        past = self._select("x").limit(1).offset(self.size)
+        past_id = past.with_only_columns(past.selected_columns.id).scalar_subquery()
+        key = [adapt(listing.id)]
+        bound: list[ColumnElement[Any]] = [past_id]
+        if self.sort_key is not None:
+            key.insert(0, adapt(self.sort_key))
+            bound.insert(0, past.with_only_columns(past.selected_columns.sort_key).scalar_subquery())
+        descending = self.page.order.descending != self.page.window.backwards
+        row, limit = (tuple_(*key), tuple_(*bound)) if len(key) > 1 else (key[0], bound[0])
+        return or_(past_id.is_(None), row > limit if descending else row < limit)
+
+    def _rows(self, prefix: str) -> tuple[FromClause, Adapt, list[Any]]:
+        alias, adapt, where = self._filtered(prefix)
+        return alias, adapt, [*where, self._in_page(adapt)]
+
+    def _ordered(self, adapt: Adapt, *, reverse: bool) -> list[ColumnElement[Any]]:
+        return [adapt(clause) for clause in _ordering(self.listing, self.page.order, reverse=reverse)]
+
+    def edges(self, parts: Parts) -> ColumnElement[Any]:
+        alias, adapt, where = self._rows("t")
+        read: list[str] = []
+
+        def column(name: str) -> ColumnElement[Any]:
+            read.append(name)
+            return adapt(self.listing.columns[name])
+
+        def cursor() -> ColumnElement[str]:
+            key = adapt(self.sort_key) if self.sort_key is not None else None
+            return self.cursor_of(key, adapt(self.listing.id))
+
+        edge = self.builder.edge(parts, _Row(column, parent=self.parent), cursor)
+        reads_page = bool(read) or any(isinstance(part, Cursor) for _, part in parts)
+        shown_order = self._ordered(adapt, reverse=False)
+        array = self.builder.json.array(edge, shown_order, None if reads_page else adapt(self.listing.id))
+        return select(array).select_from(alias).where(*where).correlate_except(alias).scalar_subquery()
+
+    def flag(self, name: str) -> ColumnElement[Any]:
+        if name in ("hasNextPage", "hasPreviousPage"):
+            return super().flag(name)
+        alias, adapt, where = self._rows("s")
+        last_read = (name == "endCursor") != self.page.window.backwards
+        backwards = self.page.window.backwards
+        key = adapt(self.sort_key) if self.sort_key is not None else None
+        statement = (
+            select(self.cursor_of(key, adapt(self.listing.id)))
+            .select_from(alias)
+            .where(*where)
+            .order_by(*self._ordered(adapt, reverse=backwards != last_read))
+            .limit(1)
+        )
+        return statement.correlate_except(alias).scalar_subquery()
 
 
 # Which columns a page's rows must carry: what its nodes print, and what the objects that read
@@ -352,13 +425,25 @@ class CompiledRead:
     def arguments(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         processors, given = self.processors, {**self.constants, **params}
         return tuple(
-            processors[name](given[name]) if name in processors else given[name] for name in self.names
+            processors[name](given[name]) if name in processors and name != VIEWERS else given[name]
+            for name in self.names
         )
 
 
-def compile_read(fields: Fields, dialect: Dialect) -> CompiledRead:
+VIEWERS = "viewers"  # the parameter of a statement compiled for a list of viewers
+
+
+def compile_read(fields: Fields, dialect: Dialect, *, for_viewers: bool = False) -> CompiledRead:
+    """The statement of a read tree. `for_viewers`: once for each viewer of a list (the
+    parameter VIEWERS), as `{"data":[[viewer id, answer], ...]}`, where each answer is what the
+    tree gives that viewer: a subscription's event, read once for all its subscribers."""
     json = JsonSql.for_dialect(dialect.name)
-    statement = select(json.document(_Builder(json).fields(fields, ROOT)).label("data"))
+    if for_viewers:
+        viewers, viewer = json.viewer_list(bindparam(VIEWERS, required=True))
+        each = json.array_of([viewer, _Builder(json, viewer).fields(fields, ROOT)])
+        statement = select(json.document(json.aggregate(each)).label("data")).select_from(viewers)
+    else:
+        statement = select(json.document(_Builder(json).fields(fields, ROOT)).label("data"))
     compiled = statement.compile(dialect=dialect)
     if not compiled.positional:
         raise NotCompilable(f"{dialect.name} takes named parameters")
@@ -380,8 +465,12 @@ class ReadStatements:
         self.refused_reads = 0  # reads the engine refused, or that had a shape it refused before
         self._compiled: OrderedDict[Hashable, CompiledRead | None] = OrderedDict()
 
-    def get(self, fields: Fields) -> CompiledRead:
-        key = shape_of(fields)
+    @property
+    def json(self) -> JsonSql:
+        return JsonSql.for_dialect(self.dialect.name)
+
+    def get(self, fields: Fields, *, for_viewers: bool = False) -> CompiledRead:
+        key = (shape_of(fields), for_viewers)
         if key in self._compiled:
             self._compiled.move_to_end(key)
             compiled = self._compiled[key]
@@ -389,12 +478,12 @@ class ReadStatements:
                 self.refused_reads += 1
                 raise NotCompilable("the engine refused this shape before")
             return compiled
-        compiled = self._compiled[key] = compile_read(fields, self.dialect)
+        compiled = self._compiled[key] = compile_read(fields, self.dialect, for_viewers=for_viewers)
         while len(self._compiled) > self.max_entries:
             self._compiled.popitem(last=False)
         return compiled
 
-    def refused(self, fields: Fields) -> None:
+    def refused(self, fields: Fields, *, for_viewers: bool = False) -> None:
         """The engine cannot run this shape (SQLite's parser stack is 100 deep): never try it again."""
         self.refused_reads += 1
-        self._compiled[shape_of(fields)] = None
+        self._compiled[(shape_of(fields), for_viewers)] = None

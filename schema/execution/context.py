@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from db.events import Broker
     from schema.admission.admission import RateLimiter
     from schema.execution.loaders import Loaders
+    from schema.execution.object_reads import ObjectReads
     from schema.telemetry import OperationObserver
 
 
@@ -63,6 +64,8 @@ class Context:
     client: str  # who the rate limit counts: "user:7" or "ip:10.0.0.1"
     deadline: float  # time.monotonic() past which the operation is stopped
     selection_cache: dict[Any, Any] = field(default_factory=dict)
+    # Payload objects read by one compiled statement (mutations, with compiled reads on).
+    objects: ObjectReads | None = None
 
     @property
     def viewer(self) -> Viewer:

@@ -14,6 +14,10 @@ graphql-core's own path, so errors, nulls and their paths stay exactly as graphq
 are only short-cut when non-null: an error inside one then propagates to the parent in both
 executors alike. With error propagation switched off by the operation, only leaves are short-cut.
 
+In a mutation with compiled reads on, a payload's `to_one` field (the row just written) is read
+by one compiled statement instead (schema/execution/object_reads.py): its value arrives as the
+completed JSON, and graphql-core's path answers it whenever that read cannot.
+
 It overrides `execute_fields` of graphql-core 3.3's executor, so pyproject.toml pins graphql-core.
 """
 
@@ -30,11 +34,16 @@ from graphql import (
     GraphQLObjectType,
     GraphQLSchema,
     Undefined,
+    get_named_type,
     is_leaf_type,
 )
 from graphql.pyutils import Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.field import StrawberryField
+
+from schema.declare.nodes import NodeType, find_node_type
+from schema.declare.specs import ToOneSpec, spec_of
+from schema.execution.object_reads import NOT_READ
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +57,23 @@ _SLOW = object()  # "take graphql-core's path for this field"
 
 # Plans per schema: they hold the schema's own type objects, so they must never cross schemas.
 _PLANS: WeakKeyDictionary[GraphQLSchema, dict[tuple[str, str], Plan | None]] = WeakKeyDictionary()
+# Per schema: the fields that link a payload (not itself a node) to a node type's row.
+_LINKS: WeakKeyDictionary[GraphQLSchema, dict[tuple[str, str], tuple[NodeType, str] | None]] = (
+    WeakKeyDictionary()
+)
+
+
+def _link(parent_type: GraphQLObjectType, field_name: str) -> tuple[NodeType, str] | None:
+    """(the node type, the payload's key for its id) of a payload's `to_one` field."""
+    field_def = parent_type.fields.get(field_name)
+    if field_def is None or field_def.args or find_node_type(parent_type.name) is not None:
+        return None
+    spec = spec_of(field_def.extensions.get("strawberry-definition"))
+    target = get_named_type(field_def.type)
+    node_type = find_node_type(target.name) if isinstance(target, GraphQLObjectType) else None
+    if not isinstance(spec, ToOneSpec) or node_type is None:
+        return None
+    return node_type, spec.link
 
 
 def _plan(parent_type: GraphQLObjectType, field_name: str) -> Plan | None:
@@ -91,6 +117,8 @@ class FastPathExecutor(StrawberryGraphQLCoreExecutionContext):
         plans = _PLANS.get(self.schema)
         if plans is None:
             plans = _PLANS[self.schema] = {}
+        objects = self.context_value.objects if self.context_value is not None else None
+        links = _LINKS.setdefault(self.schema, {}) if objects is not None else None
         is_awaitable = self.is_awaitable
         results: dict[str, Any] = {}
         awaitable_fields: list[str] = []
@@ -103,7 +131,21 @@ class FastPathExecutor(StrawberryGraphQLCoreExecutionContext):
                 else:
                     plan = plans[key] = _plan(parent_type, node.name.value)
                 result = _SLOW
-                if plan is not None and not node.arguments and not node.directives:
+                if links is not None and not node.directives:
+                    if key not in links:
+                        links[key] = _link(parent_type, node.name.value)
+                    link = links[key]
+                    if link is not None:
+                        result = self._read_object(
+                            link,
+                            parent_type,
+                            source_value,
+                            field_details_list,
+                            path,
+                            response_name,
+                            position_context,
+                        )
+                if result is _SLOW and plan is not None and not node.arguments and not node.directives:
                     result = self._fast(
                         plan,
                         parent_type,
@@ -140,6 +182,41 @@ class FastPathExecutor(StrawberryGraphQLCoreExecutionContext):
             return results
 
         return get_results()
+
+    def _read_object(
+        self,
+        link: tuple[NodeType, str],
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        field_details_list: Any,
+        path: Path | None,
+        response_name: str,
+        position_context: Any,
+    ) -> Any:
+        """The linked row as one compiled read gives it, else graphql-core's own path."""
+        node_type, key = link
+        state = getattr(source_value, "__dict__", {})
+        row = state.get("_row")
+        if row is None or state.get("_with"):
+            return _SLOW
+        pk = getattr(row, "_mapping", row).get(key)
+        if pk is None:
+            return _SLOW
+        context = self.context_value
+        viewer = state.get("_seen_by") or context.viewer
+        nodes = [details.node for details in field_details_list]
+
+        async def read() -> Any:
+            found = await context.objects.read(node_type, nodes, pk, viewer)
+            if found is not NOT_READ:
+                return found
+            field_path = Path(path, response_name, parent_type.name)
+            result = self.execute_field(
+                parent_type, source_value, field_details_list, field_path, position_context
+            )
+            return await result if self.is_awaitable(result) else result
+
+        return read()
 
     def _fast(
         self,

@@ -147,6 +147,10 @@ class Loaders:
         # Gathered, so the loaders batch each type into one statement.
         return list(await asyncio.gather(*(self.node(info, global_id, "ids") for global_id in ids)))
 
+    def visible(self, node_type: NodeType, pk: int) -> Awaitable[Any]:
+        """The row's id-only object if the viewer may see it, else None."""
+        return self.row(node_type, "id").load((pk, frozenset()))
+
     def load(self, info: Info, node_type: NodeType, pk: int, *, path: tuple[str, ...] = ()) -> Awaitable[Any]:
         """One row by id, with the columns the selection at `path` needs (mutations, events)."""
         return self.row(node_type, "id").load((pk, columns_for(info, node_type, path=path)))

@@ -32,6 +32,7 @@ from schema.execution.context import Context, Services
 from schema.execution.executor import FastPathExecutor
 from schema.execution.loaders import Loaders
 from schema.execution.masking import error_code, internal_error, masked
+from schema.execution.object_reads import ObjectReads
 from schema.telemetry import OperationRecord
 
 log = logging.getLogger("quill.execution")
@@ -120,6 +121,8 @@ class Operations:
                 body = await compiled.read(prepared, plan, viewer, admitted.deadline)
                 if body is not None:
                     return Answer(body, executor="compiled")
+        if compiled is not None and prepared.kind is OperationType.MUTATION:
+            context.objects = ObjectReads(compiled, prepared, admitted.deadline)
         executor = self._executor(admitted, context)
         result: Any = executor.execute_operation()
         if executor.is_awaitable(result):

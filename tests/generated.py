@@ -81,12 +81,14 @@ class SchemaShape:
         for name, type_ in sorted(schema.type_map.items()):
             if isinstance(type_, GraphQLObjectType) and node in type_.interfaces:
                 shape.node_types.append(name)
+        assert schema.query_type is not None
         for name in [*shape.node_types, schema.query_type.name]:
             shape._read_fields(schema, name)
         return shape
 
     def _read_fields(self, schema: GraphQLSchema, type_name: str) -> None:
         type_ = schema.type_map[type_name]
+        assert isinstance(type_, GraphQLObjectType)
         at_root = type_ is schema.query_type
         leaves, to_one, lists = ["__typename"], [], []
         for name, graphql_field in type_.fields.items():
@@ -161,7 +163,7 @@ class Pools:
         for name in shape.node_types:
             table = node_type_named(name).table
             pks = sorted((await session.execute(select(table.c.id))).scalars())
-            ids[name] = [to_global_id(name, pk) for pk in pks] + [to_global_id(name, 987654)]
+            ids[name] = [str(to_global_id(name, pk)) for pk in pks] + [str(to_global_id(name, 987654))]
         wanted = {
             (list_field.target, filter_field.condition.column)
             for lists in shape.lists.values()
@@ -226,7 +228,8 @@ class Draw:
         def connection(draw: st.DrawFn) -> str:
             direction = draw(st.sampled_from(["first", "last"]))
             arguments = [f"{direction}: {draw(st.integers(0, 4))}"]
-            if list_field.orders and draw(st.booleans()):
+            wants_order: bool = draw(st.booleans())
+            if list_field.orders and wants_order:
                 order = draw(st.sampled_from(list_field.orders))
                 arguments.append(
                     f"orderBy: {{field: {order}, direction: {draw(st.sampled_from(['ASC', 'DESC']))}}}"

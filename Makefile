@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run serve migrate seed schema test lint bench breakdown clean
+.PHONY: install run serve migrate seed schema test lint bench bench-subscriptions breakdown clean
 
 GRAPHIQL := web/graphiql/node_modules/.package-lock.json
 
@@ -54,6 +54,10 @@ test: install
 # Side by side with the peer servers of ../shared/bench (about 15 minutes; see bench/run.py).
 bench: install
 	$(BIN)/python bench/run.py
+
+# Subscribers one process holds and how fast an event reaches the last (PostgreSQL + Redis; ~10 minutes).
+bench-subscriptions: install
+	$(BIN)/python bench/subscriptions.py
 
 # Where a compiled query's time goes inside the server (after `make bench` loaded its database).
 breakdown: install

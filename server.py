@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -33,12 +33,12 @@ from db.engine import (
     StatementCounter,
     create_engine,
     create_sessionmaker,
-    is_postgres,
+    is_sqlite,
     migration_problem,
     wait_for_database,
     write_turns,
 )
-from db.events import Broker, PostgresBroker
+from db.events import Broker, DatabaseLog, RedisStreams
 from db.passwords import Passwords
 from db.read_connections import ReadConnections, read_connections
 from schema import build_schema
@@ -56,6 +56,7 @@ from schema.admission.tokens import AccessTokens, Revocations
 from schema.compiled.plans import CompiledReads
 from schema.execution.context import Services
 from schema.execution.run import Operations
+from schema.realtime.multiplex import Hub
 from schema.realtime.revocations import RevocationListener
 from schema.types.avatars import Avatars
 from settings import Settings, SettingsError
@@ -86,9 +87,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             "SECRET_KEY is not set: access tokens are signed with a random key that ends with this process"
         )
     engine = create_engine(settings)
-    # The server's own housekeeping (revocations read from the database) has a connection of its
-    # own: requests never wait for it, and it is not counted as a request's SQL.
-    housekeeping = create_engine(replace(settings, pool_size=1, pool_max_overflow=1))
+    # The server's own housekeeping (revocations read from the database, the event log and its
+    # relay) has connections of its own: requests never wait for it, and it is not counted as a
+    # request's SQL.
+    housekeeping = create_engine(replace(settings, pool_size=2, pool_max_overflow=2))
     reads = read_connections(
         settings.database_url,
         pool_size=settings.read_pool_size,
@@ -101,14 +103,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
     schema = build_schema()
     ttl = timedelta(seconds=settings.access_token_ttl_seconds)
     tokens = AccessTokens(settings.signing_key(), ttl, Revocations(ttl.total_seconds()))
+    housekeeping_sessions = create_sessionmaker(housekeeping)
     services = Services(
         settings=settings,
         sessionmaker=create_sessionmaker(engine),
         tokens=tokens,
         passwords=Passwords.from_settings(settings),
         avatars=Avatars(settings.media_dir, settings.max_avatar_bytes),
-        broker=_broker(settings),
-        housekeeping=create_sessionmaker(housekeeping),
+        broker=_broker(settings, housekeeping_sessions),
+        housekeeping=housekeeping_sessions,
         login_attempts=_login_attempts(settings),
         write_turns=write_turns(settings.database_url),
         observer=observer,
@@ -176,7 +179,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.startup_refusal = str(refusal)
             await engine.dispose()
             raise
-        _end_subscriptions_before_exit(services.broker)
+        _end_subscriptions_before_exit(services.broker, operations.hub)
         try:
             yield
         finally:
@@ -286,15 +289,21 @@ def _query_store(settings: Settings) -> QueryStore | None:
     return LocalQueryStore(settings.persisted_query_cache_bytes)
 
 
-def _broker(settings: Settings) -> Broker:
-    """PostgreSQL carries events between server processes (LISTEN/NOTIFY); on SQLite and MySQL
-    the events of a process reach the subscribers of that process."""
-    if is_postgres(settings.database_url):
-        return PostgresBroker(settings.database_url, settings.subscription_queue_size)
-    return Broker(settings.subscription_queue_size)
+def _broker(settings: Settings, housekeeping: async_sessionmaker[AsyncSession]) -> Broker:
+    """Where change events are kept and how they cross processes (db/events.py)."""
+    size, retention = settings.subscription_queue_size, settings.event_retention_seconds
+    if is_sqlite(settings.database_url):
+        return DatabaseLog(housekeeping, size, retention)
+    if settings.event_broker_url:
+        return RedisStreams(settings.event_broker_url, housekeeping, settings.database_url, size, retention)
+    log.warning(
+        "EVENT_BROKER_URL (or REDIS_URL) is not set: subscribers see the changes made by their own "
+        "process only, and cannot resume from a cursor"
+    )
+    return Broker(size, retention)
 
 
-def _end_subscriptions_before_exit(broker: Broker, grace_seconds: float = 5.0) -> None:
+def _end_subscriptions_before_exit(broker: Broker, hub: Hub | None, grace_seconds: float = 5.0) -> None:
     """On SIGTERM uvicorn closes WebSockets at once (code 1012). Before it does, end every
     subscription, so each client receives `complete` for it: wrap uvicorn's handler, end the
     subscriptions, and hand over when they are done or the grace period is over."""
@@ -304,6 +313,8 @@ def _end_subscriptions_before_exit(broker: Broker, grace_seconds: float = 5.0) -
     loop = asyncio.get_running_loop()
 
     async def drain_then_exit(signum: int, frame: FrameType | None) -> None:
+        if hub is not None:
+            hub.end_all()
         broker.end_all()
         await broker.wait_idle(grace_seconds)
         previous(signum, frame)

@@ -151,7 +151,7 @@ class Settings:
     connect_timeout_seconds: float = 5.0
     operation_timeout_seconds: float = 10.0
     introspection: bool = True
-    # Queries answered by one SQL statement that builds the JSON (schema/compiled_reads.py).
+    # Queries answered by one SQL statement that builds the JSON (schema/compiled/).
     compiled_reads: bool = True
     # Rate limit per client (the user, or the IP address of an anonymous request).
     rate_limit: bool = True
@@ -166,6 +166,11 @@ class Settings:
     login_attempt_refill_seconds: int = 90
     # Events a subscriber may fall behind by before it is dropped (a slow client cannot slow others).
     subscription_queue_size: int = 100
+    # Where change events go between processes on PostgreSQL and MariaDB (db/events.py): a Redis
+    # URL for Redis Streams; by default REDIS_URL. SQLite keeps its events in its own file.
+    event_broker_url: str | None = None
+    # How long a subscription's cursor stays good: events are kept this long.
+    event_retention_seconds: int = 24 * 3600
     # WebSockets (web/graphql_ws.py): the wait for connection_init, the time a send may take
     # before a client that does not read is dropped, and how many subscriptions a socket, a
     # client address and the process may hold.
@@ -279,6 +284,8 @@ class Settings:
             rate_limit_burst=_int("RATE_LIMIT_BURST", 20_000),
             rate_limit_per_second=float(_int("RATE_LIMIT_PER_SECOND", 1000)),
             redis_url=os.environ.get("REDIS_URL") or None,
+            event_broker_url=os.environ.get("EVENT_BROKER_URL") or os.environ.get("REDIS_URL") or None,
+            event_retention_seconds=_int("EVENT_RETENTION_SECONDS", 24 * 3600),
             trusted_proxies=_trusted_proxies(),
             login_attempts_burst=_int("LOGIN_ATTEMPTS_BURST", 10),
             login_attempt_refill_seconds=_int("LOGIN_ATTEMPT_REFILL_SECONDS", 90),

@@ -1,66 +1,115 @@
-"""Change events for subscriptions: published with the transaction that made the change, delivered
-to every server process, fanned out to bounded per-subscriber queues. No GraphQL in here.
+"""Change events for subscriptions: written with the transaction that made the change, kept in
+order in a log that subscribers can resume from, delivered to every server process, and fanned
+out to bounded per-subscriber queues. No GraphQL in here.
 
 - An event names a changed row (topic, kind, id, and the owner it needs for a permission check
-  once the row is gone); subscribers re-read the row under their own permissions.
-- On PostgreSQL, `stage` runs `pg_notify` inside the mutation's transaction: PostgreSQL delivers
-  the notification on commit, and never for a rolled-back transaction, to every process that
-  LISTENs, this one included. Each process keeps one dedicated LISTEN connection, reopened
-  automatically when it drops.
-- Elsewhere (SQLite: one process), `stage` delivers in process, after the commit.
-- A subscriber that falls behind by `queue_size` events is dropped with an error; a publisher
-  never waits for a subscriber.
+  once the row is gone); subscribers re-read the row under their own permissions. Its
+  `position` is where the log holds it: a subscriber that saw position P and comes back with it
+  receives every event after P, in order, once.
+- A mutation `stage`s its event as a row of the outbox table (db/models.py's EventOutbox) in its
+  own transaction: the event exists if and only if the change committed, whatever happens to the
+  process a moment later. Nothing takes a lock shared by all commits (PostgreSQL's NOTIFY does:
+  it serializes the commits of every notifying transaction).
+- Where the log lives:
+  - SQLite (`DatabaseLog`): the outbox table is the log. SQLite has one writer at a time, so ids
+    follow commit order; each process follows the table (woken at once by its own commits,
+    every quarter second for other processes' commits) and trims it past the retention.
+  - PostgreSQL and MariaDB (`RedisStreams`, with EVENT_BROKER_URL): a relay in every process
+    moves outbox rows to one Redis stream (`FOR UPDATE SKIP LOCKED`, so relays share the work)
+    and deletes them; the stream's entry ids are the positions. A Lua script adds an entry only
+    if that outbox row was never added, so a relay that dies between XADD and its commit makes no
+    duplicate. Each process reads the stream (XREAD), and the stream is trimmed past the
+    retention (MINID).
+  - PostgreSQL or MariaDB without a broker (`Broker`): events reach the subscribers of the
+    process that made them, after the commit, and cannot be resumed.
+- A subscriber that falls behind by `queue_size` events is dropped with an error (it can resume
+  from the last position it saw); a publisher never waits for a subscriber.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from datetime import timedelta
 from typing import Any
 
-import asyncpg
 import orjson
-from sqlalchemy import func, select
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.models import EventOutbox, table_of, utcnow
 
 log = logging.getLogger("quill.events")
 
-CHANNEL = "quill_events"
+outbox = table_of(EventOutbox)
 AfterCommit = Callable[[Callable[[], Awaitable[None]]], None]  # RequestDb.after_commit
+Sessions = async_sessionmaker[AsyncSession]
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    topic: str  # "post", "task", "note", or "revocation" (id: the user whose tokens were revoked)
+    topic: str  # "post", "task", "note", "comment", or "revocation" (id: the user whose tokens were revoked)
     kind: str  # "created", "updated", "deleted" (or "revoked")
     id: int
     owner_id: int | None = None  # the post's author, the task's owner (checked once the row is gone)
-    parent_id: int | None = None  # the row it belongs to: a note's task
+    parent_id: int | None = None  # the row it belongs to: a note's task, a comment's post
     login: str | None = None  # a revocation of one login's tokens only
     at: float | None = None  # when the revocation took effect (seconds since the epoch)
+    position: str | None = None  # where the log holds it; set when it is delivered
 
     def encode(self) -> str:
-        return orjson.dumps(asdict(self)).decode()
+        fields = asdict(self)
+        del fields["position"]
+        return orjson.dumps(fields).decode()
 
     @classmethod
-    def decode(cls, payload: str) -> Event:
-        return cls(**orjson.loads(payload))
+    def decode(cls, payload: str | bytes, position: str | None = None) -> Event:
+        return cls(**orjson.loads(payload), position=position)
 
 
 class SubscriberTooSlow(Exception):
     """The subscriber did not keep up: its queue filled and it was dropped."""
 
 
-class Subscription:
-    """One subscriber's bounded queue of events."""
+class BadPosition(ValueError):
+    """A position this log never gave out."""
 
-    def __init__(self, topic: str, queue_size: int) -> None:
+
+class PositionExpired(Exception):
+    """The log no longer holds everything after this position (older than the retention)."""
+
+
+class ResumeUnavailable(Exception):
+    """This server keeps no log to resume from (PostgreSQL or MariaDB without EVENT_BROKER_URL)."""
+
+
+OrderKey = Callable[[str], tuple[int, ...]]
+
+
+class Subscription:
+    """One subscriber's events: those after its starting position first (read from the log),
+    then live ones from a bounded queue, each once, in the log's order."""
+
+    def __init__(
+        self,
+        topic: str,
+        queue_size: int,
+        order_key: OrderKey,
+        replay: AsyncIterator[Event] | None = None,
+    ) -> None:
         self.topic = topic
         self.queue_size = queue_size
+        self._order_key = order_key
+        self._replay = replay
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=queue_size)
         self.overflowed = False
 
@@ -83,46 +132,55 @@ class Subscription:
                 self._queue.get_nowait()
 
     async def __aiter__(self) -> AsyncIterator[Event]:
+        last: tuple[int, ...] | None = None
+        if self._replay is not None:
+            async for past in self._replay:
+                assert past.position is not None
+                last = self._order_key(past.position)
+                if past.topic == self.topic:
+                    yield past
         while True:
             if self.overflowed and self._queue.empty():
                 # What was queued before the overflow went out; what came after was dropped.
-                waiting = self.queue_size
                 raise SubscriberTooSlow(
-                    f"subscriber too slow: over {waiting} events waited for it; subscription ended"
+                    f"subscriber too slow: over {self.queue_size} events waited for it; subscription ended"
                 )
             event = await self._queue.get()
             if event is None:
                 return
+            if last is not None and event.position is not None and self._order_key(event.position) <= last:
+                continue  # replayed already
             yield event
 
 
 class Broker:
-    """Fans events out to this process's subscriptions; `stage` is how a mutation publishes."""
+    """Fans events out to this process's subscriptions. This base class is the log-less case:
+    events of this process only, delivered after the commit, positions counted in memory."""
 
-    def __init__(self, queue_size: int) -> None:
+    resumable = False
+
+    def __init__(self, queue_size: int, retention_seconds: float = 86400.0) -> None:
         self.queue_size = queue_size
+        self.retention_seconds = retention_seconds
         self._subscriptions: dict[str, set[Subscription]] = {}
         self._idle = asyncio.Event()  # set while nobody subscribes
         self._idle.set()
         self._listeners: dict[str, list[Callable[[Event], None]]] = {}
+        self._counter = 0
         self.delivered = 0
 
     async def start(self) -> None:
-        """Begin receiving events from other processes (nothing to do within one process)."""
+        """Begin receiving events from the log (nothing to do without one)."""
 
     async def stop(self) -> None:
         self.end_all()
 
-    async def stage(
-        self,
-        session: AsyncSession,
-        event: Event,
-        after_commit: AfterCommit,
-    ) -> None:
+    async def stage(self, session: AsyncSession, event: Event, after_commit: AfterCommit) -> None:
         """Publish `event` if, and only when, the session's transaction commits."""
 
         async def deliver() -> None:
-            self.deliver(event)
+            self._counter += 1
+            self.deliver(replace(event, position=str(self._counter)))
 
         after_commit(deliver)
 
@@ -138,9 +196,30 @@ class Broker:
         not a subscriber: it has no queue and never keeps the process from shutting down)."""
         self._listeners.setdefault(topic, []).append(listener)
 
+    def order_key(self, position: str) -> tuple[int, ...]:
+        try:
+            return (int(position),)
+        except ValueError:
+            raise BadPosition(position) from None
+
+    def check(self, position: str) -> None:
+        """Raises BadPosition, PositionExpired or ResumeUnavailable for a starting position
+        (here always the last: without a log no position can be resumed from)."""
+        raise ResumeUnavailable()
+
+    def history(self, after: str) -> AsyncIterator[Event]:
+        """Every event of every topic after `after`, in order (check() it first)."""
+        raise ResumeUnavailable()
+
     @asynccontextmanager
-    async def subscribe(self, topic: str) -> AsyncIterator[Subscription]:
-        subscription = Subscription(topic, self.queue_size)
+    async def subscribe(self, topic: str, after: str | None = None) -> AsyncIterator[Subscription]:
+        """Live events of `topic`, after those the log holds past `after` if given."""
+        if after is not None:
+            self.check(after)
+        # Live events are queued from here on; the replay then reads the log up to its end, and
+        # the subscription skips what both gave it.
+        replay = self.history(after) if after is not None else None
+        subscription = Subscription(topic, self.queue_size, self.order_key, replay)
         self._subscriptions.setdefault(topic, set()).add(subscription)
         self._idle.clear()
         try:
@@ -164,71 +243,275 @@ class Broker:
     def subscriber_count(self) -> int:
         return sum(len(subscriptions) for subscriptions in self._subscriptions.values())
 
+    def _too_old(self, moment_ms: int) -> bool:
+        return moment_ms < (time.time() - self.retention_seconds) * 1000
 
-class PostgresBroker(Broker):
-    """Events travel through PostgreSQL's LISTEN/NOTIFY, so they reach every server process."""
 
-    def __init__(self, database_url: str, queue_size: int, *, retry_seconds: float = 1.0) -> None:
-        super().__init__(queue_size)
-        url = make_url(database_url).set(drivername="postgresql")
-        self._dsn = url.render_as_string(hide_password=False)
-        self._retry_seconds = retry_seconds
+async def _stage_in_outbox(session: AsyncSession, event: Event) -> None:
+    values = {"topic": event.topic, "payload": event.encode(), "created_at": utcnow()}
+    await session.execute(insert(outbox).values(values))
+
+
+def _milliseconds(row: Any) -> int:
+    return int(row.created_at.timestamp() * 1000)
+
+
+class _Follower:
+    """A task that runs `step` forever: at once when woken, else every `seconds`; failures are
+    logged and retried."""
+
+    def __init__(self, name: str, step: Callable[[], Awaitable[None]], seconds: float) -> None:
+        self.name, self.step, self.seconds = name, step, seconds
+        self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._connection: asyncpg.Connection | None = None
-        self.listening = asyncio.Event()
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._listen_forever(), name="quill-events-listener")
-        # Start-up waits for the first LISTEN, so that no event committed after start is missed.
-        await asyncio.wait_for(self.listening.wait(), timeout=30)
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._forever(), name=self.name)
 
     async def stop(self) -> None:
-        await super().stop()
         if self._task is not None:
             self._task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
 
-    async def stage(
-        self,
-        session: AsyncSession,
-        event: Event,
-        after_commit: AfterCommit,
-    ) -> None:
-        # Inside the transaction: PostgreSQL sends it on commit, and drops it on rollback.
-        await session.execute(select(func.pg_notify(CHANNEL, event.encode())))
-
-    async def _listen_forever(self) -> None:
+    async def _forever(self) -> None:
         while True:
-            lost = asyncio.Event()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.seconds)
+            self.wake.clear()
             try:
-                self._connection = await asyncpg.connect(self._dsn, timeout=10)
-                self._connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
-                await self._connection.add_listener(CHANNEL, self._on_notification)
-                self.listening.set()
-                log.info("listening for events on %s", CHANNEL)
-                await lost.wait()
-                log.warning("the event listener's connection was lost; reconnecting")
+                await self.step()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - whatever broke the connection, listen again
-                log.warning("cannot listen for events (%s); retrying in %.1fs", exc, self._retry_seconds)
-            finally:
-                self.listening.clear()
-                if self._connection is not None and not self._connection.is_closed():
-                    await self._connection.close(timeout=2)
-                self._connection = None
-            await asyncio.sleep(self._retry_seconds)
+            except (SQLAlchemyError, RedisError, OSError) as error:
+                log.warning("%s: %s; retrying", self.name, error)
+                await asyncio.sleep(self.seconds)
 
-    def _on_notification(self, connection: Any, pid: int, channel: str, payload: str) -> None:
-        try:
-            event = Event.decode(payload)
-        except (ValueError, TypeError):
-            log.error("ignoring a malformed event: %r", payload)
-            return
-        self.deliver(event)
 
-    @property
-    def listener_pid(self) -> int | None:
-        """The listening connection's server process (tests end it to check reconnection)."""
-        return self._connection.get_server_pid() if self._connection is not None else None
+class DatabaseLog(Broker):
+    """SQLite: the outbox table is the log (module doc)."""
+
+    resumable = True
+    BATCH = 1000
+
+    def __init__(
+        self,
+        sessions: Sessions,
+        queue_size: int,
+        retention_seconds: float = 86400.0,
+        poll_seconds: float = 0.25,
+    ) -> None:
+        super().__init__(queue_size, retention_seconds)
+        self._sessions = sessions
+        self._last = 0
+        self._trimmed_at = 0.0
+        self._follower = _Follower("quill-events-log", self._read_new, poll_seconds)
+
+    async def start(self) -> None:
+        async with self._sessions() as session:
+            self._last = (await session.execute(select(func.max(outbox.c.id)))).scalar() or 0
+        self._follower.start()
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self._follower.stop()
+
+    async def stage(self, session: AsyncSession, event: Event, after_commit: AfterCommit) -> None:
+        await _stage_in_outbox(session, event)
+
+        async def wake() -> None:
+            self._follower.wake.set()
+
+        after_commit(wake)
+
+    async def _read_new(self) -> None:
+        while True:
+            rows = await self._rows_after(self._last)
+            for row in rows:
+                self._last = row.id
+                self.deliver(Event.decode(row.payload, position=f"{row.id}.{_milliseconds(row)}"))
+            if len(rows) < self.BATCH:
+                break
+        if time.monotonic() - self._trimmed_at > 60:
+            await self._trim()
+
+    async def _rows_after(self, last: int) -> list[Any]:
+        async with self._sessions() as session:
+            statement = (
+                select(outbox.c.id, outbox.c.payload, outbox.c.created_at)
+                .where(outbox.c.id > last)
+                .order_by(outbox.c.id)
+                .limit(self.BATCH)
+            )
+            return list((await session.execute(statement)).all())
+
+    async def _trim(self) -> None:
+        self._trimmed_at = time.monotonic()
+        cutoff = utcnow() - timedelta(seconds=self.retention_seconds)
+        async with self._sessions() as session, session.begin():
+            await session.execute(delete(outbox).where(outbox.c.created_at < cutoff))
+
+    def order_key(self, position: str) -> tuple[int, ...]:
+        pk, _, moment = position.partition(".")
+        if not (pk.isdigit() and moment.isdigit()):
+            raise BadPosition(position)
+        return (int(pk),)
+
+    def check(self, position: str) -> None:
+        self.order_key(position)
+        if self._too_old(int(position.partition(".")[2])):
+            raise PositionExpired(position)
+
+    async def history(self, after: str) -> AsyncIterator[Event]:
+        last = self.order_key(after)[0]
+        while True:
+            rows = await self._rows_after(last)
+            for row in rows:
+                last = row.id
+                yield Event.decode(row.payload, position=f"{row.id}.{_milliseconds(row)}")
+            if len(rows) < self.BATCH:
+                return
+
+
+# Adds an outbox row's event to the stream unless that row was added before (KEYS[2] remembers it
+# for as long as the stream keeps events), trimming entries older than ARGV[2] (ms) on the way.
+_RELAY_SCRIPT = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
+  return redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[2], '*', 'e', ARGV[1])
+end
+return false
+"""
+
+
+class RedisStreams(Broker):
+    """PostgreSQL and MariaDB: outbox rows relayed to a Redis stream (module doc)."""
+
+    resumable = True
+    BATCH = 500
+
+    def __init__(
+        self,
+        url: str,
+        sessions: Sessions,
+        database_url: str,
+        queue_size: int,
+        retention_seconds: float = 86400.0,
+        sweep_seconds: float = 1.0,
+    ) -> None:
+        super().__init__(queue_size, retention_seconds)
+        self._sessions = sessions
+        # Any: redis-py's types cannot tell bytes replies (decode_responses off) from str ones.
+        self._redis: Any = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        self._reader: Any = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
+        self._relay_script = self._redis.register_script(_RELAY_SCRIPT)
+        self.key = stream_key(database_url)
+        self._last: str | None = None
+        self._relay = _Follower("quill-events-relay", self._relay_all, sweep_seconds)
+        self._reading: asyncio.Task[None] | None = None
+        self.following = asyncio.Event()
+
+    async def start(self) -> None:
+        self._relay.start()
+        self._reading = asyncio.create_task(self._follow(), name="quill-events-reader")
+        # Start-up waits until the stream is followed, so that no event committed after start is missed.
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self.following.wait(), timeout=10)
+        if not self.following.is_set():
+            log.warning("the event stream at %s is not reachable yet; retrying in the background", self.key)
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self._relay.stop()
+        if self._reading is not None:
+            self._reading.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._reading
+        await self._redis.aclose()
+        await self._reader.aclose()
+
+    async def stage(self, session: AsyncSession, event: Event, after_commit: AfterCommit) -> None:
+        await _stage_in_outbox(session, event)
+
+        async def wake() -> None:
+            self._relay.wake.set()
+
+        after_commit(wake)
+
+    # The relay: outbox rows to the stream.
+
+    async def _relay_all(self) -> None:
+        while await self._relay_batch() == self.BATCH:
+            pass
+
+    async def _relay_batch(self) -> int:
+        async with self._sessions() as session, session.begin():
+            statement = (
+                select(outbox.c.id, outbox.c.payload, outbox.c.created_at)
+                .order_by(outbox.c.id)
+                .limit(self.BATCH)
+                .with_for_update(skip_locked=True)
+            )
+            rows = (await session.execute(statement)).all()
+            if not rows:
+                return 0
+            keep_from = int((time.time() - self.retention_seconds) * 1000)
+            ttl = int(self.retention_seconds) + 3600
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for row in rows:
+                    sent = f"{self.key}:sent:{row.id}:{int(row.created_at.timestamp() * 1_000_000)}"
+                    await self._relay_script(
+                        keys=[self.key, sent], args=[row.payload, keep_from, ttl], client=pipe
+                    )
+                await pipe.execute()
+            await session.execute(delete(outbox).where(outbox.c.id.in_([row.id for row in rows])))
+        return len(rows)
+
+    # The reader: the stream to this process's subscribers.
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                if self._last is None:
+                    newest = await self._reader.xrevrange(self.key, count=1)
+                    self._last = newest[0][0].decode() if newest else "0-0"
+                self.following.set()
+                reply = await self._reader.xread({self.key: self._last}, block=1000, count=self.BATCH)
+                for _stream, entries in reply or ():
+                    for entry_id, fields in entries:
+                        self._last = entry_id.decode()
+                        self.deliver(Event.decode(fields[b"e"], position=self._last))
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as error:
+                self.following.clear()
+                log.warning("reading the event stream failed (%s); retrying", error)
+                await asyncio.sleep(1.0)
+
+    def order_key(self, position: str) -> tuple[int, ...]:
+        moment, _, sequence = position.partition("-")
+        if not (moment.isdigit() and sequence.isdigit()):
+            raise BadPosition(position)
+        return (int(moment), int(sequence))
+
+    def check(self, position: str) -> None:
+        if self._too_old(self.order_key(position)[0]):
+            raise PositionExpired(position)
+
+    async def history(self, after: str) -> AsyncIterator[Event]:
+        start = f"({after}"
+        while True:
+            entries = await self._redis.xrange(self.key, min=start, max="+", count=self.BATCH)
+            for entry_id, fields in entries:
+                position = entry_id.decode()
+                start = f"({position}"
+                yield Event.decode(fields[b"e"], position=position)
+            if len(entries) < self.BATCH:
+                return
+
+
+def stream_key(database_url: str) -> str:
+    """One stream per database: servers of different databases may share a Redis."""
+    url = make_url(database_url)
+    identity = f"{url.get_backend_name()}://{url.host}:{url.port}/{url.database}"
+    return "quill:events:" + hashlib.sha256(identity.encode()).hexdigest()[:16]

@@ -7,11 +7,13 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     Dialect,
     Enum,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -265,3 +267,18 @@ class TokenRevocation(Base):
     user_id: Mapped[int] = mapped_column(index=True)
     login: Mapped[str | None] = mapped_column(String(32))
     revoked_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class EventOutbox(Base):
+    """Committed changes on their way to subscribers (db/events.py): written in the mutation's
+    own transaction, so an event exists exactly when its change does. On SQLite the table is the
+    event log itself (ids follow commit order there); elsewhere a relay moves each row to the
+    broker and deletes it."""
+
+    __tablename__ = "event_outbox"
+    __table_args__ = NEVER_REUSE_IDS
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

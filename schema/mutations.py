@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
 from db.errors import AccountGone, Conflict, NotAllowed, NotFound
+from schema.admission.tokens import Authentication
 from schema.errors import (
     FAILURE_MESSAGES,
     AuthenticationRequiredError,
@@ -30,9 +31,13 @@ def authentication_required(reason: AuthFailure) -> AuthenticationRequiredError:
 
 def login_required(info: Info) -> AuthenticationRequiredError | None:
     """None when the request has a viewer; otherwise the error saying why it has none."""
-    if info.context.viewer.id is not None:
+    return login_required_for(info.context.authentication)
+
+
+def login_required_for(authentication: Authentication) -> AuthenticationRequiredError | None:
+    if authentication.viewer.id is not None:
         return None
-    return authentication_required(info.context.authentication.failure or AuthFailure.NOT_LOGGED_IN)
+    return authentication_required(authentication.failure or AuthFailure.NOT_LOGGED_IN)
 
 
 def viewer_id(info: Info) -> int:

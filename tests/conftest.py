@@ -7,6 +7,8 @@ MariaDB.
   name the servers, default the local services), migrated once and truncated before each test.
   If a server is unreachable its tests are skipped, unless REQUIRE_POSTGRES=1 or
   REQUIRE_MARIADB=1 (CI), where they fail.
+- Redis (TEST_REDIS_URL, default redis://127.0.0.1:6379/0) carries the events of PostgreSQL and
+  MariaDB between processes; its tests skip without it unless REQUIRE_REDIS=1 (CI).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import asyncpg
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from redis import Redis as SyncRedis
+from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,7 +42,7 @@ from starlette.applications import Starlette
 from db.models import Base, User
 from server import create_app
 from settings import Settings, async_database_url
-from tests.servers import Server
+from tests.servers import TEST_ENV, Server
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -102,6 +106,21 @@ def postgres_server() -> PostgresServer:
             pytest.fail(message + " (REQUIRE_POSTGRES=1)")
         pytest.skip(message)
     return server
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis the event broker tests use (skipped, or failed with REQUIRE_REDIS=1, without it)."""
+    url = TEST_ENV["EVENT_BROKER_URL"]
+    try:
+        with SyncRedis.from_url(url, socket_connect_timeout=2) as client:
+            client.ping()
+    except (OSError, RedisError) as exc:
+        message = f"Redis at {url} is unreachable: {exc!r}"
+        if os.environ.get("REQUIRE_REDIS") == "1":
+            pytest.fail(message + " (REQUIRE_REDIS=1)")
+        pytest.skip(message)
+    return url
 
 
 @pytest.fixture(scope="session")
@@ -221,6 +240,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         argon2_time_cost=1,
         argon2_memory_kib=1024,
         argon2_parallelism=1,
+        event_broker_url=TEST_ENV["EVENT_BROKER_URL"],
         # `make test` runs the suite a second time with COMPILED_READS=0 (the resolvers only).
         compiled_reads=os.environ.get("COMPILED_READS", "1").strip().lower()
         not in {"0", "false", "no", "off"},
@@ -405,3 +425,17 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("reliability figures")
         for line in RELIABILITY_REPORT:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def shared_url(database_url: str, redis_url: str) -> str:
+    """The test's database, emptied: events travel between processes through the broker."""
+    if not database_url.startswith("sqlite"):
+        truncate_all(database_url)
+    return database_url
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    truncate_all(postgres_database)
+    return postgres_database

@@ -24,6 +24,8 @@ TEST_ENV = {
     "ARGON2_MEMORY_KIB": "1024",
     "ARGON2_PARALLELISM": "1",
     "RATE_LIMIT": "0",  # many clients on one address; tests/test_limits.py covers the limit
+    # Events between processes on PostgreSQL and MariaDB (SQLite keeps them in its file).
+    "EVENT_BROKER_URL": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
 }
 
 

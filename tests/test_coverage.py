@@ -4,7 +4,9 @@ A field that falls back to the resolvers without anyone deciding so is 10-30x sl
 answer shows it; this walks the built schema and fails on such a field. What counts as compiled:
 - on a node type (declared with @node): `id`, and every field with a declaration the planner
   reads (column, expression, to_one, connection: schema/declare/fields.py);
-- on the root types: connections, lookups, `me`, `node`/`nodes`;
+- on the root types: connections, lookups, `me`, `node`/`nodes`, and subscriptions declared with
+  schema/declare/subscriptions.py (whose documents tests/test_event_streams.py checks the
+  compiled group takes);
 - the structure of connections (edges, cursor, node, pageInfo, totalCount);
 - on the objects mutations return (payloads, errors): plain values the resolver sets, and
   `to_one` links to the rows written.
@@ -29,6 +31,7 @@ from schema.declare.specs import (
     LookupSpec,
     NodeSpec,
     ResolverOnly,
+    SubscriptionSpec,
     ToOneSpec,
     ViewerSpec,
     spec_of,
@@ -36,7 +39,7 @@ from schema.declare.specs import (
 from schema.relay import Connection, Edge, Node, PageInfo
 
 COMPILED_ON_NODES = (ColumnSpec, ExpressionSpec, ToOneSpec, ConnectionSpec)
-COMPILED_AT_THE_ROOT = (ConnectionSpec, LookupSpec, ViewerSpec, NodeSpec)
+COMPILED_AT_THE_ROOT = (ConnectionSpec, LookupSpec, ViewerSpec, NodeSpec, SubscriptionSpec)
 STRUCTURE = {Connection: {"edges", "pageInfo", "totalCount"}, Edge: {"cursor", "node"}, PageInfo: None}
 
 

@@ -41,7 +41,8 @@ from schema.admission.admission import Admission, Admitted, Request
 from schema.admission.refusals import Refusal
 from schema.admission.tokens import ANONYMOUS_AUTHENTICATION, AccessTokens, Authentication
 from schema.errors import FAILURE_MESSAGES, AuthFailure
-from schema.execution.run import Answer, Operations
+from schema.execution.answers import Answer
+from schema.execution.run import Operations
 from web.addresses import ClientAddresses, forwarded_for
 
 log = logging.getLogger("quill.websocket")
@@ -452,10 +453,9 @@ class _Connection:
         if self._closed.is_set():
             raise _Closed
         try:
-            async with self._send_lock:
-                await asyncio.wait_for(
-                    self._send({"type": "websocket.send", "text": text}), self.limits.send_timeout_seconds
-                )
+            # asyncio.timeout, not wait_for: no task per frame (a fifth of a delivery's CPU).
+            async with self._send_lock, asyncio.timeout(self.limits.send_timeout_seconds):
+                await self._send({"type": "websocket.send", "text": text})
         except TimeoutError:
             log.warning(
                 "dropping a WebSocket client that did not read for %.0f s", self.limits.send_timeout_seconds

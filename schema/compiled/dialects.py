@@ -159,7 +159,7 @@ class PostgresJson(JsonSql):
         return func.coalesce(func.json_agg(item), literal_column("'[]'::json"))
 
     def viewer_list(self, ids: BindParameter[Any]) -> tuple[Any, ColumnElement[int]]:
-        viewers = func.unnest(cast(ids, ARRAY(Integer))).table_valued("id").alias("v")
+        viewers = func.unnest(cast(ids, ARRAY(Integer))).table_valued("id").render_derived(name="v")
         return viewers, viewers.c.id
 
     def viewer_ids(self, ids: Sequence[int]) -> Any:

@@ -180,7 +180,7 @@ class ReadPlanner:
 
     def _lookup(self, query: GraphQLObjectType, nodes: list[FieldNode], spec: LookupSpec) -> Value:
         node_type = self._node_type(query.fields[nodes[0].name.value])
-        arguments = self._arguments(query, nodes[0])
+        arguments = self.arguments(query, nodes[0])
         given = [
             (key, arguments.get(key.argument)) for key in spec.keys if arguments.get(key.argument) is not None
         ]
@@ -201,7 +201,7 @@ class ReadPlanner:
         return self._one(node_type, nodes, condition("pk", pk, lambda p: table_id == p))
 
     def _nodes(self, query: GraphQLObjectType, nodes: list[FieldNode], spec: NodeSpec) -> Value:
-        arguments = self._arguments(query, nodes[0])
+        arguments = self.arguments(query, nodes[0])
         if not spec.many:
             return self._node(nodes, arguments["id"], "id")
         ids = arguments["ids"]
@@ -275,7 +275,7 @@ class ReadPlanner:
 
     # Connections.
 
-    def _arguments(self, parent: GraphQLObjectType, node: FieldNode) -> dict[str, Any]:
+    def arguments(self, parent: GraphQLObjectType, node: FieldNode) -> dict[str, Any]:
         """The field's arguments as the resolver receives them (Python names, input objects)."""
         definition = parent.fields[node.name.value]
         raw = get_argument_values(definition, node, self.variables)
@@ -289,7 +289,7 @@ class ReadPlanner:
     def _page(self, parent: GraphQLObjectType, nodes: list[FieldNode], spec: ConnectionSpec) -> Page:
         definition = parent.fields[nodes[0].name.value]
         node_type = self._node_type(definition)
-        arguments = self._arguments(parent, nodes[0])
+        arguments = self.arguments(parent, nodes[0])
         listing = node_type.listing(self.viewer)
         order = order_of(arguments.get("order_by"))
         window = window_of(

@@ -147,6 +147,21 @@ class CompiledReads:
         plan: Plan | None = prepared.plans[key]
         return plan
 
+    def planner(self, prepared: Prepared, viewer: Viewer) -> ReadPlanner:
+        """A planner over the document's fragments and variables (its field collection and
+        argument decoding are graphql-core's and the resolvers' own)."""
+        schema = self._schema
+        assert schema is not None, "bind() the schema first"
+        graphql_schema: GraphQLSchema = schema._schema
+        return ReadPlanner(
+            graphql_schema,
+            schema.config,
+            schema.schema_converter.scalar_registry,
+            prepared.fragments,
+            prepared.variables,
+            viewer,
+        )
+
     def _planned(
         self,
         prepared: Prepared,
@@ -155,19 +170,9 @@ class CompiledReads:
         *,
         for_viewers: bool = False,
     ) -> Plan | None:
-        schema = self._schema
-        assert schema is not None, "bind() the schema first"
-        graphql_schema: GraphQLSchema = schema._schema
         # Planned for every viewer of this kind: the id is a slot (see _Slot).
         planned_as = viewer if viewer.id is None else Viewer(id=VIEWER_SLOT, is_superuser=viewer.is_superuser)
-        planner = ReadPlanner(
-            graphql_schema,
-            schema.config,
-            schema.schema_converter.scalar_registry,
-            prepared.fragments,
-            prepared.variables,
-            planned_as,
-        )
+        planner = self.planner(prepared, planned_as)
         try:
             fields = make(planner)
             if not reads_rows(fields):

@@ -100,6 +100,30 @@ class Condition:
     lower: bool = False  # the value is lower-cased first (usernames are lower case)
 
 
+@dataclass(frozen=True, slots=True)
+class Narrowing:
+    """A subscription argument that keeps the events whose `event_field` is the row it names."""
+
+    argument: str  # the Python name: "author_id"
+    event_field: str  # "id", "owner_id" or "parent_id" (db/events.py's Event)
+    id_of: str  # the type of the global ID it takes
+    required: bool = False  # the row must exist, and be one the subscriber may see
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionSpec:
+    """A stream of the changes to one node type's rows (schema/declare/subscriptions.py)."""
+
+    kinds: tuple[str, ...]  # which changes: ("created",) for `added`, all three for `changed`
+    narrowing: tuple[Narrowing, ...]
+    row: str | None  # the change type's field that holds the row; None: the field is the row
+    login: bool  # only a signed-in viewer may subscribe
+
+    @property
+    def resumable(self) -> bool:
+        return self.row is not None  # change streams carry cursors and take `after`
+
+
 Spec = (
     ColumnSpec
     | ExpressionSpec
@@ -110,6 +134,7 @@ Spec = (
     | NodeSpec
     | ResolverOnly
     | Condition
+    | SubscriptionSpec
 )
 
 

@@ -15,10 +15,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-import orjson
 from graphql import ExecutionResult, GraphQLError, GraphQLSchema, OperationType
 from graphql.execution.collect_fields import FragmentDetails
 from graphql.execution.execute import create_source_event_stream, map_source_to_response_event
@@ -28,11 +26,13 @@ from db.engine import DEADLINE
 from db.session import RequestDb
 from schema.admission.admission import Admitted
 from schema.compiled.plans import CompiledReads
+from schema.execution.answers import Answer, errors_answer, result_answer, timeout_answer
 from schema.execution.context import Context, Services
 from schema.execution.executor import FastPathExecutor
 from schema.execution.loaders import Loaders
-from schema.execution.masking import error_code, internal_error, masked
+from schema.execution.masking import internal_error
 from schema.execution.object_reads import ObjectReads
+from schema.realtime.multiplex import Hub
 from schema.telemetry import OperationRecord
 
 log = logging.getLogger("quill.execution")
@@ -41,29 +41,6 @@ log = logging.getLogger("quill.execution")
 class OperationTracer(Protocol):
     def operation(self, admitted: Admitted) -> AbstractContextManager[Callable[[tuple[str, ...]], None]]:
         """A span around the operation (web/tracing.py); call what it yields with the error codes."""
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """One operation's response as JSON bytes (`{"data": ...}` with `errors` if any)."""
-
-    body: bytes
-    codes: tuple[str, ...] = ()
-    executor: str = "resolvers"
-    # A subscription's stream failed with this answer's errors, which end it.
-    ends: bool = False
-
-    @property
-    def has_errors(self) -> bool:
-        return bool(self.codes)
-
-
-def timeout_answer(seconds: float) -> Answer:
-    error = {
-        "message": f"The operation took longer than {seconds:g} s and was stopped; ask for less.",
-        "extensions": {"code": "OPERATION_TIMEOUT", "limitSeconds": seconds},
-    }
-    return Answer(orjson.dumps({"data": None, "errors": [error]}), ("OPERATION_TIMEOUT",))
 
 
 class Operations:
@@ -81,6 +58,8 @@ class Operations:
         self.compiled = compiled
         self.timeout_seconds = timeout_seconds
         self.tracer = tracer
+        # Subscriptions answered together, one compiled read per event (with compiled reads on).
+        self.hub = Hub(compiled, services, timeout_seconds) if compiled is not None else None
 
     # Queries and mutations.
 
@@ -105,7 +84,7 @@ class Operations:
         except TimeoutError:
             answer = timeout_answer(self.timeout_seconds)
         except Exception as bug:  # noqa: BLE001 - whatever broke outside a field is masked too
-            answer = _errors_answer([internal_error(bug, prepared.name)])
+            answer = errors_answer([internal_error(bug, prepared.name)])
         finally:
             DEADLINE.reset(deadline_token)
             await context.db.close()
@@ -127,14 +106,17 @@ class Operations:
         result: Any = executor.execute_operation()
         if executor.is_awaitable(result):
             result = await result
-        return _result_answer(result)
+        return result_answer(result)
 
     # Subscriptions (the resolvers' way: schema/realtime/ multiplexes compiled ones).
 
     async def subscribe(self, admitted: Admitted) -> Answer | AsyncIterator[Answer]:
-        """The subscription's first refusal as an answer, or its stream of answers. The stream's
-        session gives its connection back before each answer is handed out, and is closed when
-        the stream ends, however it ends."""
+        """The subscription's first refusal as an answer, or its stream of answers: shared with
+        the other subscribers of the document where the compiled path can (schema/realtime/
+        multiplex.py), else the resolvers'. The resolvers' stream's session gives its connection
+        back before each answer is handed out, and is closed when the stream ends, however it ends."""
+        if self.hub is not None and (shared := await self.hub.join(admitted)) is not None:
+            return shared
         context = self._context(admitted)
         executor = self._executor(admitted, context)
         try:
@@ -143,10 +125,10 @@ class Operations:
                 source = await source
         except Exception as bug:  # noqa: BLE001
             await context.db.close()
-            return _errors_answer([internal_error(bug, admitted.prepared.name)])
+            return errors_answer([internal_error(bug, admitted.prepared.name)])
         if isinstance(source, ExecutionResult):
             await context.db.close()
-            return _result_answer(source)
+            return result_answer(source)
         return self._stream(admitted, context, map_source_to_response_event(executor, source))
 
     async def _stream(self, admitted: Admitted, context: Context, results: Any) -> AsyncIterator[Answer]:
@@ -155,15 +137,13 @@ class Operations:
         try:
             async for result in results:
                 await context.db.release()  # nothing is held while the client reads
-                yield _result_answer(result)
+                yield result_answer(result)
         except GraphQLError as error:
             await context.db.release()
-            yield dataclasses.replace(_errors_answer([error]), ends=True)
+            yield dataclasses.replace(errors_answer([error]), ends=True)
         except Exception as bug:  # noqa: BLE001
             await context.db.release()
-            yield dataclasses.replace(
-                _errors_answer([internal_error(bug, admitted.prepared.name)]), ends=True
-            )
+            yield dataclasses.replace(errors_answer([internal_error(bug, admitted.prepared.name)]), ends=True)
         finally:
             await results.aclose()
             await context.db.close()
@@ -228,17 +208,3 @@ class Operations:
                 executor=answer.executor,
             )
         )
-
-
-def _result_answer(result: ExecutionResult) -> Answer:
-    body: dict[str, Any] = {"data": result.data}
-    if not result.errors:
-        return Answer(orjson.dumps(body))
-    errors = masked(result.errors)
-    body["errors"] = [error.formatted for error in errors]
-    return Answer(orjson.dumps(body), tuple(sorted({error_code(error, ran=True) for error in errors})))
-
-
-def _errors_answer(errors: list[GraphQLError]) -> Answer:
-    body = {"data": None, "errors": [error.formatted for error in errors]}
-    return Answer(orjson.dumps(body), tuple(sorted({error_code(error, ran=True) for error in errors})))

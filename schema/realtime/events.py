@@ -1,4 +1,4 @@
-"""How a mutation publishes a change for subscribers (schema/realtime/subscriptions.py)."""
+"""How a mutation publishes a change for subscribers (schema/realtime/streams.py, multiplex.py)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,10 +12,10 @@ from db.errors import NotFound
 from db.events import Event
 from db.models import utcnow
 from db.visibility import everyone
-from schema.declare import after, column, contains, declared, equals, linked, node, node_type_named, to_one
+from schema.declare import after, column, contains, declared, equals, linked, node, to_one
+from schema.declare.subscriptions import added, by, changed, parent
 from schema.errors import (
     AuthenticationRequiredError,
-    BadInput,
     NotFoundError,
     PermissionDeniedError,
     ValidationError,
@@ -24,7 +23,7 @@ from schema.errors import (
 from schema.execution.context import Info
 from schema.mutations import login_required, typed_refusals, viewer_id
 from schema.realtime.events import emit
-from schema.realtime.subscriptions import EACH_SUBSCRIBER_READS, events
+from schema.realtime.streams import Change
 from schema.relay import Node, pk_of
 from schema.validation import Checker
 
@@ -135,16 +134,18 @@ class Mutations:
         return DeleteCommentSuccess(deleted_id=id)
 
 
+@strawberry.type(description="A comment added, changed or deleted.")
+class CommentChange(Change):
+    comment: Comment | None = strawberry.field(description="The comment as it is now; null when deleted.")
+
+
 @strawberry.type
 class Subscriptions:
-    @strawberry.subscription(metadata=EACH_SUBSCRIBER_READS, description="New comments on a post.")
-    async def comment_added(self, info: Info, post_id: strawberry.ID) -> AsyncGenerator[Comment, None]:
-        post_pk = pk_of(post_id, "Post", argument="postId")
-        if await info.context.loaders.load(info, node_type_named("Post"), post_pk) is None:
-            raise BadInput("postId: no post with that ID.", argument="postId")
-        await info.context.db.release()
-        async for event in events(info, "comment"):
-            if event.kind == "created" and event.parent_id == post_pk:
-                comment = await info.context.loaders.load(info, COMMENTS, event.id)
-                if comment is not None:
-                    yield comment
+    comment_added: Comment = added(
+        narrowed_by=(parent("post_id", "Post"),), description="New comments on a post."
+    )
+    comment_changed: CommentChange = changed(
+        row="comment",
+        narrowed_by=(by("post_id", "parent_id", "Post"),),
+        description="Comments added, changed or deleted; on any post, or on one.",
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,12 +13,13 @@ from db.events import Event
 from db.models import utcnow
 from db.visibility import can_see_note
 from schema.declare import after, column, contains, node, to_one
-from schema.declare.nodes import declared, linked, node_type_named
-from schema.errors import AuthenticationRequiredError, BadInput, NotFoundError, ValidationError
+from schema.declare.nodes import declared, linked
+from schema.declare.subscriptions import added, by, changed, parent
+from schema.errors import AuthenticationRequiredError, NotFoundError, ValidationError
 from schema.execution.context import Info
 from schema.mutations import login_required, typed_refusals
 from schema.realtime.events import emit
-from schema.realtime.subscriptions import EACH_SUBSCRIBER_READS, events, refused
+from schema.realtime.streams import Change
 from schema.relay import Node, pk_of
 from schema.validation import NOTE_BODY_MAX, Checker, changes
 
@@ -122,21 +122,21 @@ class Mutations:
         return DeleteNoteSuccess(deleted_id=id)
 
 
+@strawberry.type(description="A note added, changed or deleted.")
+class NoteChange(Change):
+    note: Note | None = strawberry.field(description="The note as it is now; null when it was deleted.")
+
+
 @strawberry.type
 class Subscriptions:
-    @strawberry.subscription(
-        metadata=EACH_SUBSCRIBER_READS, description="Notes added to one of the viewer's tasks."
+    note_added: Note = added(
+        login=True,
+        narrowed_by=(parent("task_id", "Task"),),
+        description="Notes added to one of the viewer's tasks.",
     )
-    async def note_added(self, info: Info, task_id: strawberry.ID) -> AsyncGenerator[Note, None]:
-        if error := login_required(info):
-            raise refused(error.message, error.reason)
-        task_pk = pk_of(task_id, "Task", argument="taskId")
-        # The Task type by name: noun modules reach each other only lazily.
-        if await info.context.loaders.load(info, node_type_named("Task"), task_pk) is None:
-            raise BadInput("taskId: no task with that ID (or not one you may see).", argument="taskId")
-        await info.context.db.release()
-        async for event in events(info, "note"):
-            if event.kind == "created" and event.parent_id == task_pk:
-                note = await info.context.loaders.load(info, NOTES, event.id)
-                if note is not None:
-                    yield note
+    note_changed: NoteChange = changed(
+        row="note",
+        login=True,
+        narrowed_by=(by("task_id", "parent_id", "Task"),),
+        description="Notes of the viewer's tasks (all, for a superuser) added, changed or deleted.",
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,12 +14,13 @@ from db.models import utcnow
 from db.visibility import everyone
 from schema.declare import after, before, by_id, column, connection, contains, equals, lookup, node, to_one
 from schema.declare.nodes import declared, linked
+from schema.declare.subscriptions import added, by, changed
 from schema.errors import AuthenticationRequiredError, NotFoundError, PermissionDeniedError, ValidationError
 from schema.execution.context import Info
 from schema.mutations import login_required, typed_refusals, viewer_id
 from schema.realtime.events import emit
-from schema.realtime.subscriptions import EACH_SUBSCRIBER_READS, ChangeKind, events, optional_pk
-from schema.relay import CONNECTION_ARGS_DOC, Connection, Node, pk_of, to_global_id
+from schema.realtime.streams import Change
+from schema.relay import CONNECTION_ARGS_DOC, Connection, Node, pk_of
 from schema.validation import POST_CONTENT_MAX, POST_TITLE_MAX, Checker, changes
 
 if TYPE_CHECKING:
@@ -142,40 +142,19 @@ class Mutations:
         return DeletePostSuccess(deleted_id=id)
 
 
-@strawberry.type(description="A post was created, changed or deleted.")
-class PostChange:
-    kind: ChangeKind
-    id: strawberry.ID
+@strawberry.type(description="A post created, changed or deleted.")
+class PostChange(Change):
     post: Post | None = strawberry.field(description="The post as it is now; null when it was deleted.")
 
 
 @strawberry.type
 class Subscriptions:
-    @strawberry.subscription(
-        metadata=EACH_SUBSCRIBER_READS, description="New posts, by anyone or by one author."
+    post_created: Post = added(
+        narrowed_by=(by("author_id", "owner_id", "User"),),
+        description="New posts, by anyone or by one author.",
     )
-    async def post_created(
-        self, info: Info, author_id: strawberry.ID | None = None
-    ) -> AsyncGenerator[Post, None]:
-        author = optional_pk(author_id, "User", "authorId")
-        async for event in events(info, "post"):
-            if event.kind == "created" and author in (None, event.owner_id):
-                post = await info.context.loaders.load(info, POSTS, event.id)
-                if post is not None:
-                    yield post
-
-    @strawberry.subscription(
-        metadata=EACH_SUBSCRIBER_READS,
+    post_changed: PostChange = changed(
+        row="post",
+        narrowed_by=(by("author_id", "owner_id", "User"), by("id", "id", "Post")),
         description="Posts created, changed or deleted; by anyone, one author, or one post.",
     )
-    async def post_changed(
-        self, info: Info, author_id: strawberry.ID | None = None, id: strawberry.ID | None = None
-    ) -> AsyncGenerator[PostChange, None]:
-        author, post_pk = optional_pk(author_id, "User", "authorId"), optional_pk(id, "Post", "id")
-        async for event in events(info, "post"):
-            if author not in (None, event.owner_id) or post_pk not in (None, event.id):
-                continue
-            deleted = event.kind == "deleted"
-            post = None if deleted else await info.context.loaders.load(info, POSTS, event.id, path=("post",))
-            if post is not None or deleted:
-                yield PostChange(kind=ChangeKind(event.kind), id=to_global_id("Post", event.id), post=post)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,15 +12,16 @@ from db import models, visibility, writes
 from db.events import Event
 from db.models import TaskStatus as TaskStatusValue
 from db.models import utcnow
-from db.visibility import can_see_task, may_see_owned_by
+from db.visibility import can_see_task
 from schema.declare import after, by_id, column, connection, contains, equals, lookup, node, to_one
 from schema.declare.nodes import declared, linked, node_type_named
+from schema.declare.subscriptions import by, changed
 from schema.errors import AuthenticationRequiredError, NotFoundError, ValidationError
 from schema.execution.context import Info
 from schema.mutations import login_required, typed_refusals, viewer_id
 from schema.realtime.events import emit
-from schema.realtime.subscriptions import EACH_SUBSCRIBER_READS, ChangeKind, events, optional_pk, refused
-from schema.relay import CONNECTION_ARGS_DOC, Connection, Node, pk_of, to_global_id
+from schema.realtime.streams import Change
+from schema.relay import CONNECTION_ARGS_DOC, Connection, Node, pk_of
 from schema.validation import MAX_NOTES_AT_ONCE, NOTE_BODY_MAX, TASK_TITLE_MAX, Checker, changes
 
 if TYPE_CHECKING:
@@ -157,36 +157,16 @@ class Mutations:
         return DeleteTaskSuccess(deleted_id=id)
 
 
-@strawberry.type(description="A task was created, changed or deleted.")
-class TaskChange:
-    kind: ChangeKind
-    id: strawberry.ID
+@strawberry.type(description="A task created, changed or deleted.")
+class TaskChange(Change):
     task: Task | None = strawberry.field(description="The task as it is now; null when it was deleted.")
 
 
 @strawberry.type
 class Subscriptions:
-    @strawberry.subscription(
-        metadata=EACH_SUBSCRIBER_READS,
+    task_changed: TaskChange = changed(
+        row="task",
+        login=True,
+        narrowed_by=(by("task_id", "id", "Task"),),
         description="The viewer's tasks (all tasks for a superuser) created, changed or deleted.",
     )
-    async def task_changed(
-        self, info: Info, task_id: strawberry.ID | None = None
-    ) -> AsyncGenerator[TaskChange, None]:
-        if error := login_required(info):
-            raise refused(error.message, error.reason)
-        task_pk = optional_pk(task_id, "Task", "taskId")
-        viewer = info.context.viewer
-        async for event in events(info, "task"):
-            if task_pk not in (None, event.id):
-                continue
-            if event.kind == "deleted":
-                # The row is gone, so the rule is checked against the owner the event carries.
-                if event.owner_id is not None and may_see_owned_by(viewer, event.owner_id):
-                    yield TaskChange(kind=ChangeKind.DELETED, id=to_global_id("Task", event.id), task=None)
-                continue
-            task = await info.context.loaders.load(
-                info, TASKS, event.id, path=("task",)
-            )  # None: not the viewer's
-            if task is not None:
-                yield TaskChange(kind=ChangeKind(event.kind), id=to_global_id("Task", event.id), task=task)

@@ -1,0 +1,48 @@
+"""An operation's answer as the transports send it: the response body as JSON bytes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from graphql import ExecutionResult, GraphQLError
+
+from schema.execution.masking import error_code, masked
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One operation's response as JSON bytes (`{"data": ...}` with `errors` if any)."""
+
+    body: bytes
+    codes: tuple[str, ...] = ()
+    executor: str = "resolvers"
+    # A subscription's stream failed with this answer's errors, which end it.
+    ends: bool = False
+
+    @property
+    def has_errors(self) -> bool:
+        return bool(self.codes)
+
+
+def timeout_answer(seconds: float) -> Answer:
+    error = {
+        "message": f"The operation took longer than {seconds:g} s and was stopped; ask for less.",
+        "extensions": {"code": "OPERATION_TIMEOUT", "limitSeconds": seconds},
+    }
+    return Answer(orjson.dumps({"data": None, "errors": [error]}), ("OPERATION_TIMEOUT",))
+
+
+def result_answer(result: ExecutionResult) -> Answer:
+    body: dict[str, Any] = {"data": result.data}
+    if not result.errors:
+        return Answer(orjson.dumps(body))
+    errors = masked(result.errors)
+    body["errors"] = [error.formatted for error in errors]
+    return Answer(orjson.dumps(body), tuple(sorted({error_code(error, ran=True) for error in errors})))
+
+
+def errors_answer(errors: list[GraphQLError]) -> Answer:
+    body = {"data": None, "errors": [error.formatted for error in errors]}
+    return Answer(orjson.dumps(body), tuple(sorted({error_code(error, ran=True) for error in errors})))

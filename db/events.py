@@ -186,15 +186,20 @@ class Broker:
 
     def deliver(self, event: Event) -> None:
         self.delivered += 1
-        for listener in self._listeners.get(event.topic, ()):
-            listener(event)
+        self._tell_listeners(event)
         for subscription in list(self._subscriptions.get(event.topic, ())):
             subscription.offer(event)
 
     def listen(self, topic: str, listener: Callable[[Event], None]) -> None:
         """Call `listener` with each event of `topic` as it arrives (the server's own bookkeeping,
-        not a subscriber: it has no queue and never keeps the process from shutting down)."""
+        not a subscriber: it has no queue and never keeps the process from shutting down). With a
+        log, this process's own events reach it twice, at the commit and from the log (a
+        revocation must hold for the very next request): listeners must not mind."""
         self._listeners.setdefault(topic, []).append(listener)
+
+    def _tell_listeners(self, event: Event) -> None:
+        for listener in self._listeners.get(event.topic, ()):
+            listener(event)
 
     def order_key(self, position: str) -> tuple[int, ...]:
         try:
@@ -264,22 +269,33 @@ class _Follower:
         self.name, self.step, self.seconds = name, step, seconds
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._forever(), name=self.name)
 
-    async def stop(self) -> None:
-        if self._task is not None:
+    async def stop(self, grace_seconds: float = 2.0) -> None:
+        """Let a step in progress finish (cancelled inside a database transaction, asyncmy can
+        leave its connection waiting on a reply until the statement time limit), then end."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self.wake.set()
+        done, _ = await asyncio.wait({self._task}, timeout=grace_seconds)
+        if not done:
             self._task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._task
-            self._task = None
+        self._task = None
 
     async def _forever(self) -> None:
-        while True:
+        while not self._stopping:
             with suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self.seconds)
             self.wake.clear()
+            if self._stopping:
+                return
             try:
                 await self.step()
             except asyncio.CancelledError:
@@ -321,6 +337,7 @@ class DatabaseLog(Broker):
         await _stage_in_outbox(session, event)
 
         async def wake() -> None:
+            self._tell_listeners(event)
             self._follower.wake.set()
 
         after_commit(wake)
@@ -434,6 +451,7 @@ class RedisStreams(Broker):
         await _stage_in_outbox(session, event)
 
         async def wake() -> None:
+            self._tell_listeners(event)
             self._relay.wake.set()
 
         after_commit(wake)

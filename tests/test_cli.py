@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.api import LOGIN, mutate
 from tests.conftest import ROOT, GraphQLClient, truncate_all
 from tests.servers import TEST_ENV, Server, running
+
+pytestmark = pytest.mark.one_path  # the resolver pass skips it (pyproject.toml: markers)
 
 QUILL = Path(sys.executable).parent / "quill"
 

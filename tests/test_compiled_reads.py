@@ -34,6 +34,8 @@ from tests.conftest import StatementCounter
 from tests.factories import make_comment, make_note, make_post, make_task, make_user, make_users_with_posts
 from tests.generated import Draw, Pools, SchemaShape
 
+pytestmark = pytest.mark.one_path  # the resolver pass skips it (pyproject.toml: markers)
+
 T = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 

@@ -15,6 +15,7 @@ A field marked `resolver_only(reason)` is listed with its reason; anything else 
 
 from __future__ import annotations
 
+import pytest
 import strawberry
 from graphql import GraphQLObjectType, GraphQLSchema
 from strawberry.types.field import StrawberryField
@@ -37,6 +38,8 @@ from schema.declare.specs import (
     spec_of,
 )
 from schema.relay import Connection, Edge, Node, PageInfo
+
+pytestmark = pytest.mark.one_path  # the resolver pass skips it (pyproject.toml: markers)
 
 COMPILED_ON_NODES = (ColumnSpec, ExpressionSpec, ToOneSpec, ConnectionSpec)
 COMPILED_AT_THE_ROOT = (ConnectionSpec, LookupSpec, ViewerSpec, NodeSpec, SubscriptionSpec)

@@ -219,6 +219,7 @@ async def test_a_bad_or_expired_cursor_is_a_typed_error(database_url: str, tmp_p
     assert expired["extensions"]["code"] == "CURSOR_EXPIRED"
 
 
+@pytest.mark.one_path
 async def test_events_committed_by_a_killed_process_reach_resumed_subscribers_exactly_once(
     shared_url: str, tmp_path: Path
 ) -> None:

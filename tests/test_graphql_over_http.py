@@ -7,7 +7,11 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.servers import Server
+
+pytestmark = pytest.mark.one_path  # the resolver pass skips it (pyproject.toml: markers)
 
 # SHOULDs this server does not meet, with the reason (none today).
 KNOWN_SHOULD_WARNINGS: dict[str, str] = {}

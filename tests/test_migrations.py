@@ -22,6 +22,8 @@ from server import create_app
 from settings import Settings, async_database_url
 from tests.conftest import ENGINES, ROOT, MariaDBServer, PostgresServer, alembic, migrate
 
+pytestmark = pytest.mark.one_path  # the resolver pass skips it (pyproject.toml: markers)
+
 
 @pytest.fixture(params=ENGINES)
 def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:

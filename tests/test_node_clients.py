@@ -16,6 +16,8 @@ from tests.conftest import ROOT
 from tests.servers import running
 from web.graphiql import GraphiQLPage
 
+pytestmark = pytest.mark.one_path  # the resolver pass skips it (pyproject.toml: markers)
+
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
 

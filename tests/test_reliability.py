@@ -123,6 +123,7 @@ async def _found(database_url: str) -> tuple[dict[int, str], dict[int, int]]:
     return titles, task_notes
 
 
+@pytest.mark.one_path
 async def test_concurrent_writers_lose_nothing(database_url: str, tmp_path: Path, engine_name: str) -> None:
     server = Server(database_url, log_path=tmp_path / "uvicorn.log")
     server.start()
@@ -257,6 +258,7 @@ async def test_a_database_outage_fails_fast_and_recovers(cluster: Cluster, tmp_p
     assert ready_up.status_code == 200
 
 
+@pytest.mark.one_path
 async def test_a_crash_leaves_no_mutation_half_done(
     database_url: str, tmp_path: Path, engine_name: str
 ) -> None:
@@ -298,6 +300,7 @@ async def test_a_crash_leaves_no_mutation_half_done(
     assert len(tally.task_notes) > 10
 
 
+@pytest.mark.one_path
 async def test_sigterm_lets_in_flight_requests_finish(database_url: str, tmp_path: Path) -> None:
     engine = create_async_engine(async_database_url(database_url))
     await generate(engine, Shape(users=100, posts_per_user=100, tasks_per_user=0, notes_per_task=0), "x")

@@ -7,8 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cli import SCHEMA_FILE, breaking_changes, current_sdl
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.one_path  # the resolver pass skips it (pyproject.toml: markers)
 
 QUILL = Path(sys.executable).parent / "quill"
 

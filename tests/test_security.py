@@ -149,6 +149,7 @@ async def _account(server: Server, username: str) -> dict[str, Any]:
 TASKS = "subscription { taskChanged { kind task { title } } }"
 
 
+@pytest.mark.one_path
 async def test_a_socket_ends_when_its_token_expires(live: Server) -> None:
     """A WebSocket authenticated at connection_init kept its rights forever."""
     ada = await _account(live, "ada")
@@ -161,6 +162,7 @@ async def test_a_socket_ends_when_its_token_expires(live: Server) -> None:
     assert 1 <= time.monotonic() - started < 5  # at the token's expiry, not before or long after
 
 
+@pytest.mark.one_path
 async def test_a_token_renewed_on_the_socket_keeps_it_open(sqlite_file: str, tmp_path: Path) -> None:
     server = Server(sqlite_file, log_path=tmp_path / "renew.log", env={"ACCESS_TOKEN_TTL_SECONDS": "3"})
     server.start()
@@ -190,6 +192,7 @@ async def test_another_users_token_cannot_renew_a_socket(live: Server) -> None:
         assert await close_code(ws) == 4403
 
 
+@pytest.mark.one_path
 async def test_revocations_close_the_users_sockets(server: Server, database_url: str) -> None:
     """After logout(everywhere), changePassword or deleteMe the socket ran queries and received
     private events as before."""
@@ -217,6 +220,7 @@ async def test_revocations_close_the_users_sockets(server: Server, database_url:
             assert await anonymous.nothing_within(0.2)  # nobody else's socket closed
 
 
+@pytest.mark.one_path
 async def test_taking_back_superuser_rights_closes_their_sockets(server: Server, database_url: str) -> None:
     """`quill superuser --revoke`: the old token said superuser; its socket ends within a second."""
     root = await _account(server, "root")
@@ -248,6 +252,7 @@ def postgres_url(postgres_database: str) -> str:
     return postgres_database
 
 
+@pytest.mark.one_path
 async def test_a_revocation_closes_sockets_on_another_process(postgres_url: str, tmp_path: Path) -> None:
     postgres_database = postgres_url
     first = Server(postgres_database, log_path=tmp_path / "a.log")
@@ -330,6 +335,7 @@ def small_pool(postgres_database: str, tmp_path: Path) -> Iterator[Server]:
     server.stop()
 
 
+@pytest.mark.one_path
 async def test_sockets_that_never_read_pin_no_connection(small_pool: Server) -> None:
     """20 anonymous postCreated subscribers that never read their sockets made every resolver
     request and mutation fail after 10 s, and /ready hang: each held its connection while its
@@ -690,6 +696,7 @@ async def test_failed_logins_are_limited_per_account(app_with: Callable[..., Any
 # 10. No public signing key by default: tests/test_accounts.py, and `quill serve` below.
 
 
+@pytest.mark.one_path
 def test_quill_serve_workers_share_the_random_development_key(sqlite_file: str, tmp_path: Path) -> None:
     env = {"APP_ENV": "development", "SECRET_KEY": ""}
     server = Server(sqlite_file, workers=2, launcher="quill", log_path=tmp_path / "serve.log", env=env)
@@ -771,6 +778,7 @@ def test_traces_record_no_literal_values() -> None:
     assert "login" in printed and "password" in printed
 
 
+@pytest.mark.one_path
 async def test_the_connection_init_wait_is_a_setting(sqlite_file: str, tmp_path: Path) -> None:
     server = Server(sqlite_file, log_path=tmp_path / "init.log", env={"WS_INIT_TIMEOUT_SECONDS": "0.5"})
     server.start()

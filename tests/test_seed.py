@@ -6,6 +6,7 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -14,6 +15,8 @@ from db.passwords import Passwords
 from db.seed import DEMO_PASSWORD, Shape, run
 from settings import Settings
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.one_path  # the resolver pass skips it (pyproject.toml: markers)
 
 
 async def _counts(settings: Settings) -> dict[str, int]:

@@ -6,6 +6,8 @@ import pytest
 
 from settings import DEFAULT_DATABASE_URL, Settings, SettingsError, async_database_url, database_url
 
+pytestmark = pytest.mark.one_path  # the resolver pass skips it (pyproject.toml: markers)
+
 
 @pytest.mark.parametrize(
     ("given", "expected"),

@@ -224,6 +224,7 @@ async def pg_app(postgres_url: str, redis_url: str) -> AsyncIterator[Starlette]:
         yield app
 
 
+@pytest.mark.one_path
 async def test_an_event_reaches_a_subscriber_of_another_process(shared_url: str, tmp_path: Path) -> None:
     first, second = (
         Server(shared_url, log_path=tmp_path / "a.log"),
@@ -245,6 +246,7 @@ async def test_an_event_reaches_a_subscriber_of_another_process(shared_url: str,
     assert data["postCreated"]["title"] == "From A"
 
 
+@pytest.mark.one_path
 async def test_two_workers_deliver_to_every_subscriber(shared_url: str, tmp_path: Path) -> None:
     server = Server(shared_url, workers=2, log_path=tmp_path / "workers.log")
     server.start()
@@ -266,6 +268,7 @@ async def test_two_workers_deliver_to_every_subscriber(shared_url: str, tmp_path
     assert all(sorted(titles) == ["w0", "w1", "w2", "w3"] for titles in received)
 
 
+@pytest.mark.one_path
 async def test_the_reader_reconnects_when_its_connection_dies(pg_app: Starlette, redis_url: str) -> None:
     broker = pg_app.state.services.broker
     assert isinstance(broker, RedisStreams)

@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.api import CREATE_POST, REGISTER
 from tests.servers import Server
+
+pytestmark = pytest.mark.one_path  # the resolver pass skips it (pyproject.toml: markers)
 
 
 def post(

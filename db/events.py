@@ -427,13 +427,15 @@ class RedisStreams(Broker):
         self._relay = _Follower("quill-events-relay", self._relay_all, sweep_seconds)
         self._reading: asyncio.Task[None] | None = None
         self.following = asyncio.Event()
+        self._tried = asyncio.Event()  # the reader's first attempt is over, followed or failed
 
     async def start(self) -> None:
         self._relay.start()
         self._reading = asyncio.create_task(self._follow(), name="quill-events-reader")
-        # Start-up waits until the stream is followed, so that no event committed after start is missed.
+        # Start-up waits for the reader's first attempt: once the stream is followed no event
+        # committed after start is missed; if Redis is unreachable, say so now and keep trying.
         with suppress(TimeoutError):
-            await asyncio.wait_for(self.following.wait(), timeout=10)
+            await asyncio.wait_for(self._tried.wait(), timeout=10)
         if not self.following.is_set():
             log.warning("the event stream at %s is not reachable yet; retrying in the background", self.key)
 
@@ -494,6 +496,7 @@ class RedisStreams(Broker):
                     newest = await self._reader.xrevrange(self.key, count=1)
                     self._last = newest[0][0].decode() if newest else "0-0"
                 self.following.set()
+                self._tried.set()
                 reply = await self._reader.xread({self.key: self._last}, block=1000, count=self.BATCH)
                 for _stream, entries in reply or ():
                     for entry_id, fields in entries:
@@ -503,6 +506,7 @@ class RedisStreams(Broker):
                 raise
             except (RedisError, OSError) as error:
                 self.following.clear()
+                self._tried.set()
                 log.warning("reading the event stream failed (%s); retrying", error)
                 await asyncio.sleep(1.0)
 

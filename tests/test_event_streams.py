@@ -198,7 +198,7 @@ async def error_of(ws: GraphQLWS, variables: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_a_bad_or_expired_cursor_is_a_typed_error(database_url: str, tmp_path: Path) -> None:
-    server = Server(database_url, env={"EVENT_RETENTION_SECONDS": "2"}, log_path=tmp_path / "u.log")
+    server = Server(database_url, env={"EVENT_RETENTION_SECONDS": "1"}, log_path=tmp_path / "u.log")
     server.start()
     try:
         ada = await account(server, "ada")
@@ -209,7 +209,7 @@ async def test_a_bad_or_expired_cursor_is_a_typed_error(database_url: str, tmp_p
             await call(server, CREATE_POST, ada, input={"title": "soon gone", "content": "x"})
             cursor = (await next_change(ws))["cursor"]
             malformed = await error_of(ws, {"after": "not a cursor"})
-            await asyncio.sleep(2.5)
+            await asyncio.sleep(1.5)
             expired = await error_of(ws, {"after": cursor})
     finally:
         server.stop()

@@ -77,6 +77,7 @@ async def test_generated_mutations(client: httpx.AsyncClient, token: str) -> Non
         await _check(client, document, token if index % 2 else None)
 
 
+@pytest.mark.one_path  # refused by admission, before either executor
 async def test_generated_invalid_queries(client: httpx.AsyncClient) -> None:
     for document in generated(queries(SCHEMA, custom_scalars=SCALARS, mode=Mode.NEGATIVE)):
         await _check(client, document, None)

@@ -36,6 +36,7 @@ def _cost(query: str, **variables: object) -> int:
     return estimated_cost(schema, operation, fragments, coerced)
 
 
+@pytest.mark.one_path  # admission: refused or priced before either executor
 @pytest.mark.parametrize(
     ("query", "variables", "cost"),
     [
@@ -64,6 +65,7 @@ def test_cost_counts_the_objects_a_query_can_return(
     assert _cost(query, **variables) == cost
 
 
+@pytest.mark.one_path  # admission: refused or priced before either executor
 async def test_a_query_over_budget_is_refused_before_any_sql(
     client: httpx.AsyncClient, statements: StatementCounter
 ) -> None:
@@ -81,6 +83,7 @@ async def test_a_query_over_budget_is_refused_before_any_sql(
     assert "1,010,100 objects; the limit is 20,000" in error["message"]
 
 
+@pytest.mark.one_path  # admission: refused or priced before either executor
 @pytest.mark.parametrize(
     ("query", "message"),
     [
@@ -103,11 +106,13 @@ async def test_depth_aliases_and_tokens_are_limited(
     assert message in response.json()["errors"][0]["message"]
 
 
+@pytest.mark.one_path  # admission: refused or priced before either executor
 async def test_graphiql_introspection_fits_under_the_depth_limit(client: httpx.AsyncClient) -> None:
     response = await client.post("/graphql", json={"query": get_introspection_query(descriptions=True)})
     assert "errors" not in response.json()
 
 
+@pytest.mark.one_path  # admission: refused or priced before either executor
 async def test_introspection_can_be_switched_off(
     app_with: Callable[..., Any],
 ) -> None:
@@ -118,6 +123,7 @@ async def test_introspection_can_be_switched_off(
     assert ok.json() == {"data": {"posts": {"totalCount": 0}}}
 
 
+@pytest.mark.one_path  # admission: refused or priced before either executor
 async def test_bodies_and_variables_over_their_limits_are_413(
     app_with: Callable[..., Any],
 ) -> None:
@@ -187,6 +193,7 @@ async def test_statement_timeout_is_a_clear_error(
     assert "took too long" in error["message"]
 
 
+@pytest.mark.one_path  # admission: refused or priced before either executor
 async def test_rate_limit_charges_by_cost_per_client(
     app_with: Callable[..., Any], settings: Settings
 ) -> None:
@@ -206,6 +213,7 @@ async def test_rate_limit_charges_by_cost_per_client(
     assert as_ada.status_code == 200  # another client, another bucket
 
 
+@pytest.mark.one_path  # admission: refused or priced before either executor
 async def test_the_rate_limit_is_shared_through_redis(
     app_with: Callable[..., Any],
 ) -> None:
@@ -229,6 +237,7 @@ async def test_the_rate_limit_is_shared_through_redis(
     assert [answer.status_code for answer in answers] == [200, 200, 429]
 
 
+@pytest.mark.one_path  # admission: refused or priced before either executor
 async def test_an_unreachable_redis_lets_requests_through(
     app_with: Callable[..., Any],
 ) -> None:
@@ -237,6 +246,7 @@ async def test_an_unreachable_redis_lets_requests_through(
     assert response.status_code == 200
 
 
+@pytest.mark.one_path  # admission: refused or priced before either executor
 async def test_get_cannot_mutate_and_cookies_are_not_credentials(client: httpx.AsyncClient) -> None:
     mutation = await client.get(
         "/graphql", params={"query": 'mutation { logout(input: {refreshToken: "x"}) { __typename } }'}

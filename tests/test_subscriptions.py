@@ -145,6 +145,7 @@ async def test_note_added_needs_a_visible_task(server: Server) -> None:
     assert "no task with that ID" in str(refused["payload"])
 
 
+@pytest.mark.one_path
 @pytest.mark.parametrize("token", ["not-a-token", "expired"])
 async def test_a_bad_token_closes_the_connection(server: Server, token: str) -> None:
     if token == "expired":
@@ -153,6 +154,7 @@ async def test_a_bad_token_closes_the_connection(server: Server, token: str) -> 
         assert await close_code(ws) == 4403
 
 
+@pytest.mark.one_path
 async def test_legacy_protocol_reports_a_bad_token(server: Server) -> None:
     async with GraphQLWS(server.url, token="not-a-token", protocol=LEGACY_WS) as ws:
         message = await ws.receive()

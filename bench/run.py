@@ -149,6 +149,7 @@ def write_targets(superuser_id: int) -> Path:
         "STATS_ENDPOINT": "1",
         "RATE_LIMIT": "0",
         "LOG_LEVEL": "WARNING",
+        "METRICS": "0",  # production refuses /metrics without METRICS_TOKEN; wrk does not scrape it
     }
     for db, port in (("sqlite", 8151), ("pg", 8152)):
         config["targets"].append(

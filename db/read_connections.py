@@ -58,6 +58,8 @@ class ReadConnections(Protocol):
     trace: Tracer | None
     dialect: str
     available: bool  # False where the server turned out unable to run them (start() says why)
+    # A list of viewer ids can be bound as rows (subscription groups); MariaDB needs 10.6's JSON_TABLE.
+    viewer_lists: bool
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
@@ -97,6 +99,7 @@ def read_connections(
 class PostgresReads:
     dialect = "postgresql"
     available = True
+    viewer_lists = True
 
     def __init__(
         self, dsn: str, *, pool_size: int, statement_timeout_ms: int, connect_timeout_seconds: float
@@ -165,6 +168,7 @@ _STATEMENT_TIMEOUT = 1969
 class MariaDBReads:
     dialect = "mysql"
     available = True
+    viewer_lists = True
 
     def __init__(
         self, url: URL, *, pool_size: int, statement_timeout_ms: int, connect_timeout_seconds: float
@@ -196,6 +200,7 @@ class MariaDBReads:
             # MySQL lacks SET STATEMENT and MariaDB before 10.5 lacks JSON_ARRAYAGG.
             log.warning("compiled reads need MariaDB 10.5 or later, not %s: the resolvers answer", version)
             self.available = False
+        self.viewer_lists = _release(version) >= (10, 6)
 
     async def _version(self) -> str:
         async with self._pool.acquire() as connection, connection.cursor() as cursor:
@@ -263,6 +268,7 @@ def _code(error: BaseException) -> int | None:
 class SqliteReads:
     dialect = "sqlite"
     available = True
+    viewer_lists = True
 
     def __init__(self, path: str) -> None:
         self.path = path

@@ -123,7 +123,7 @@ class CompiledReads:
     ) -> Plan | None:
         """object_plan's read once for each viewer of a list (all of `viewer`'s kind): one
         statement answers every subscriber of a subscription (read_for_viewers)."""
-        if not self.enabled or self.reads is None or not self.reads.available:
+        if not self.enabled or self.reads is None or not self.reads.available or not self.reads.viewer_lists:
             return None
         return self._object_plan(prepared, node_type, nodes, viewer, for_viewers=True)
 

@@ -140,11 +140,17 @@ class Group:
     # Reading.
 
     def plans(self, viewer: Viewer) -> list[tuple[str, Plan]] | None:
+        """Each row's plan, or None where the compiled path cannot answer the group: a row the
+        planner refuses, or one that depends on the viewer where viewer lists cannot be bound."""
         compiled = self.hub.compiled
         plans = []
         for key, nodes in self.shape.rows:
             plan = compiled.object_plan(self.prepared, self.shape.node_type, list(nodes), viewer)
             if plan is None:
+                return None
+            if plan.reads_the_viewer and (
+                compiled.viewers_plan(self.prepared, self.shape.node_type, list(nodes), viewer) is None
+            ):
                 return None
             plans.append((key, plan))
         return plans

@@ -201,6 +201,19 @@ class Broker:
         for listener in self._listeners.get(event.topic, ()):
             listener(event)
 
+    async def _stage_in_outbox(
+        self, session: AsyncSession, event: Event, after_commit: AfterCommit, follower: _Follower
+    ) -> None:
+        """The log's way to stage: the outbox row in the transaction; at the commit, this
+        process's listeners hear it and `follower` (the log's reader or relay) wakes."""
+        await _stage_in_outbox(session, event)
+
+        async def wake() -> None:
+            self._tell_listeners(event)
+            follower.wake.set()
+
+        after_commit(wake)
+
     def order_key(self, position: str) -> tuple[int, ...]:
         try:
             return (int(position),)
@@ -334,13 +347,7 @@ class DatabaseLog(Broker):
         await self._follower.stop()
 
     async def stage(self, session: AsyncSession, event: Event, after_commit: AfterCommit) -> None:
-        await _stage_in_outbox(session, event)
-
-        async def wake() -> None:
-            self._tell_listeners(event)
-            self._follower.wake.set()
-
-        after_commit(wake)
+        await self._stage_in_outbox(session, event, after_commit, self._follower)
 
     async def _read_new(self) -> None:
         while True:
@@ -450,13 +457,7 @@ class RedisStreams(Broker):
         await self._reader.aclose()
 
     async def stage(self, session: AsyncSession, event: Event, after_commit: AfterCommit) -> None:
-        await _stage_in_outbox(session, event)
-
-        async def wake() -> None:
-            self._tell_listeners(event)
-            self._relay.wake.set()
-
-        after_commit(wake)
+        await self._stage_in_outbox(session, event, after_commit, self._relay)
 
     # The relay: outbox rows to the stream.
 

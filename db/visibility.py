@@ -47,14 +47,25 @@ def everyone(viewer: Viewer) -> Where:
     return Where()
 
 
-def _superuser_or_owner(viewer: Viewer, owner: ColumnElement[int], rule: str) -> Where:
+def _superuser_or_owner(
+    viewer: Viewer,
+    owner: ColumnElement[int],
+    rule: str,
+    *,
+    also: Callable[[], ColumnElement[bool]] | None = None,
+) -> Where:
+    """Superusers see every row, anonymous viewers none, users the rows they own (`owner` is
+    their id) and, given `also`, the rows where it holds (it may compare with VIEWER_ID)."""
     if viewer.is_superuser:
         return Where(shape=(rule, "superuser"))  # no condition
     if viewer.id is None:
         return fixed((rule, "anonymous"), false)
-    return Where(
-        shape=(rule, "owner"), params=viewer_params(viewer), makers=(lambda: owner == param(VIEWER_ID),)
-    )
+
+    def condition() -> ColumnElement[bool]:
+        owned = owner == param(VIEWER_ID)
+        return owned if also is None else or_(owned, also())
+
+    return Where(shape=(rule, "owner"), params=viewer_params(viewer), makers=(condition,))
 
 
 def may_see_owned_by(viewer: Viewer, owner_id: int) -> bool:
@@ -115,17 +126,13 @@ def can_change_comment(viewer: Viewer) -> Where:
     return _superuser_or_owner(viewer, comments.c.user_id, "can_change_comment")
 
 
+def _on_their_post() -> ColumnElement[bool]:
+    return exists().where(posts.c.id == comments.c.post_id, posts.c.user_id == param(VIEWER_ID))
+
+
 def can_delete_comment(viewer: Viewer) -> Where:
     """Whoever may change a comment, and the author of the post it is on."""
-    if viewer.is_superuser or viewer.id is None:
-        return can_change_comment(viewer)
-    on_their_post = exists().where(posts.c.id == comments.c.post_id, posts.c.user_id == param(VIEWER_ID))
-    mine = comments.c.user_id == param(VIEWER_ID)
-    return Where(
-        shape=("can_delete_comment",),
-        params=viewer_params(viewer),
-        makers=(lambda: or_(mine, on_their_post),),
-    )
+    return _superuser_or_owner(viewer, comments.c.user_id, "can_delete_comment", also=_on_their_post)
 
 
 def only_where(rule: Where, column: ColumnElement[Any]) -> ColumnElement[Any]:

@@ -1,5 +1,6 @@
 """What every mutation does the same way: demand a viewer, and turn the reasons a write was
-refused (db/errors.py, raised inside the write transaction so it rolls back) into typed errors."""
+refused (db/errors.py, raised inside the write transaction so it rolls back; Refused, raised by
+a check before it) into typed errors."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from schema.errors import (
     Error,
     NotFoundError,
     PermissionDeniedError,
+    Refused,
 )
 from schema.execution.context import Info
 from schema.relay import to_global_id
@@ -40,10 +42,12 @@ def login_required_for(authentication: Authentication) -> AuthenticationRequired
     return authentication_required(authentication.failure or AuthFailure.NOT_LOGGED_IN)
 
 
-def viewer_id(info: Info) -> int:
-    """The viewer's id, for code that already passed login_required."""
+def signed_in(info: Info) -> int:
+    """The viewer's id; without a viewer, the mutation answers why it has none (Refused)."""
+    if error := login_required(info):
+        raise Refused(error)
     user_id = info.context.viewer.id
-    assert user_id is not None, "call login_required first"
+    assert user_id is not None
     return user_id
 
 
@@ -68,6 +72,9 @@ def typed_refusals(resolver: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable
     async def resolve(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await resolver(*args, **kwargs)
+        except Refused as refused:
+            answer: Any = refused.error
+            return answer
         except (NotFound, NotAllowed, Conflict, AccountGone) as refused:
             error: Any = refusal_as_error(refused)
             return error

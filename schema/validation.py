@@ -14,7 +14,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 from strawberry import UNSET
 
-from schema.errors import ValidationError, validation_error
+from schema.errors import Refused, validation_error
 
 USERNAME = re.compile(r"[a-z0-9._-]{1,50}")
 EMAIL_MAX = 120
@@ -32,8 +32,10 @@ class Checker:
     def __init__(self) -> None:
         self.problems: dict[str, str] = {}
 
-    def error(self) -> ValidationError | None:
-        return validation_error(self.problems) if self.problems else None
+    def done(self) -> None:
+        """Refuse the mutation (with every problem found) if any field broke a rule."""
+        if self.problems:
+            raise Refused(validation_error(self.problems))
 
     def _present(self, field: str, value: Any) -> bool:
         """False for an omitted field (nothing to check); an explicit null is a problem."""

@@ -25,7 +25,7 @@ from schema.errors import (
     validation_error,
 )
 from schema.execution.context import Info
-from schema.mutations import authentication_required, login_required, typed_refusals, viewer_id
+from schema.mutations import authentication_required, signed_in, typed_refusals
 from schema.realtime.events import emit
 from schema.relay import to_global_id
 from schema.types.users import User
@@ -142,7 +142,7 @@ async def _start_login(session: AsyncSession, info: Info, user_id: int) -> Issue
 
 async def _password_matches(info: Info, password: str) -> bool:
     async with info.context.db.use() as session:
-        stored = await user_rows.password_hash_of(session, viewer_id(info))
+        stored = await user_rows.password_hash_of(session, signed_in(info))
     return await info.context.services.passwords.verify(stored, password)
 
 
@@ -168,8 +168,7 @@ class Mutations:
         username = check.username("username", input.username)
         email = check.email("email", input.email)
         password = check.password("password", input.password)
-        if invalid := check.error():
-            return invalid
+        check.done()
         password_hash = await info.context.services.passwords.hash(password)
         async with info.context.db.write() as session:
             user = await user_rows.create_user(
@@ -228,13 +227,13 @@ class Mutations:
         description="End a login (its refresh token stops working), or every login of the viewer.",
         metadata=takes_credentials(),
     )
+    @typed_refusals
     async def logout(self, info: Info, input: LogoutInput) -> LogoutResult:
         if input.everywhere:
-            if error := login_required(info):
-                return error
+            user_id = signed_in(info)
             async with info.context.db.write() as session:
-                await refresh_tokens.revoke_user(session, viewer_id(info))
-                await _revoke(info, session, viewer_id(info))
+                await refresh_tokens.revoke_user(session, user_id)
+                await _revoke(info, session, user_id)
             return LogoutSuccess(message="Logged out everywhere.")
         async with info.context.db.write() as session:
             revoked = await refresh_tokens.revoke_by_token(session, input.refresh_token or "")
@@ -249,14 +248,12 @@ class Mutations:
     )
     @typed_refusals
     async def update_me(self, info: Info, input: UpdateMeInput) -> UpdateMeResult:
-        if error := login_required(info):
-            return error
+        user_id = signed_in(info)
         check = Checker()
         values = changes(
             username=check.username("username", input.username), email=check.email("email", input.email)
         )
-        if invalid := check.error():
-            return invalid
+        check.done()
         if "email" in values:
             # Without it, anyone holding a stolen token could learn which addresses have accounts.
             if not input.current_password:
@@ -266,8 +263,8 @@ class Mutations:
             if not await _password_matches(info, input.current_password):
                 return validation_error({"currentPassword": "currentPassword is not your current password."})
         async with info.context.db.write() as session:
-            await user_rows.update_user(session, viewer_id(info), values)
-        return linked(UserPayload(), user=viewer_id(info))
+            await user_rows.update_user(session, user_id, values)
+        return linked(UserPayload(), user=user_id)
 
     @strawberry.mutation(
         description="Change the viewer's password. Every login ends; the payload is a new one.",
@@ -275,16 +272,13 @@ class Mutations:
     )
     @typed_refusals
     async def change_password(self, info: Info, input: ChangePasswordInput) -> ChangePasswordResult:
-        if error := login_required(info):
-            return error
+        user_id = signed_in(info)
         check = Checker()
         new_password = check.password("newPassword", input.new_password)
-        if invalid := check.error():
-            return invalid
+        check.done()
         if not await _password_matches(info, input.current_password):
             return validation_error({"currentPassword": "currentPassword is not your current password."})
         new_hash = await info.context.services.passwords.hash(new_password)
-        user_id = viewer_id(info)
         async with info.context.db.write() as session:
             await user_rows.update_user(session, user_id, {"password_hash": new_hash})
             await refresh_tokens.revoke_user(session, user_id)
@@ -299,11 +293,9 @@ class Mutations:
     )
     @typed_refusals
     async def delete_me(self, info: Info, input: DeleteMeInput) -> DeleteMeResult:
-        if error := login_required(info):
-            return error
+        user_id = signed_in(info)
         if not await _password_matches(info, input.password):
             return validation_error({"password": "password is not your current password."})
-        user_id = viewer_id(info)
         async with info.context.db.write() as session:
             image_file = await user_rows.delete_user(session, user_id)
             await _revoke(info, session, user_id)

@@ -23,7 +23,7 @@ from db import users as user_rows
 from schema.declare import linked
 from schema.errors import AuthenticationRequiredError, ValidationError, validation_error
 from schema.execution.context import Info
-from schema.mutations import login_required, typed_refusals, viewer_id
+from schema.mutations import signed_in, typed_refusals
 from schema.types.accounts import UserPayload
 
 log = logging.getLogger("quill.avatars")
@@ -88,8 +88,7 @@ class Mutations:
     )
     @typed_refusals
     async def upload_avatar(self, info: Info, file: Upload) -> UploadAvatarResult:
-        if error := login_required(info):
-            return error
+        user_id = signed_in(info)
         avatars: Avatars = info.context.services.avatars
         # At most one byte over the limit: enough to refuse a large file without reading it all.
         content = await cast(UploadFile, file).read(avatars.max_bytes + 1)
@@ -103,10 +102,10 @@ class Mutations:
         name = await avatars.store(content, extension)
         try:
             async with info.context.db.write() as session:
-                old = await user_rows.image_file_of(session, viewer_id(info))
-                await user_rows.update_user(session, viewer_id(info), {"image_file": name})
+                old = await user_rows.image_file_of(session, user_id)
+                await user_rows.update_user(session, user_id, {"image_file": name})
         except BaseException:
             avatars.discard(name)  # nothing points at it
             raise
         avatars.discard(old)  # only once the new name is committed
-        return linked(UserPayload(), user=viewer_id(info))
+        return linked(UserPayload(), user=user_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -11,17 +12,13 @@ from db import models, visibility, writes
 from db.errors import NotFound
 from db.events import Event
 from db.models import utcnow
+from db.pagination import AnyRow
 from db.visibility import everyone
 from schema.declare import after, column, contains, declared, equals, linked, node, to_one
 from schema.declare.subscriptions import added, by, changed, parent
-from schema.errors import (
-    AuthenticationRequiredError,
-    NotFoundError,
-    PermissionDeniedError,
-    ValidationError,
-)
+from schema.errors import AuthenticationRequiredError, NotFoundError, PermissionDeniedError, ValidationError
 from schema.execution.context import Info
-from schema.mutations import login_required, typed_refusals, viewer_id
+from schema.mutations import signed_in, typed_refusals
 from schema.realtime.events import emit
 from schema.realtime.streams import Change
 from schema.relay import Node, pk_of
@@ -75,9 +72,15 @@ UpdateCommentResult = Annotated[CommentPayload | Refusals, strawberry.union("Upd
 DeleteCommentResult = Annotated[DeleteCommentSuccess | Refusals, strawberry.union("DeleteCommentResult")]
 
 
-def _body(input: CommentInput) -> tuple[str, ValidationError | None]:
+def _body(input: CommentInput) -> str:
     check = Checker()
-    return check.text("body", input.body, max_length=COMMENT_BODY_MAX), check.error()
+    body: str = check.text("body", input.body, max_length=COMMENT_BODY_MAX)
+    check.done()
+    return body
+
+
+def _event(kind: str, row: AnyRow) -> Event:
+    return Event("comment", kind, row.id, owner_id=row.user_id, parent_id=row.post_id)
 
 
 @strawberry.type
@@ -85,52 +88,35 @@ class Mutations:
     @strawberry.mutation(description="Comment on a post as the viewer.")
     @typed_refusals
     async def add_comment(self, info: Info, post_id: strawberry.ID, input: CommentInput) -> AddCommentResult:
-        if error := login_required(info):
-            return error
+        author_id = signed_in(info)
         post_pk = pk_of(post_id, "Post", argument="postId")
-        body, invalid = _body(input)
-        if invalid:
-            return invalid
-        values = {"post_id": post_pk, "user_id": viewer_id(info), "body": body, "created_at": utcnow()}
+        values = {"post_id": post_pk, "user_id": author_id, "body": _body(input), "created_at": utcnow()}
         async with info.context.db.write() as session:
             # The post must exist: its foreign key says so in the same statement.
-            row = await writes.insert_row(
-                session, COMMENTS.table, values, gone=lambda: NotFound("post", post_pk)
-            )
-            await emit(
-                info, session, Event("comment", "created", row.id, owner_id=row.user_id, parent_id=post_pk)
-            )
+            gone = partial(NotFound, "post", post_pk)
+            row = await writes.insert_row(session, COMMENTS.table, values, gone=gone)
+            await emit(info, session, _event("created", row))
         return linked(CommentPayload(), comment=row.id)
 
     @strawberry.mutation(description="Change a comment's body; only its author or a superuser may.")
     @typed_refusals
     async def update_comment(self, info: Info, id: strawberry.ID, input: CommentInput) -> UpdateCommentResult:
-        if error := login_required(info):
-            return error
+        signed_in(info)
         pk = pk_of(id, "Comment", argument="id")
-        body, invalid = _body(input)
-        if invalid:
-            return invalid
+        values = {"body": _body(input)}
         async with info.context.db.write() as session:
-            row = await writes.update_row(
-                session, visibility.COMMENTS, info.context.viewer, pk, {"body": body}
-            )
-            await emit(
-                info, session, Event("comment", "updated", pk, owner_id=row.user_id, parent_id=row.post_id)
-            )
+            row = await writes.update_row(session, visibility.COMMENTS, info.context.viewer, pk, values)
+            await emit(info, session, _event("updated", row))
         return linked(CommentPayload(), comment=pk)
 
     @strawberry.mutation(description="Delete a comment; its author, the post's author or a superuser may.")
     @typed_refusals
     async def delete_comment(self, info: Info, id: strawberry.ID) -> DeleteCommentResult:
-        if error := login_required(info):
-            return error
+        signed_in(info)
         pk = pk_of(id, "Comment", argument="id")
         async with info.context.db.write() as session:
             row = await writes.delete_row(session, visibility.COMMENT_DELETES, info.context.viewer, pk)
-            await emit(
-                info, session, Event("comment", "deleted", pk, owner_id=row.user_id, parent_id=row.post_id)
-            )
+            await emit(info, session, _event("deleted", row))
         return DeleteCommentSuccess(deleted_id=id)
 
 

@@ -17,7 +17,7 @@ from schema.declare.nodes import declared, linked
 from schema.declare.subscriptions import added, by, changed, parent
 from schema.errors import AuthenticationRequiredError, NotFoundError, ValidationError
 from schema.execution.context import Info
-from schema.mutations import login_required, typed_refusals
+from schema.mutations import signed_in, typed_refusals
 from schema.realtime.events import emit
 from schema.realtime.streams import Change
 from schema.relay import Node, pk_of
@@ -83,13 +83,11 @@ class Mutations:
     @strawberry.mutation(description="Add a note to one of the viewer's tasks.")
     @typed_refusals
     async def add_note(self, info: Info, task_id: strawberry.ID, input: AddNoteInput) -> AddNoteResult:
-        if error := login_required(info):
-            return error
+        signed_in(info)
         task_pk = pk_of(task_id, "Task", argument="taskId")
         check = Checker()
         body = check.text("body", input.body, max_length=NOTE_BODY_MAX)
-        if invalid := check.error():
-            return invalid
+        check.done()
         values = {"task_id": task_pk, "body": body, "created_at": utcnow()}
         async with info.context.db.write() as session:
             await writes.check(session, visibility.TASKS, info.context.viewer, task_pk)
@@ -100,13 +98,11 @@ class Mutations:
     @strawberry.mutation(description="Change a note's body.")
     @typed_refusals
     async def update_note(self, info: Info, id: strawberry.ID, input: UpdateNoteInput) -> UpdateNoteResult:
-        if error := login_required(info):
-            return error
+        signed_in(info)
         pk = pk_of(id, "Note", argument="id")
         check = Checker()
         values = changes(body=check.text("body", input.body, max_length=NOTE_BODY_MAX))
-        if invalid := check.error():
-            return invalid
+        check.done()
         async with info.context.db.write() as session:
             await writes.update_row(session, visibility.NOTES, info.context.viewer, pk, values)
         return linked(NotePayload(), note=pk)
@@ -114,8 +110,7 @@ class Mutations:
     @strawberry.mutation(description="Delete a note.")
     @typed_refusals
     async def delete_note(self, info: Info, id: strawberry.ID) -> DeleteNoteResult:
-        if error := login_required(info):
-            return error
+        signed_in(info)
         pk = pk_of(id, "Note", argument="id")
         async with info.context.db.write() as session:
             await writes.delete_row(session, visibility.NOTES, info.context.viewer, pk)

@@ -17,7 +17,7 @@ from schema.declare.nodes import declared, linked
 from schema.declare.subscriptions import added, by, changed
 from schema.errors import AuthenticationRequiredError, NotFoundError, PermissionDeniedError, ValidationError
 from schema.execution.context import Info
-from schema.mutations import login_required, typed_refusals, viewer_id
+from schema.mutations import signed_in, typed_refusals
 from schema.realtime.events import emit
 from schema.realtime.streams import Change
 from schema.relay import CONNECTION_ARGS_DOC, Connection, Node, pk_of
@@ -99,14 +99,12 @@ class Mutations:
     @strawberry.mutation(description="Write a post as the viewer.")
     @typed_refusals
     async def create_post(self, info: Info, input: CreatePostInput) -> CreatePostResult:
-        if error := login_required(info):
-            return error
+        author_id = signed_in(info)
         check = Checker()
         title = check.text("title", input.title, max_length=POST_TITLE_MAX)
         content = check.text("content", input.content, max_length=POST_CONTENT_MAX)
-        if invalid := check.error():
-            return invalid
-        values = {"user_id": viewer_id(info), "title": title, "content": content, "date_posted": utcnow()}
+        check.done()
+        values = {"user_id": author_id, "title": title, "content": content, "date_posted": utcnow()}
         async with info.context.db.write() as session:
             row = await writes.insert_row(session, POSTS.table, values)
             await emit(info, session, Event("post", "created", row.id, owner_id=row.user_id))
@@ -115,16 +113,14 @@ class Mutations:
     @strawberry.mutation(description="Change a post's title or content; only its author or a superuser may.")
     @typed_refusals
     async def update_post(self, info: Info, id: strawberry.ID, input: UpdatePostInput) -> UpdatePostResult:
-        if error := login_required(info):
-            return error
+        signed_in(info)
         pk = pk_of(id, "Post", argument="id")
         check = Checker()
         values = changes(
             title=check.text("title", input.title, max_length=POST_TITLE_MAX),
             content=check.text("content", input.content, max_length=POST_CONTENT_MAX),
         )
-        if invalid := check.error():
-            return invalid
+        check.done()
         async with info.context.db.write() as session:
             row = await writes.update_row(session, visibility.POSTS, info.context.viewer, pk, values)
             await emit(info, session, Event("post", "updated", pk, owner_id=row.user_id))
@@ -133,8 +129,7 @@ class Mutations:
     @strawberry.mutation(description="Delete a post; only its author or a superuser may.")
     @typed_refusals
     async def delete_post(self, info: Info, id: strawberry.ID) -> DeletePostResult:
-        if error := login_required(info):
-            return error
+        signed_in(info)
         pk = pk_of(id, "Post", argument="id")
         async with info.context.db.write() as session:
             row = await writes.delete_row(session, visibility.POSTS, info.context.viewer, pk)

@@ -18,7 +18,7 @@ from schema.declare.nodes import declared, linked, node_type_named
 from schema.declare.subscriptions import by, changed
 from schema.errors import AuthenticationRequiredError, NotFoundError, ValidationError
 from schema.execution.context import Info
-from schema.mutations import login_required, typed_refusals, viewer_id
+from schema.mutations import signed_in, typed_refusals
 from schema.realtime.events import emit
 from schema.realtime.streams import Change
 from schema.relay import CONNECTION_ARGS_DOC, Connection, Node, pk_of
@@ -106,8 +106,7 @@ class Mutations:
     @strawberry.mutation(description="Create a task owned by the viewer.")
     @typed_refusals
     async def create_task(self, info: Info, input: CreateTaskInput) -> CreateTaskResult:
-        if error := login_required(info):
-            return error
+        owner_id = signed_in(info)
         check = Checker()
         title = check.text("title", input.title, max_length=TASK_TITLE_MAX)
         bodies = [
@@ -115,10 +114,9 @@ class Mutations:
         ]
         if len(bodies) > MAX_NOTES_AT_ONCE:
             check.problems["notes"] = f"notes may hold at most {MAX_NOTES_AT_ONCE} notes (got {len(bodies)})."
-        if invalid := check.error():
-            return invalid
+        check.done()
         now = utcnow()
-        values = {"owner_id": viewer_id(info), "title": title, "status": input.status, "created_at": now}
+        values = {"owner_id": owner_id, "title": title, "status": input.status, "created_at": now}
         async with info.context.db.write() as session:
             row = await writes.insert_row(session, TASKS.table, values)
             await emit(info, session, Event("task", "created", row.id, owner_id=row.owner_id))
@@ -130,16 +128,14 @@ class Mutations:
     @strawberry.mutation(description="Change a task's title or status. Someone else's task is not found.")
     @typed_refusals
     async def update_task(self, info: Info, id: strawberry.ID, input: UpdateTaskInput) -> UpdateTaskResult:
-        if error := login_required(info):
-            return error
+        signed_in(info)
         pk = pk_of(id, "Task", argument="id")
         check = Checker()
         values = changes(
             title=check.text("title", input.title, max_length=TASK_TITLE_MAX),
             status=check.given("status", input.status),
         )
-        if invalid := check.error():
-            return invalid
+        check.done()
         async with info.context.db.write() as session:
             row = await writes.update_row(session, visibility.TASKS, info.context.viewer, pk, values)
             await emit(info, session, Event("task", "updated", pk, owner_id=row.owner_id))
@@ -148,8 +144,7 @@ class Mutations:
     @strawberry.mutation(description="Delete a task and its notes.")
     @typed_refusals
     async def delete_task(self, info: Info, id: strawberry.ID) -> DeleteTaskResult:
-        if error := login_required(info):
-            return error
+        signed_in(info)
         pk = pk_of(id, "Task", argument="id")
         async with info.context.db.write() as session:
             row = await writes.delete_row(session, visibility.TASKS, info.context.viewer, pk)

@@ -15,6 +15,7 @@ itself). This script only prepares what the harness needs and adds this server a
 
     python bench/run.py                          # everything, ~15 minutes
     python bench/run.py --only quill --db pg      # this server only, on PostgreSQL
+    python bench/run.py --only quill --db pg --compare 19f6d3d   # and an older commit, same run
 """
 
 from __future__ import annotations
@@ -118,7 +119,17 @@ def load(url: str, bench_python: Path) -> int:
     return int(run("psql", url, "-Atc", query).strip())
 
 
-def write_targets(superuser_id: int) -> Path:
+def checkout(rev: str) -> Path:
+    """A work tree of an older commit (under .bench/), to run as a second target of the same run;
+    it shares this virtualenv, and uvicorn's --app-dir puts its code first on the path."""
+    sha = run("git", "rev-parse", "--short", rev).strip()
+    tree = WORK / f"quill-{sha}"
+    if not tree.exists():
+        run("git", "worktree", "add", "--detach", tree, sha)
+    return tree
+
+
+def write_targets(superuser_id: int, compare: str | None = None) -> Path:
     sys.path.insert(0, str(ROOT))
     from schema.admission.tokens import AccessTokens
 
@@ -151,18 +162,23 @@ def write_targets(superuser_id: int) -> Path:
         "LOG_LEVEL": "WARNING",
         "METRICS": "0",  # production refuses /metrics without METRICS_TOKEN; wrk does not scrape it
     }
-    for db, port in (("sqlite", 8151), ("pg", 8152)):
-        config["targets"].append(
-            {
-                "name": "quill",
-                "db": db,
-                "port": port,
-                "url": "http://127.0.0.1:{port}/graphql",
-                "queries": "queries/quill.json",
-                "start": start,
-                "env": env,
-            }
-        )
+    builds = [("quill", ROOT, 8151)]
+    if compare:
+        tree = checkout(compare)
+        builds.append((f"quill_{tree.name.removeprefix('quill-')}", tree, 8161))
+    for name, app_dir, first_port in builds:
+        for db, port in (("sqlite", first_port), ("pg", first_port + 1)):
+            config["targets"].append(
+                {
+                    "name": name,
+                    "db": db,
+                    "port": port,
+                    "url": "http://127.0.0.1:{port}/graphql",
+                    "queries": "queries/quill.json",
+                    "start": start.replace(f"--app-dir {ROOT} ", f"--app-dir {app_dir} "),
+                    "env": env,
+                }
+            )
     path = HARNESS / "targets-with-quill.json"
     path.write_text(json.dumps(config, indent=1))
     return path
@@ -182,13 +198,14 @@ def main() -> None:
     parser.add_argument("--queries", help="e.g. Q1,Q3")
     parser.add_argument("--duration", default="10")
     parser.add_argument("--no-load", action="store_true", help="only check answers and count statements")
+    parser.add_argument("--compare", metavar="REV", help="also run this commit's server, as quill_<sha>")
     args = parser.parse_args()
     bench_python, graphene_python = prepare_tools()
     superuser_ids = {
         db: load(url, bench_python) for db, url in (("pg", PG_BENCH), ("sqlite", f"sqlite:///{SQLITE_BENCH}"))
     }
     assert len(set(superuser_ids.values())) == 1, superuser_ids  # one token serves both
-    targets = write_targets(superuser_ids["pg"])
+    targets = write_targets(superuser_ids["pg"], args.compare)
     command = [str(bench_python), "run_bench.py", "--targets", str(targets), "--duration", args.duration,
                "--out", "results/bench", "--pg-log", os.environ.get("PG_LOG", "/var/log/postgresql/postgresql-15-main.log")]  # fmt: skip
     for flag, value in (("--only", args.only), ("--db", args.db), ("--queries", args.queries)):

@@ -3,10 +3,10 @@
 
 On loopback, PostgreSQL with Redis Streams (the production set-up of the README): for each N,
 a fresh server (one process, then two behind the broker) and N WebSocket clients
-(graphql-transport-ws, Python `websockets`, in two client processes of this script) that each
+(graphql-transport-ws, Node `ws`, in one client process: bench/ws-load/) that each
 subscribe to `postCreated { id title author { username } }`. Then EVENTS posts are created one
-by one over HTTP, and for each the time from sending the mutation (its commit happens inside it)
-to every delivery is recorded. Printed, and written to bench/results/subscriptions.md:
+by one over HTTP, and for each the time from its commit (the post's datePosted, which the server
+stamps in the mutation's transaction just before the commit) to every delivery is recorded. Printed, and written to bench/results/subscriptions.md:
 
 - delivery latency p50 and p99 over every delivery, and the p99 of each event's last delivery;
 - server CPU seconds per 1,000 deliveries (user + system of the server processes, /proc);
@@ -15,7 +15,8 @@ Statements per event are not measured here but counted in tests/test_event_strea
 document and kind of viewer, whatever the number of subscribers).
 
 The load client shares the machine's cores with the server: its own reading time is inside the
-latencies, so they are upper bounds. Sends traffic to 127.0.0.1 only and stops by itself.
+latencies, so they are upper bounds (Node's `ws` reads a frame for a fraction of the CPU Python's
+`websockets` needs, which, as the client, took most of a core from the server). Sends traffic to 127.0.0.1 only and stops by itself.
 
     python bench/subscriptions.py                 # N = 1,000, 5,000 and 10,000
     python bench/subscriptions.py --sizes 1000    # one size
@@ -24,7 +25,6 @@ latencies, so they are upper bounds. Sends traffic to 127.0.0.1 only and stops b
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -35,11 +35,10 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
-from websockets.asyncio.client import connect
-from websockets.typing import Subprotocol
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -49,7 +48,8 @@ DATABASE_URL = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 EVENTS = 20
 SUBSCRIPTION = "subscription { postCreated { id title author { username } } }"
-CREATE_POST = "mutation ($input: CreatePostInput!) { createPost(input: $input) { __typename } }"
+CREATE_POST = """mutation ($input: CreatePostInput!) { createPost(input: $input) {
+  __typename ... on PostPayload { post { datePosted } } } }"""
 REGISTER = """mutation ($input: RegisterInput!) { register(input: $input) {
   ... on AuthPayload { accessToken } } }"""
 
@@ -137,12 +137,7 @@ class Server:
         return [self.process.pid, *(int(pid) for pid in children)]
 
     def cpu_seconds(self) -> float:
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for pid in self.pids():
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total / ticks
+        return cpu_seconds(self.pids())
 
     def rss_bytes(self) -> int:
         total = 0
@@ -153,74 +148,52 @@ class Server:
         return total
 
 
-# The load clients: child processes of this script, each holding its share of the connections.
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU the processes have used, from /proc."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
-def client_main(url: str, count: int) -> None:
-    """Connects `count` subscribers, prints READY, and when stdin closes prints each one's
-    arrival times (a JSON list of lists)."""
+# The load client: one Node process holding every connection (bench/ws-load/subscribers.mjs).
+
+LOAD_CLIENT = ROOT / "bench" / "ws-load"
+
+
+def install_load_client() -> None:
+    if not (LOAD_CLIENT / "node_modules" / "ws").exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=LOAD_CLIENT, check=True)
+
+
+def _many_files() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
-    arrivals: list[list[float]] = [[] for _ in range(count)]
-    opening = asyncio.Semaphore(100)
-    subscribed = 0
-
-    async def one(index: int) -> None:
-        nonlocal subscribed
-        async with opening:
-            ws = await connect(
-                url.replace("http", "ws") + "/graphql",
-                subprotocols=[Subprotocol("graphql-transport-ws")],
-                ping_interval=None,
-                open_timeout=60,
-            )
-            await ws.send(json.dumps({"type": "connection_init"}))
-            await ws.recv()  # connection_ack
-            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIPTION}}))
-            subscribed += 1
-        async for _message in ws:
-            arrivals[index].append(time.time())
-
-    async def main() -> None:
-        tasks = [asyncio.create_task(one(i)) for i in range(count)]
-        while subscribed < count:
-            if failed := [task for task in tasks if task.done()]:
-                failed[0].result()  # raises what went wrong
-            await asyncio.sleep(0.2)
-        print("READY", flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-        for task in tasks:
-            task.cancel()
-        print(json.dumps(arrivals), flush=True)
-
-    asyncio.run(main())
 
 
 class Clients:
-    def __init__(self, url: str, total: int, processes: int = 2) -> None:
-        shares = [total // processes + (1 if i < total % processes else 0) for i in range(processes)]
-        self.children = [
-            subprocess.Popen(
-                [sys.executable, __file__, "--client", url, str(share)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            for share in shares
-        ]
+    def __init__(self, url: str, total: int) -> None:
+        self.child = subprocess.Popen(
+            ["node", str(LOAD_CLIENT / "subscribers.mjs"), url, str(total), SUBSCRIPTION],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=_many_files,
+        )
 
     def wait_ready(self) -> None:
-        for child in self.children:
-            assert child.stdout is not None
-            line = child.stdout.readline()
-            if line.strip() != "READY":
-                raise RuntimeError(f"a load client failed: {line!r}")
+        assert self.child.stdout is not None
+        line = self.child.stdout.readline()
+        if line.strip() != "READY":
+            raise RuntimeError(f"the load client failed: {line!r}")
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds([self.child.pid])
 
     def arrivals(self) -> list[list[float]]:
-        everyone: list[list[float]] = []
-        for child in self.children:
-            output, _ = child.communicate(timeout=120)
-            everyone += json.loads(output.strip().splitlines()[-1])
-        return everyone
+        output, _ = self.child.communicate(timeout=120)
+        arrivals: list[list[float]] = json.loads(output.strip().splitlines()[-1])
+        return arrivals
 
 
 # One measurement.
@@ -236,6 +209,7 @@ class Result:
     delivered: int
     expected: int
     cpu_per_1k: float
+    client_cpu_per_1k: float
     rss_per_subscriber_kib: float
 
 
@@ -257,14 +231,14 @@ def measure(subscribers: int, workers: int) -> Result:
         create_post(server.url, author, "warm-up")
         time.sleep(3)
         rss_after = server.rss_bytes()
-        cpu_before = server.cpu_seconds()
+        cpu_before, client_cpu_before = server.cpu_seconds(), clients.cpu_seconds()
         sent = []
         for i in range(EVENTS):
-            sent.append(time.time())
-            create_post(server.url, author, f"event {i}")
+            sent.append(create_post(server.url, author, f"event {i}"))
             time.sleep(max(1.0, subscribers / 5000))
         time.sleep(3)
         cpu = server.cpu_seconds() - cpu_before
+        client_cpu = clients.cpu_seconds() - client_cpu_before
         arrivals = clients.arrivals()
     finally:
         server.stop()
@@ -284,6 +258,7 @@ def measure(subscribers: int, workers: int) -> Result:
         delivered=delivered,
         expected=subscribers * EVENTS,
         cpu_per_1k=cpu / (delivered / 1000),
+        client_cpu_per_1k=client_cpu / (delivered / 1000),
         rss_per_subscriber_kib=(rss_after - rss_before) / subscribers / 1024,
     )
 
@@ -294,7 +269,9 @@ def register(url: str) -> str:
     return str(body["data"]["register"]["accessToken"])
 
 
-def create_post(url: str, token: str, title: str) -> None:
+def create_post(url: str, token: str, title: str) -> float:
+    """Posts; when, in seconds since the epoch, the server stamped the post (in the mutation's
+    transaction, just before its commit: the moment the latencies are counted from)."""
     variables = {"input": {"title": title, "content": "bench"}}
     response = httpx.post(
         f"{url}/graphql",
@@ -302,19 +279,21 @@ def create_post(url: str, token: str, title: str) -> None:
         headers={"Authorization": f"Bearer {token}"},
         timeout=30,
     )
-    assert response.json()["data"]["createPost"]["__typename"] == "PostPayload", response.text
+    written = response.json()["data"]["createPost"]
+    assert written["__typename"] == "PostPayload", response.text
+    return datetime.fromisoformat(written["post"]["datePosted"]).timestamp()
 
 
 def table(results: list[Result]) -> str:
     lines = [
         "| subscribers | server processes | delivery p50 | delivery p99 | last delivery p99 "
-        "| delivered | CPU s / 1k deliveries | RSS / subscriber |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| delivered | CPU s / 1k deliveries | load client's | RSS / subscriber |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r.subscribers:,} | {r.workers} | {r.p50_ms:.0f} ms | {r.p99_ms:.0f} ms "
-            f"| {r.last_p99_ms:.0f} ms | {r.delivered:,}/{r.expected:,} | {r.cpu_per_1k:.3f} "
+            f"| {r.last_p99_ms:.0f} ms | {r.delivered:,}/{r.expected:,} | {r.cpu_per_1k:.3f} | {r.client_cpu_per_1k:.3f} "
             f"| {r.rss_per_subscriber_kib:.0f} KiB |"
         )
     return "\n".join(lines)
@@ -326,6 +305,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     arguments = parser.parse_args()
     resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
+    install_load_client()
     results = []
     for workers in arguments.workers:
         for size in arguments.sizes:
@@ -335,7 +315,7 @@ def main() -> None:
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     text = (
         f"# Subscriptions ({time.strftime('%Y-%m-%d %H:%M')}, {machine})\n\n"
-        f"PostgreSQL 15 + Redis Streams, {EVENTS} events per row, postCreated, load clients on the same machine.\n\n"
+        f"PostgreSQL 15 + Redis Streams, {EVENTS} events per row, postCreated, the load client (Node `ws`) on the same machine.\n\n"
         + table(results)
         + "\n"
     )
@@ -345,7 +325,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--client":
-        client_main(sys.argv[2], int(sys.argv[3]))
-    else:
-        main()
+    main()

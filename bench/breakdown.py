@@ -51,6 +51,7 @@ async def measure(url: str, nowhere: TextIO) -> None:
         database_url=async_database_url(url),
         rate_limit=False,
         log_level="WARNING",
+        metrics=False,  # production refuses /metrics without METRICS_TOKEN, as in bench/run.py
     )
     app = create_app(settings)
     services, compiled, admission = app.state.services, app.state.compiled_reads, app.state.admission

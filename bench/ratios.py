@@ -59,11 +59,6 @@ def ratios(results: list[dict], db: str) -> list[tuple[str, str, str, str]]:  # 
                 value,
                 None if value == "n/a" else float(value) >= target,
             )
-    # An older commit run beside this one (bench/run.py --compare): the before/after of a change.
-    for older in sorted({row["server"] for row in results if row["server"].startswith(f"{OURS}_")}):
-        for query in ("Q1", "Q2", "Q3", "Q4", "Q5", "M1"):
-            value = _ratio(_rps(results, OURS, db, query), _rps(results, older, db, query))
-            check(f"{query} vs {older} (this commit / that one)", "about 1", value, None)
     return rows
 
 

@@ -15,7 +15,7 @@ itself). This script only prepares what the harness needs and adds this server a
 
     python bench/run.py                          # everything, ~15 minutes
     python bench/run.py --only quill --db pg      # this server only, on PostgreSQL
-    python bench/run.py --only quill --db pg --compare 19f6d3d   # and an older commit, same run
+    python bench/run.py --db pg --compare 19f6d3d   # against an older commit, in turns (compare.md)
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from datetime import timedelta
@@ -36,9 +37,10 @@ HARNESS = WORK / "harness"
 RESULTS = ROOT / "bench" / "results"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_BENCH = "postgresql://postgres@127.0.0.1:5432/bench"
-SQLITE_BENCH = HARNESS / "data" / "bench.db"
+SQLITE_BENCH = HARNESS / "data" / "bench.db"  # where the harness's targets.json says
 SECRET = "bench-secret-" + "b" * 40
 SUPERUSER = ("bench-root@example.com", "bench-root-password")
+COMPARE_ROUNDS = 3  # --compare: each target runs each query this many times, in turns
 PYTHON_PEERS = ("strawberry_naive", "strawberry_mapper", "graphene_sqlalchemy")
 QUERIES = {
     "Q1": "{ users(first: 50) { edges { node { username posts(first: 10) { edges { node { title datePosted author { username } } } } } } } }",
@@ -91,17 +93,21 @@ def prepare_tools() -> tuple[Path, Path]:
     return peers / "bin" / "python", graphene / "bin" / "python"
 
 
-def load(url: str, bench_python: Path) -> int:
-    """bench-m in this server's migrated schema, plus a superuser; returns the superuser's id."""
-    if url.startswith("sqlite"):
-        SQLITE_BENCH.parent.mkdir(parents=True, exist_ok=True)
+def load(url: str, bench_python: Path, code: Path = ROOT) -> int:
+    """bench-m in the schema `code` migrates to (this server's, or an older commit's work tree),
+    plus a superuser; returns the superuser's id."""
+    sqlite_file = HARNESS / url.removeprefix("sqlite:///") if url.startswith("sqlite") else None
+    if sqlite_file is not None:
+        sqlite_file.parent.mkdir(parents=True, exist_ok=True)
         for suffix in ("", "-wal", "-shm"):
-            Path(f"{SQLITE_BENCH}{suffix}").unlink(missing_ok=True)
+            Path(f"{sqlite_file}{suffix}").unlink(missing_ok=True)
+        url = f"sqlite:///{sqlite_file}"
     else:
-        run("psql", PG_ADMIN, "-qc", "DROP DATABASE IF EXISTS bench WITH (FORCE)")
-        run("psql", PG_ADMIN, "-qc", "CREATE DATABASE bench")
+        name = url.rsplit("/", 1)[1]
+        run("psql", PG_ADMIN, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        run("psql", PG_ADMIN, "-qc", f"CREATE DATABASE {name}")
     env = {"DATABASE_URL": url}
-    run(sys.executable, "-m", "alembic", "upgrade", "head", env=env)
+    run(sys.executable, "-m", "alembic", "upgrade", "head", env=env, cwd=code)
     run(bench_python, "load_data.py", "--into-existing", url, cwd=HARNESS)
     email, password = SUPERUSER
     run(
@@ -109,12 +115,13 @@ def load(url: str, bench_python: Path) -> int:
         "-m",
         "db.seed",
         env={**env, "FIRST_SUPERUSER_EMAIL": email, "FIRST_SUPERUSER_PASSWORD": password},
+        cwd=code,
     )
     query = f"SELECT id FROM users WHERE email = '{email}'"
-    if url.startswith("sqlite"):
+    if sqlite_file is not None:
         import sqlite3
 
-        with sqlite3.connect(SQLITE_BENCH) as conn:
+        with sqlite3.connect(sqlite_file) as conn:
             return int(conn.execute(query).fetchone()[0])
     return int(run("psql", url, "-Atc", query).strip())
 
@@ -129,7 +136,13 @@ def checkout(rev: str) -> Path:
     return tree
 
 
-def write_targets(superuser_id: int, compare: str | None = None) -> Path:
+def compared_databases(tree: Path) -> dict[str, str]:
+    """An older commit's own databases: its server refuses a schema migrated past its own head."""
+    sha = tree.name.removeprefix("quill-")
+    return {"pg": f"{PG_BENCH}_{sha}", "sqlite": f"sqlite:///data/bench-{sha}.db"}
+
+
+def write_targets(superuser_id: int, compare: Path | None = None) -> Path:
     sys.path.insert(0, str(ROOT))
     from schema.admission.tokens import AccessTokens
 
@@ -162,23 +175,25 @@ def write_targets(superuser_id: int, compare: str | None = None) -> Path:
         "LOG_LEVEL": "WARNING",
         "METRICS": "0",  # production refuses /metrics without METRICS_TOKEN; wrk does not scrape it
     }
-    builds = [("quill", ROOT, 8151)]
-    if compare:
-        tree = checkout(compare)
-        builds.append((f"quill_{tree.name.removeprefix('quill-')}", tree, 8161))
-    for name, app_dir, first_port in builds:
+    builds: list[tuple[str, Path, int, dict[str, str]]] = [("quill", ROOT, 8151, {})]
+    if compare is not None:
+        builds.append(
+            (f"quill_{compare.name.removeprefix('quill-')}", compare, 8161, compared_databases(compare))
+        )
+    for name, app_dir, first_port, databases in builds:
         for db, port in (("sqlite", first_port), ("pg", first_port + 1)):
-            config["targets"].append(
-                {
-                    "name": name,
-                    "db": db,
-                    "port": port,
-                    "url": "http://127.0.0.1:{port}/graphql",
-                    "queries": "queries/quill.json",
-                    "start": start.replace(f"--app-dir {ROOT} ", f"--app-dir {app_dir} "),
-                    "env": env,
-                }
-            )
+            target = {
+                "name": name,
+                "db": db,
+                "port": port,
+                "url": "http://127.0.0.1:{port}/graphql",
+                "queries": "queries/quill.json",
+                "start": start.replace(f"--app-dir {ROOT} ", f"--app-dir {app_dir} "),
+                "env": env,
+            }
+            if db in databases:
+                target["db_url"] = databases[db]
+            config["targets"].append(target)
     path = HARNESS / "targets-with-quill.json"
     path.write_text(json.dumps(config, indent=1))
     return path
@@ -201,26 +216,67 @@ def main() -> None:
     parser.add_argument("--compare", metavar="REV", help="also run this commit's server, as quill_<sha>")
     args = parser.parse_args()
     bench_python, graphene_python = prepare_tools()
-    superuser_ids = {
-        db: load(url, bench_python) for db, url in (("pg", PG_BENCH), ("sqlite", f"sqlite:///{SQLITE_BENCH}"))
-    }
-    assert len(set(superuser_ids.values())) == 1, superuser_ids  # one token serves both
-    targets = write_targets(superuser_ids["pg"], args.compare)
+    databases = {"pg": PG_BENCH, "sqlite": f"sqlite:///{SQLITE_BENCH.relative_to(HARNESS)}"}
+    superuser_ids = [load(url, bench_python) for db, url in databases.items() if args.db in (None, db)]
+    tree = checkout(args.compare) if args.compare else None
+    if tree is not None:
+        older = compared_databases(tree)
+        superuser_ids += [load(older[db], bench_python, tree) for db in databases if args.db in (None, db)]
+    assert len(set(superuser_ids)) == 1, superuser_ids  # one token serves every target
+    targets = write_targets(superuser_ids[0], tree)
     command = [str(bench_python), "run_bench.py", "--targets", str(targets), "--duration", args.duration,
-               "--out", "results/bench", "--pg-log", os.environ.get("PG_LOG", "/var/log/postgresql/postgresql-15-main.log")]  # fmt: skip
+               "--pg-log", os.environ.get("PG_LOG", "/var/log/postgresql/postgresql-15-main.log")]  # fmt: skip
+    env = {**os.environ, "BENCH_PY": str(bench_python), "BENCH_PY_GRAPHENE": str(graphene_python)}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if tree is not None:
+        older_name = f"quill_{tree.name.removeprefix('quill-')}"
+        queries = (args.queries or "Q1,Q2,Q3,Q4,Q5").split(",")
+        print(compare(command, env, ("quill", older_name), queries, args.db or "pg"))
+        return
+    command += ["--out", "results/bench"]
     for flag, value in (("--only", args.only), ("--db", args.db), ("--queries", args.queries)):
         if value:
             command += [flag, value]
     if args.no_load:
         command.append("--no-load")
-    env = {"BENCH_PY": str(bench_python), "BENCH_PY_GRAPHENE": str(graphene_python)}
-    subprocess.run(command, cwd=HARNESS, env={**os.environ, **env}, check=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    subprocess.run(command, cwd=HARNESS, env=env, check=True)
     for suffix in (".md", ".json"):
         shutil.copy(HARNESS / "results" / f"bench{suffix}", RESULTS / f"bench{suffix}")
     from bench.ratios import write_ratios
 
     print(write_ratios(RESULTS / "bench.json", RESULTS / "ratios.md"))
+
+
+def compare(
+    command: list[str], env: dict[str, str], names: tuple[str, str], queries: list[str], db: str
+) -> str:
+    """This commit against an older one, query by query, in turns (A B, then B A, ROUNDS times):
+    this machine's speed drifts by a fifth within minutes, which one target after the other
+    would count as a difference. Writes results/compare.md; returns its text."""
+    runs: dict[tuple[str, str], list[float]] = {}
+    for round_ in range(COMPARE_ROUNDS):
+        for query in queries:
+            for name in names if round_ % 2 == 0 else names[::-1]:
+                out = HARNESS / "results" / f"compare-{name}-{query}"
+                out.with_suffix(".json").unlink(missing_ok=True)
+                step = ["--only", name, "--db", db, "--queries", query, "--out", str(out)]
+                subprocess.run([*command, *step], cwd=HARNESS, env=env, check=True)
+                [row] = json.loads(out.with_suffix(".json").read_text())["results"]
+                runs.setdefault((name, query), []).append(row["load"]["rps"])
+    ours, older = names
+    lines = [
+        f"# {ours} against {older} ({db}, requests per second, median of {COMPARE_ROUNDS} runs in turns)",
+        "",
+        f"| query | {ours} | {older} | ratio | {ours} runs | {older} runs |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for query in queries:
+        a, b = (statistics.median(runs[name, query]) for name in names)
+        each = (" ".join(f"{rps:.0f}" for rps in runs[name, query]) for name in names)
+        lines.append(f"| {query} | {a:.0f} | {b:.0f} | {a / b:.2f} | {' | '.join(each)} |")
+    text = "\n".join(lines) + "\n"
+    (RESULTS / "compare.md").write_text(text)
+    return text
 
 
 if __name__ == "__main__":

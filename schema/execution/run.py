@@ -75,31 +75,42 @@ class Operations:
         prepared = admitted.prepared
         statements = self._count_statements()
         started = time.perf_counter()
-        context = self._context(admitted)
         deadline_token = DEADLINE.set(admitted.deadline)
         answer = Answer(b"")
+        context: Context | None = None  # made only for the resolvers: a compiled read needs none
         try:
-            async with asyncio.timeout(max(admitted.deadline - time.monotonic(), 0)):
-                answer = await self._answer(admitted, context)
+            # A compiled read keeps the deadline itself (db/read_connections.py, ReadTimeout).
+            compiled = await self._compiled_answer(admitted)
+            if compiled is not None:
+                answer = compiled
+            else:
+                context = self._context(admitted)
+                async with asyncio.timeout(max(admitted.deadline - time.monotonic(), 0)):
+                    answer = await self._answer(admitted, context)
         except TimeoutError:
             answer = timeout_answer(self.timeout_seconds)
         except Exception as bug:  # noqa: BLE001 - whatever broke outside a field is masked too
             answer = errors_answer([internal_error(bug, prepared.name)])
         finally:
             DEADLINE.reset(deadline_token)
-            await context.db.close()
+            if context is not None:
+                await context.db.close()
             self._record(admitted, answer, started, statements)
         return answer
 
+    async def _compiled_answer(self, admitted: Admitted) -> Answer | None:
+        """A query's answer from one compiled statement, or None where the resolvers answer it."""
+        prepared, viewer, compiled = admitted.prepared, admitted.authentication.viewer, self.compiled
+        if compiled is None or prepared.kind is not OperationType.QUERY:
+            return None
+        plan = compiled.plan(prepared, viewer)
+        if plan is None:
+            return None
+        body = await compiled.read(prepared, plan, viewer, admitted.deadline)
+        return None if body is None else Answer(body, executor="compiled")
+
     async def _answer(self, admitted: Admitted, context: Context) -> Answer:
-        prepared, viewer = admitted.prepared, admitted.authentication.viewer
-        compiled = self.compiled
-        if compiled is not None and prepared.kind is OperationType.QUERY:
-            plan = compiled.plan(prepared, viewer)
-            if plan is not None:
-                body = await compiled.read(prepared, plan, viewer, admitted.deadline)
-                if body is not None:
-                    return Answer(body, executor="compiled")
+        prepared, compiled = admitted.prepared, self.compiled
         if compiled is not None and prepared.kind is OperationType.MUTATION:
             context.objects = ObjectReads(compiled, prepared, admitted.deadline)
         executor = self._executor(admitted, context)

@@ -52,6 +52,7 @@ def _serve(args: argparse.Namespace) -> None:
     if not os.environ.get("SECRET_KEY"):
         os.environ.setdefault(DEVELOPMENT_SECRET_VARIABLE, secrets.token_urlsafe(48))
 
+    _print_banner(args.host, args.port)
     # access_log off: the app writes its own line per request, with the request id and operations
     # (web/observability.py).
     uvicorn.run(
@@ -65,6 +66,35 @@ def _serve(args: argparse.Namespace) -> None:
         # subscription delivery (a tenth) than it saves on loopback or a LAN.
         ws_per_message_deflate=False,
     )
+
+
+def _print_banner(host: str, port: int) -> None:
+    """In development, where to go and how to log in (what `make run` shows before the logs)."""
+    import asyncio
+
+    from sqlalchemy.engine import make_url
+
+    from db.seed import DEMO_PASSWORD, demo_logins
+    from settings import Settings
+
+    settings = Settings.from_env()
+    if settings.app_env != "development":
+        return
+    base = f"http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port}"
+    database = make_url(settings.database_url).render_as_string(hide_password=True)
+    lines = [
+        f"Quill (development), database {database}",
+        f"  GraphQL   {base}/graphql   (POST and GET; WebSocket subscriptions at the same URL)",
+        f"  GraphiQL  {base}/graphiql",
+    ]
+    if names := asyncio.run(demo_logins(settings)):
+        lines.append(f"  Demo logins: {', '.join(names)}; password {DEMO_PASSWORD!r}")
+    if settings.cors_origins:
+        lines.append(f"  CORS: {', '.join(settings.cors_origins)}")
+    else:
+        lines.append("  CORS: pages on http://localhost:<any port> and 127.0.0.1 may call it (development")
+        lines.append("        only; CORS_ORIGINS sets the list, and production allows none unless set)")
+    print("\n".join(lines), flush=True)
 
 
 def _migrate(args: argparse.Namespace) -> None:

@@ -93,6 +93,20 @@ async def run(settings: Settings, shape: Shape | None) -> dict[str, int]:
         await engine.dispose()
 
 
+async def demo_logins(settings: Settings) -> list[str]:
+    """The demo users this database has (none when it is not migrated or not reachable)."""
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.execute(select(User.username).where(User.username.in_(DEMO_USERS)))
+            have = set(found.scalars())
+    except Exception:  # noqa: BLE001 - a banner line, not a check: the server says what is wrong
+        return []
+    finally:
+        await engine.dispose()
+    return [name for name in DEMO_USERS if name in have]
+
+
 async def _is_empty(engine: AsyncEngine) -> bool:
     async with engine.connect() as conn:
         return (await conn.execute(select(func.count()).select_from(User))).scalar_one() == 0

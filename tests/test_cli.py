@@ -132,3 +132,25 @@ def test_gunicorn_with_uvicorn_workers(postgres_database: str, tmp_path: Path) -
     assert len(workers) == 2, server.log()
     assert all(answer == {"data": {"users": {"totalCount": 0}}} for answer in answers)
     assert exit_code == 0, server.log()
+
+
+def test_serve_in_development_says_where_to_go_and_how_to_log_in(tmp_path: Path) -> None:
+    """What `make run` prints before the logs: the URLs, the demo logins, what CORS allows."""
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    assert quill(url, "migrate").returncode == 0
+    assert quill(url, "seed").returncode == 0
+    env = {"APP_ENV": "development", "SECRET_KEY": ""}
+    with running(url, launcher="quill", env=env, log_path=tmp_path / "serve.log") as server:
+        answer = httpx.post(
+            f"{server.url}/graphql",
+            json={
+                "query": LOGIN,
+                "variables": {"input": {"usernameOrEmail": "ada", "password": "demo-password"}},
+            },
+        ).json()
+        banner = server.log()
+    assert f"GraphQL   {server.url}/graphql" in banner, banner
+    assert f"GraphiQL  {server.url}/graphiql" in banner, banner
+    assert "Demo logins: ada, grace," in banner and "'demo-password'" in banner, banner
+    assert "CORS: pages on http://localhost" in banner, banner
+    assert answer["data"]["login"]["__typename"] == "AuthPayload"  # the login the banner names works

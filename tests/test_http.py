@@ -140,3 +140,36 @@ async def test_statement_stats_count_what_requests_send(settings: Settings) -> N
         )
         after = (await client.get("/__stats")).json()["statements"]
     assert after - before == 2  # the page and the count; no authors on an empty page
+
+
+PREFLIGHT = {
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "content-type,authorization",
+}
+
+
+@pytest.mark.parametrize(
+    ("app_env", "origins", "origin", "allowed"),
+    [
+        ("development", (), "http://localhost:5173", True),  # Vite's dev server
+        ("development", (), "http://127.0.0.1:3000", True),  # Next's
+        ("development", (), "https://evil.example", False),
+        ("development", (), "http://localhost.evil.example", False),
+        ("production", (), "http://localhost:5173", False),  # never by default outside development
+        ("production", ("https://app.example",), "https://app.example", True),
+        ("development", ("https://app.example",), "http://localhost:5173", False),  # the list decides
+    ],
+)
+async def test_cors_allows_local_frontends_in_development_only(
+    settings: Settings, app_env: str, origins: tuple[str, ...], origin: str, allowed: bool
+) -> None:
+    app = create_app(replace(settings, app_env=app_env, cors_origins=origins, metrics=False))
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        preflight = await client.options("/graphql", headers={"Origin": origin, **PREFLIGHT})
+        answer = await client.post("/graphql", json={"query": "{ __typename }"}, headers={"Origin": origin})
+    assert answer.json() == {"data": {"__typename": "Query"}}  # CORS binds browsers, not the server
+    assert (preflight.headers.get("access-control-allow-origin") == origin) is allowed, preflight.headers
+    assert (answer.headers.get("access-control-allow-origin") == origin) is allowed

@@ -148,11 +148,13 @@ async def generate(
     async with engine.begin() as conn:
         starts = {table: await _next_id(conn, table) for table in (User, Post, Task, Note)}
         rows = _Rows(shape, starts, password_hash, names)
+        users, posts = shape.users, shape.users * shape.posts_per_user
+        tasks = shape.users * shape.tasks_per_user
         added = {
-            "users": await _insert(conn, table_of(User), rows.users()),
-            "posts": await _insert(conn, table_of(Post), rows.posts()),
-            "tasks": await _insert(conn, table_of(Task), rows.tasks()),
-            "notes": await _insert(conn, table_of(Note), rows.notes()),
+            "users": await _insert(conn, table_of(User), rows.users(), users),
+            "posts": await _insert(conn, table_of(Post), rows.posts(), posts),
+            "tasks": await _insert(conn, table_of(Task), rows.tasks(), tasks),
+            "notes": await _insert(conn, table_of(Note), rows.notes(), tasks * shape.notes_per_task),
         }
         if conn.dialect.name == "postgresql":
             for table in ("users", "posts", "tasks", "notes"):
@@ -165,7 +167,8 @@ async def _next_id(conn: AsyncConnection, model: Any) -> int:
     return int((await conn.execute(select(func.coalesce(func.max(model.id), 0)))).scalar_one()) + 1
 
 
-async def _insert(conn: AsyncConnection, table: Table, rows: Iterator[dict[str, Any]]) -> int:
+async def _insert(conn: AsyncConnection, table: Table, rows: Iterator[dict[str, Any]], expected: int) -> int:
+    """Insert the rows in chunks; a large seed says how far it got after each."""
     total = 0
     while chunk := list(itertools.islice(rows, CHUNK)):
         if conn.dialect.name == "postgresql":
@@ -173,6 +176,8 @@ async def _insert(conn: AsyncConnection, table: Table, rows: Iterator[dict[str, 
         else:
             await conn.execute(insert(table), chunk)
         total += len(chunk)
+        if expected > CHUNK:
+            log.info("%s: %s of %s", table.name, f"{total:,}", f"{expected:,}")
     return total
 
 

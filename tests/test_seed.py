@@ -84,3 +84,16 @@ def test_command_line(database_url: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "seeded 5 users, 10 posts, 50 tasks, 150 notes" in done.stderr
+
+
+def test_a_large_seed_shows_its_progress(database_url: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "db.seed", "--users", "250", "--posts-per-user", "100",
+         "--tasks-per-user", "1", "--notes-per-task", "0"],
+        cwd=ROOT, env={"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin", "ARGON2_MEMORY_KIB": "1024"},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    progress = [line for line in done.stderr.splitlines() if line.startswith("posts: ")]
+    assert progress == ["posts: 20,000 of 25,000", "posts: 25,000 of 25,000"], done.stderr
+    assert "users: " not in done.stderr  # a small table says nothing until the summary

@@ -377,6 +377,55 @@ async def test_sockets_that_never_read_pin_no_connection(small_pool: Server) -> 
     assert log.count("did not read for") == 20, log[-3000:]
 
 
+@pytest.fixture
+def fanout_server(postgres_database: str, tmp_path: Path) -> Iterator[Server]:
+    from tests.conftest import truncate_all
+
+    truncate_all(postgres_database)
+    env = {"WS_SEND_TIMEOUT_SECONDS": "1", "COMPILED_READS": "1"}
+    server = Server(postgres_database, log_path=tmp_path / "fanout.log", env=env)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.one_path  # the compiled path is asked for: it is the one that writes from the fan-out
+async def test_a_silent_socket_on_a_shared_stream_is_dropped_and_the_others_get_every_event(
+    fanout_server: Server,
+) -> None:
+    """With compiled reads, one event is written to every subscriber from the group's fan-out
+    (schema/realtime/multiplex.py): a socket that stops taking frames must be left to finish
+    under the watchdog, not hold up the others or lose their order."""
+    server = fanout_server
+    subscription = "subscription { postCreated { title content } }"
+    silent = [SilentSocket(server.url, subscription) for _ in range(3)]
+    try:
+        ada = await _account(server, "ada")
+        for socket in silent:
+            await socket.open()
+        async with GraphQLWS(server.url) as reader:
+            await reader.acknowledged()
+            await reader.subscribe(subscription)
+            await asyncio.sleep(0.5)
+            async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+                for i in range(70):  # 60 KB each: 4 MB, past what the silent sockets buffer
+                    variables = {"input": {"title": f"p{i}", "content": "x" * 60_000}}
+                    written = await client.post(
+                        "/graphql",
+                        json={"query": CREATE_POST, "variables": variables},
+                        headers=bearer(ada["accessToken"]),
+                    )
+                    assert written.json()["data"]["createPost"]["__typename"] == "PostPayload"
+            titles = [(await reader.next_data())["postCreated"]["title"] for _ in range(70)]
+        await asyncio.sleep(2.5)  # past WS_SEND_TIMEOUT_SECONDS: the silent sockets are dropped
+    finally:
+        for socket in silent:
+            socket.close()
+    assert titles == [f"p{i}" for i in range(70)]
+    assert server.log_path is not None
+    assert server.log_path.read_text().count("did not read for") == 3, server.log()
+
+
 async def test_subscriptions_are_capped_per_socket_per_client_and_in_total(
     sqlite_file: str, tmp_path: Path
 ) -> None:

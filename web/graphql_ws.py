@@ -28,11 +28,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -173,6 +175,9 @@ class _Connection:
         # The task whose send is under way, and the one the watchdog (Sockets._watch) cancelled.
         self._sender: asyncio.Task[Any] | None = None
         self._stuck: asyncio.Task[Any] | None = None
+        # A send _write_now began that has to wait for the socket; later frames wait for it.
+        self._finishing: asyncio.Future[Any] | None = None
+        self._steppable = inspect.iscoroutinefunction(send)  # an ASGI send is, as a rule
         self._closed = asyncio.Event()
         self._expiry: asyncio.TimerHandle | None = None
         self._keep_alive: asyncio.Task[None] | None = None
@@ -427,7 +432,9 @@ class _Connection:
         sockets.subscriptions += 1
         sockets.by_client[self.address] += 1
         try:
-            stream = await self.server.operations.subscribe(admitted)
+            stream = await self.server.operations.subscribe(
+                admitted, functools.partial(self._write_now, operation_id)
+            )
             if isinstance(stream, Answer):
                 await self._error(operation_id, orjson.loads(stream.body).get("errors", []))
                 return
@@ -452,17 +459,44 @@ class _Connection:
                 del sockets.by_client[self.address]
 
     async def _next(self, operation_id: str, answer: Answer) -> None:
+        await self._send_text(self._frame(operation_id, answer.body))
+
+    def _frame(self, operation_id: str, body: bytes) -> str:
         kind = b"data" if self.legacy else b"next"
-        frame = (
-            b'{"id":'
-            + orjson.dumps(operation_id)
-            + b',"type":"'
-            + kind
-            + b'","payload":'
-            + answer.body
-            + b"}"
-        )
-        await self._send_text(frame.decode())
+        return (
+            b'{"id":' + orjson.dumps(operation_id) + b',"type":"' + kind + b'","payload":' + body + b"}"
+        ).decode()
+
+    def _write_now(self, operation_id: str, body: bytes) -> bool:
+        """A subscription's answer written from the caller's task, without waiting (schema/
+        realtime/multiplex.py's fan-out calls it for each subscriber rather than waking each
+        one's task): False when another send is under way, so the subscription's task sends it.
+
+        The ASGI send is stepped once by hand: it ends there unless the socket is backed up,
+        and then a task finishes it, under the watchdog, before any later frame."""
+        if self._closed.is_set():
+            return True  # gone: nothing more is sent to it
+        if self._send_lock.locked() or self._finishing is not None or not self._steppable:
+            return False
+        message = {"type": "websocket.send", "text": self._frame(operation_id, body)}
+        send = cast(Coroutine[Any, Any, None], self._send(message))
+        try:
+            waiting_on = send.send(None)
+        except StopIteration:
+            return True
+        except (OSError, RuntimeError):  # the socket went away under us
+            self._closed.set()
+            return True
+        self._finishing = asyncio.ensure_future(self._finish(send, waiting_on))
+        return True
+
+    async def _finish(self, send: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+        try:
+            await self._watched(_resume(send, waiting_on))
+        except _Closed:
+            pass
+        finally:
+            self._finishing = None
 
     async def _complete(self, operation_id: str) -> None:
         await self._write({"id": operation_id, "type": "complete"})
@@ -476,17 +510,24 @@ class _Connection:
         await self._send_text(orjson.dumps(message).decode())
 
     async def _send_text(self, text: str) -> None:
-        sending = self.server.sockets.sending
+        async with self._send_lock:
+            if self._finishing is not None:
+                await asyncio.wait({self._finishing})  # a frame _write_now began goes first
+            if self._closed.is_set():
+                raise _Closed
+            await self._watched(self._send({"type": "websocket.send", "text": text}))
+
+    async def _watched(self, sending: Awaitable[None]) -> None:
+        """Await a send under the watchdog (Sockets._watch): a client that does not read for
+        the time limit is dropped."""
+        registry = self.server.sockets.sending
         try:
-            async with self._send_lock:
-                if self._closed.is_set():
-                    raise _Closed
-                self._sender, sending[self] = asyncio.current_task(self._loop), time.monotonic()
-                try:
-                    await self._send({"type": "websocket.send", "text": text})
-                finally:
-                    self._sender = None
-                    del sending[self]
+            self._sender, registry[self] = asyncio.current_task(self._loop), time.monotonic()
+            try:
+                await sending
+            finally:
+                self._sender = None
+                registry.pop(self, None)
         except asyncio.CancelledError:
             task = asyncio.current_task(self._loop)
             if task is None or task is not self._stuck:
@@ -522,3 +563,27 @@ def _authorization(params: dict[str, Any]) -> str | None:
             return value
     token = params.get("authToken") or params.get("token")
     return f"Bearer {token}" if isinstance(token, str) else None
+
+
+async def _resume(coroutine: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+    """Run to its end a coroutine that was stepped once by hand (`coroutine.send(None)` gave
+    `waiting_on`, the future it waits for, or None for a bare yield), as the task running it
+    would: wait until that is done, step it again, and so on until it returns. The future is
+    waited for, not awaited: its outcome is the coroutine's to collect. A cancellation of this
+    task is thrown into the coroutine, where it waits."""
+    while True:
+        try:
+            if waiting_on is None:
+                await asyncio.sleep(0)
+            else:
+                await asyncio.wait({waiting_on})
+        except asyncio.CancelledError as cancelled:
+            try:
+                waiting_on = coroutine.throw(cancelled)
+            except StopIteration:
+                return
+            continue
+        try:
+            waiting_on = coroutine.send(None)
+        except StopIteration:
+            return

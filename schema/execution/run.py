@@ -26,7 +26,7 @@ from db.engine import DEADLINE
 from db.session import RequestDb
 from schema.admission.admission import Admitted
 from schema.compiled.plans import CompiledReads
-from schema.execution.answers import Answer, errors_answer, result_answer, timeout_answer
+from schema.execution.answers import Answer, WriteNow, errors_answer, result_answer, timeout_answer
 from schema.execution.context import Context, Services
 from schema.execution.executor import FastPathExecutor
 from schema.execution.loaders import Loaders
@@ -121,12 +121,14 @@ class Operations:
 
     # Subscriptions (the resolvers' way: schema/realtime/ multiplexes compiled ones).
 
-    async def subscribe(self, admitted: Admitted) -> Answer | AsyncIterator[Answer]:
+    async def subscribe(
+        self, admitted: Admitted, write_now: WriteNow | None = None
+    ) -> Answer | AsyncIterator[Answer]:
         """The subscription's first refusal as an answer, or its stream of answers: shared with
         the other subscribers of the document where the compiled path can (schema/realtime/
         multiplex.py), else the resolvers'. The resolvers' stream's session gives its connection
         back before each answer is handed out, and is closed when the stream ends, however it ends."""
-        if self.hub is not None and (shared := await self.hub.join(admitted)) is not None:
+        if self.hub is not None and (shared := await self.hub.join(admitted, write_now)) is not None:
             return shared
         context = self._context(admitted)
         executor = self._executor(admitted, context)

@@ -407,12 +407,14 @@ def node_tools() -> Path:
     """The pinned npm packages of tests/node, installed if missing; Node itself is required."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.fail("Node.js and npm are needed for the client and protocol tests (tests/node)")
-    installed = NODE_DIR / "node_modules" / ".package-lock.json"  # npm writes it on every install
-    lock = NODE_DIR / "package-lock.json"
-    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, capture_output=True
-        )
+    # tests/node/apollo4 holds Apollo Client 4, which cannot share node_modules with 3.
+    for folder in (NODE_DIR, NODE_DIR / "apollo4"):
+        installed = folder / "node_modules" / ".package-lock.json"  # npm writes it on every install
+        lock = folder / "package-lock.json"
+        if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+            subprocess.run(
+                ["npm", "ci", "--no-audit", "--no-fund"], cwd=folder, check=True, capture_output=True
+            )
     return NODE_DIR
 
 

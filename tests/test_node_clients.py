@@ -1,4 +1,4 @@
-"""The tools frontend teams use, against a real server: Apollo Client (with graphql-ws and APQ),
+"""The tools frontend teams use, against a real server: Apollo Client 3 and 4 (with graphql-ws and APQ),
 graphql-codegen with tsc, and GraphiQL in headless Chromium (tests/node pins them all)."""
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ def node(node_tools: Path, *args: str, timeout: float = 120) -> subprocess.Compl
     )
 
 
-def test_apollo_client_flow(node_tools: Path, database_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("flow", ["apollo-flow.mjs", "apollo4/flow.mjs"], ids=["apollo3", "apollo4"])
+def test_apollo_client_flow(node_tools: Path, database_url: str, tmp_path: Path, flow: str) -> None:
     with running(database_url, log_path=tmp_path / "server.log") as server:
-        done = node(node_tools, "apollo-flow.mjs", server.url)
+        done = node(node_tools, flow, server.url)
     assert done.returncode == 0, done.stderr + done.stdout
     seen: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -11,7 +11,6 @@ from graphql import ExecutionResult, GraphQLError
 
 from schema.execution.masking import error_code, masked
 
-
 # A transport's way to write one answer of a subscription (its body) to the client at once: True
 # when written (or when the client is gone), False when it would have to wait for the socket;
 # then the stream yields it, to be sent by the subscription's own task.

@@ -148,6 +148,7 @@ PREFLIGHT = {
 }
 
 
+@pytest.mark.one_path  # CORS answers before either executor
 @pytest.mark.parametrize(
     ("app_env", "origins", "origin", "allowed"),
     [

@@ -89,9 +89,10 @@ def _print_banner(host: str, port: int) -> None:
     ]
     if names := asyncio.run(demo_logins(settings)):
         lines.append(f"  Demo logins: {', '.join(names)}; password {DEMO_PASSWORD!r}")
-    if settings.cors_origins:
-        lines.append(f"  CORS: {', '.join(settings.cors_origins)}")
-    else:
+    origins = settings.cors()
+    if "allow_origins" in origins:
+        lines.append(f"  CORS: {', '.join(origins['allow_origins'])}")
+    else:  # development's default: settings.LOCAL_ORIGINS
         lines.append("  CORS: pages on http://localhost:<any port> and 127.0.0.1 may call it (development")
         lines.append("        only; CORS_ORIGINS sets the list, and production allows none unless set)")
     print("\n".join(lines), flush=True)

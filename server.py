@@ -18,7 +18,7 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
@@ -350,19 +350,9 @@ def _tracing(settings: Settings, engine: AsyncEngine, reads: ReadConnections | N
     return Tracing.start(settings, engine, reads)
 
 
-# In development, a page served from this machine (a frontend's dev server: Vite on :5173, Next
-# on :3000) may call the API without configuring CORS. Never outside development.
-LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
-
-
 def _middleware(settings: Settings, metrics: Metrics | None) -> list[Middleware]:
     middleware = [Middleware(RequestLog, metrics=metrics), Middleware(_OneLineStartupFailure)]
-    origins: dict[str, Any] = {}
-    if settings.cors_origins:
-        origins["allow_origins"] = list(settings.cors_origins)
-    elif settings.app_env == "development":
-        origins["allow_origin_regex"] = LOCAL_ORIGINS
-    if origins:
+    if origins := settings.cors():
         middleware.append(
             Middleware(CORSMiddleware, **origins, allow_methods=["GET", "POST"], allow_headers=["*"])
         )

@@ -11,6 +11,7 @@ import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field
+from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite:///app.db"
 
@@ -101,6 +102,10 @@ def _trusted_proxies() -> tuple[str, ...]:
 
 
 _RANDOM_DEVELOPMENT_KEY = secrets.token_urlsafe(48)
+
+# In development, a page served from this machine (a frontend's dev server: Vite on :5173, Next
+# on :3000) may call the API without configuring CORS. Never outside development.
+LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +218,14 @@ class Settings:
         if self.secret_key:
             return self.secret_key
         return os.environ.get(DEVELOPMENT_SECRET_VARIABLE) or _RANDOM_DEVELOPMENT_KEY
+
+    def cors(self) -> dict[str, Any]:
+        """Which browser origins may call the API, as CORSMiddleware's arguments (none: empty)."""
+        if self.cors_origins:
+            return {"allow_origins": list(self.cors_origins)}
+        if self.app_env == "development":
+            return {"allow_origin_regex": LOCAL_ORIGINS}
+        return {}
 
     def check(self) -> Settings:
         """Refuse settings the server must not run with; returns self for chaining."""

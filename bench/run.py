@@ -136,6 +136,11 @@ def checkout(rev: str) -> Path:
     return tree
 
 
+def compared_name(tree: Path) -> str:
+    """The older commit's target name: quill_<sha>."""
+    return f"quill_{tree.name.removeprefix('quill-')}"
+
+
 def compared_databases(tree: Path) -> dict[str, str]:
     """An older commit's own databases: its server refuses a schema migrated past its own head."""
     sha = tree.name.removeprefix("quill-")
@@ -177,9 +182,7 @@ def write_targets(superuser_id: int, compare: Path | None = None) -> Path:
     }
     builds: list[tuple[str, Path, int, dict[str, str]]] = [("quill", ROOT, 8151, {})]
     if compare is not None:
-        builds.append(
-            (f"quill_{compare.name.removeprefix('quill-')}", compare, 8161, compared_databases(compare))
-        )
+        builds.append((compared_name(compare), compare, 8161, compared_databases(compare)))
     for name, app_dir, first_port, databases in builds:
         for db, port in (("sqlite", first_port), ("pg", first_port + 1)):
             target = {
@@ -216,12 +219,13 @@ def main() -> None:
     parser.add_argument("--compare", metavar="REV", help="also run this commit's server, as quill_<sha>")
     args = parser.parse_args()
     bench_python, graphene_python = prepare_tools()
-    databases = {"pg": PG_BENCH, "sqlite": f"sqlite:///{SQLITE_BENCH.relative_to(HARNESS)}"}
-    superuser_ids = [load(url, bench_python) for db, url in databases.items() if args.db in (None, db)]
     tree = checkout(args.compare) if args.compare else None
+    # A comparison runs on one database (PostgreSQL unless --db says); a run on both, or --db's.
+    wanted = [args.db or "pg"] if tree is not None else [args.db] if args.db else ["pg", "sqlite"]
+    databases = {"pg": PG_BENCH, "sqlite": f"sqlite:///{SQLITE_BENCH.relative_to(HARNESS)}"}
+    superuser_ids = [load(databases[db], bench_python) for db in wanted]
     if tree is not None:
-        older = compared_databases(tree)
-        superuser_ids += [load(older[db], bench_python, tree) for db in databases if args.db in (None, db)]
+        superuser_ids += [load(compared_databases(tree)[db], bench_python, tree) for db in wanted]
     assert len(set(superuser_ids)) == 1, superuser_ids  # one token serves every target
     targets = write_targets(superuser_ids[0], tree)
     command = [str(bench_python), "run_bench.py", "--targets", str(targets), "--duration", args.duration,
@@ -229,9 +233,8 @@ def main() -> None:
     env = {**os.environ, "BENCH_PY": str(bench_python), "BENCH_PY_GRAPHENE": str(graphene_python)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     if tree is not None:
-        older_name = f"quill_{tree.name.removeprefix('quill-')}"
         queries = (args.queries or "Q1,Q2,Q3,Q4,Q5").split(",")
-        print(compare(command, env, ("quill", older_name), queries, args.db or "pg"))
+        print(compare(command, env, ("quill", compared_name(tree)), queries, wanted[0]))
         return
     command += ["--out", "results/bench"]
     for flag, value in (("--only", args.only), ("--db", args.db), ("--queries", args.queries)):

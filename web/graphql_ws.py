@@ -242,6 +242,8 @@ class _Connection:
             self._expiry.cancel()
         if self._keep_alive is not None:
             self._keep_alive.cancel()
+        if self._finishing is not None:
+            self._finishing.cancel()  # a frame still waiting for the socket: nobody will read it
         for task in list(self.operations.values()):
             task.cancel()
         for task in list(self.operations.values()):

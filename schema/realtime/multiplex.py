@@ -170,17 +170,17 @@ class Group:
     # Reading.
 
     def plans(self, viewer: Viewer) -> list[tuple[str, Plan]] | None:
-        """Each row's plan, or None where the compiled path cannot answer the group: a row the
-        planner refuses, or one that depends on the viewer where viewer lists cannot be bound."""
+        """Each row's plan: read once for the whole list of viewers where the row depends on who
+        asks (viewers_slots), else once for all. None where the compiled path cannot answer the
+        group: a row the planner refuses, or one that depends on the viewer where viewer lists
+        cannot be bound."""
         compiled = self.hub.compiled
         plans = []
         for key, nodes in self.shape.rows:
             plan = compiled.object_plan(self.prepared, self.shape.node_type, list(nodes), viewer)
+            if plan is not None and plan.reads_the_viewer:
+                plan = compiled.viewers_plan(self.prepared, self.shape.node_type, list(nodes), viewer)
             if plan is None:
-                return None
-            if plan.reads_the_viewer and (
-                compiled.viewers_plan(self.prepared, self.shape.node_type, list(nodes), viewer) is None
-            ):
                 return None
             plans.append((key, plan))
         return plans
@@ -193,14 +193,9 @@ class Group:
         if plans is None:
             return None
         for key, plan in plans:
-            if plan.reads_the_viewer:
-                many = compiled.viewers_plan(
-                    self.prepared, self.shape.node_type, list(dict(self.shape.rows)[key]), viewers[0]
-                )
-                if many is None:
-                    return None
+            if plan.viewers_slots:
                 ids = [viewer.id for viewer in viewers if viewer.id is not None]
-                answers = await compiled.read_for_viewers(many, ids, deadline, event.id)
+                answers = await compiled.read_for_viewers(plan, ids, deadline, event.id)
                 if answers is None:
                     return None
                 for viewer in viewers:

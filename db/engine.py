@@ -78,7 +78,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         }
     engine = create_async_engine(url, **kwargs)
     if is_sqlite(url):
-        _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
+        _configure_sqlite(engine, settings.sqlite_busy_timeout_ms, settings.sqlite_synchronous)
     if is_mysql(url):
         _configure_mysql(engine, settings.statement_timeout_ms)
     return engine
@@ -99,7 +99,7 @@ def _configure_mysql(engine: AsyncEngine, statement_timeout_ms: int) -> None:
             cursor.close()
 
 
-def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int, synchronous: str) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, record: Any) -> None:
         deadline = record.info["deadline"] = _Deadline()
@@ -114,6 +114,7 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         # WAL lets readers run while one writer commits.
         cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")  # settings.py says why NORMAL
         # Wait for another writer's lock instead of failing with "database is locked".
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()

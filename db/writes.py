@@ -56,8 +56,11 @@ async def insert_rows(
 ) -> list[AnyRow]:
     if not rows:
         return []
+    # The rows go as parameters, not as `.values(rows)`: a statement with its values inlined is
+    # compiled anew on every call (a fifth of a createPost's CPU); this one is compiled once.
+    statement = insert(table).returning(*table.c, sort_by_parameter_order=True)
     try:
-        result = await session.execute(insert(table).values(list(rows)).returning(*table.c))
+        result = await session.execute(statement, list(rows))
     except IntegrityError as error:
         if is_foreign_key_violation(error):
             raise gone() from error

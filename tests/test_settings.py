@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from settings import DEFAULT_DATABASE_URL, Settings, SettingsError, async_database_url, database_url
@@ -56,3 +58,31 @@ def test_alembic_reads_the_same_url(monkeypatch: pytest.MonkeyPatch) -> None:
     env = (ROOT / "alembic" / "env.py").read_text()
     assert "sqlalchemy.url" not in ini
     assert "from settings import database_url" in env
+
+
+@pytest.mark.parametrize(("setting", "pragma"), [(None, 1), ("full", 2)])
+async def test_sqlite_commits_sync_as_sqlite_synchronous_says(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, setting: str | None, pragma: int
+) -> None:
+    """NORMAL by default (WAL synced at checkpoints: settings.py says why), FULL when asked."""
+    from sqlalchemy import text
+
+    from db.engine import create_engine
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/sync.db")
+    if setting is None:
+        monkeypatch.delenv("SQLITE_SYNCHRONOUS", raising=False)
+    else:
+        monkeypatch.setenv("SQLITE_SYNCHRONOUS", setting)
+    engine = create_engine(Settings.from_env().check())
+    try:
+        async with engine.connect() as connection:
+            assert (await connection.execute(text("PRAGMA synchronous"))).scalar() == pragma
+    finally:
+        await engine.dispose()
+
+
+def test_an_unknown_sqlite_synchronous_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SQLITE_SYNCHRONOUS", "off")
+    with pytest.raises(SettingsError, match="SQLITE_SYNCHRONOUS must be NORMAL, FULL or EXTRA"):
+        Settings.from_env().check()

@@ -74,8 +74,11 @@ async def update_row(
     """Change a row the viewer may change; the row as it is now."""
     await check(session, guard, viewer, pk)
     table = guard.table
-    if values:
-        await session.execute(update(table).where(table.c.id == pk).values(**values))
+    changed = update(table).where(table.c.id == pk).values(**values)
+    if values and session.get_bind().dialect.update_returning:
+        return (await session.execute(changed.returning(*table.c))).one()
+    if values:  # MariaDB: UPDATE has no RETURNING there
+        await session.execute(changed)
     return (await session.execute(select(*table.c).where(table.c.id == pk))).one()
 
 

@@ -64,8 +64,10 @@ async def test_update_post_is_a_check_an_update_and_one_read(
     variables = {"id": to_global_id("Post", post.id), "input": {"title": "Changed"}}
     count, data = await _count(gql, statements, UPDATE_POST, variables, token_for(author))
     assert data["updatePost"]["post"]["title"] == "Changed"
-    # the guard's check, the UPDATE, the row read back for the event's owner, the outbox, the payload
-    assert count == 3 + _outbox(app) + 1
+    # the guard's check, the UPDATE (with RETURNING, or then a SELECT on MariaDB, whose UPDATE has
+    # no RETURNING), the outbox, the payload
+    read_back = 0 if app.state.engine.dialect.update_returning else 1
+    assert count == 2 + read_back + _outbox(app) + 1
 
 
 async def test_add_note_is_a_check_one_insert_and_one_read(

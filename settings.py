@@ -129,7 +129,7 @@ class Settings:
     # process crashing, and only an OS crash or power loss can undo the last ones (never corrupt
     # the file). FULL syncs at every commit: 10-30% fewer createPosts per second here.
     sqlite_synchronous: str = "NORMAL"
-    # Pool size per server process (PostgreSQL). Connections past pool_size are closed when given
+    # Pool size per server process (PostgreSQL, MariaDB). Connections past pool_size are closed when given
     # back, so a steady load above it opens a connection per request: keep it above the usual
     # number of concurrent writers.
     pool_size: int = 20

@@ -28,8 +28,9 @@ ADD_NOTE = """mutation ($taskId: ID!, $input: AddNoteInput!) { addNote(taskId: $
 
 
 def _outbox(app: Starlette) -> int:
-    """1 where the broker stages each event as an outbox row in the write's transaction."""
-    return 0 if type(app.state.services.broker).__name__ == "Broker" else 1
+    """1 where the broker keeps a log (and so can resume): it stages each event as an outbox row
+    in the write's transaction (db/events.py); 0 for the log-less broker, which only delivers."""
+    return 1 if app.state.services.broker.resumable else 0
 
 
 async def _count(

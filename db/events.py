@@ -51,6 +51,8 @@ from db.models import EventOutbox, table_of, utcnow
 log = logging.getLogger("quill.events")
 
 outbox = table_of(EventOutbox)
+# Values as parameters: a statement with them inlined would be compiled anew for every event.
+_ADD_TO_OUTBOX = insert(outbox)
 AfterCommit = Callable[[Callable[[], Awaitable[None]]], None]  # RequestDb.after_commit
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -74,6 +76,29 @@ class Event:
     @classmethod
     def decode(cls, payload: str | bytes, position: str | None = None) -> Event:
         return cls(**orjson.loads(payload), position=position)
+
+
+@dataclass(frozen=True, slots=True)
+class EventOf:
+    """The event that writing one row makes, told from the row: `owner` and `parent` name the
+    row's columns that hold the event's owner_id and parent_id. The same rule gives the Event
+    in Python (`of`) and, for a write compiled into one statement, its outbox row in SQL
+    (`fields`, schema/compiled/sql.py)."""
+
+    topic: str
+    kind: str
+    owner: str | None = None
+    parent: str | None = None
+
+    def fields(self, column: Callable[[str], Any]) -> dict[str, Any]:
+        """Event's fields but position, in order: the row's values read with `column(name)`."""
+        values: dict[str, Any] = {"topic": self.topic, "kind": self.kind, "id": column("id")}
+        values["owner_id"] = column(self.owner) if self.owner is not None else None
+        values["parent_id"] = column(self.parent) if self.parent is not None else None
+        return {**values, "login": None, "at": None}
+
+    def of(self, row: Any) -> Event:
+        return Event(**self.fields(lambda name: getattr(row, name)))
 
 
 class SubscriberTooSlow(Exception):
@@ -176,13 +201,18 @@ class Broker:
         self.end_all()
 
     async def stage(self, session: AsyncSession, event: Event, after_commit: AfterCommit) -> None:
-        """Publish `event` if, and only when, the session's transaction commits."""
+        """Publish `event` if, and only when, the session's transaction commits (a resumable
+        broker's outbox row is written in that transaction)."""
+        if self.resumable:
+            values = {"topic": event.topic, "payload": event.encode(), "created_at": utcnow()}
+            await session.execute(_ADD_TO_OUTBOX, values)
+        after_commit(lambda: self.committed(event))
 
-        async def deliver() -> None:
-            self._counter += 1
-            self.deliver(replace(event, position=str(self._counter)))
-
-        after_commit(deliver)
+    async def committed(self, event: Event) -> None:
+        """`event`'s change has been committed, with its outbox row where the broker is resumable
+        (a write compiled into one statement adds that row itself: schema/compiled/sql.py)."""
+        self._counter += 1
+        self.deliver(replace(event, position=str(self._counter)))
 
     def deliver(self, event: Event) -> None:
         self.delivered += 1
@@ -200,19 +230,6 @@ class Broker:
     def _tell_listeners(self, event: Event) -> None:
         for listener in self._listeners.get(event.topic, ()):
             listener(event)
-
-    async def _stage_in_outbox(
-        self, session: AsyncSession, event: Event, after_commit: AfterCommit, follower: _Follower
-    ) -> None:
-        """The log's way to stage: the outbox row in the transaction; at the commit, this
-        process's listeners hear it and `follower` (the log's reader or relay) wakes."""
-        await _stage_in_outbox(session, event)
-
-        async def wake() -> None:
-            self._tell_listeners(event)
-            follower.wake.set()
-
-        after_commit(wake)
 
     def order_key(self, position: str) -> tuple[int, ...]:
         try:
@@ -263,11 +280,6 @@ class Broker:
 
     def _too_old(self, moment_ms: int) -> bool:
         return moment_ms < (time.time() - self.retention_seconds) * 1000
-
-
-async def _stage_in_outbox(session: AsyncSession, event: Event) -> None:
-    values = {"topic": event.topic, "payload": event.encode(), "created_at": utcnow()}
-    await session.execute(insert(outbox).values(values))
 
 
 def _milliseconds(row: Any) -> int:
@@ -346,8 +358,10 @@ class DatabaseLog(Broker):
         await super().stop()
         await self._follower.stop()
 
-    async def stage(self, session: AsyncSession, event: Event, after_commit: AfterCommit) -> None:
-        await self._stage_in_outbox(session, event, after_commit, self._follower)
+    async def committed(self, event: Event) -> None:
+        """This process's listeners hear it now; the log's reader delivers it to subscribers."""
+        self._tell_listeners(event)
+        self._follower.wake.set()
 
     async def _read_new(self) -> None:
         while True:
@@ -456,8 +470,10 @@ class RedisStreams(Broker):
         await self._redis.aclose()
         await self._reader.aclose()
 
-    async def stage(self, session: AsyncSession, event: Event, after_commit: AfterCommit) -> None:
-        await self._stage_in_outbox(session, event, after_commit, self._relay)
+    async def committed(self, event: Event) -> None:
+        """This process's listeners hear it now; the relay moves its outbox row to the stream."""
+        self._tell_listeners(event)
+        self._relay.wake.set()
 
     # The relay: outbox rows to the stream.
 

@@ -6,7 +6,9 @@ decoding, so it skips SQLAlchemy's session and connection layers, which would co
 statement on a small page:
 - PostgreSQL: a small asyncpg pool of its own. Its sessions run in UTC (the JSON of a timestamp is
   then the API's format, db/timestamps.py) under the statement timeout, and are returned to the
-  pool without asyncpg's reset round trip: nothing here changes session state.
+  pool without asyncpg's reset round trip: nothing here changes session state. The same pool
+  runs compiled writes (`fetch_written`): one INSERT inside a WITH that also builds the payload,
+  its own transaction, so it needs no BEGIN or COMMIT either.
 - MariaDB: a small asyncmy pool of its own, in autocommit (one statement is one snapshot), whose
   sessions let JSON_ARRAYAGG build a whole page (it stops at group_concat_max_len, 1 MB by
   default, and would cut the response short). Each statement carries the operation's remaining
@@ -51,6 +53,10 @@ class ReadTimeout(TimeoutError):
 
 class ReadFailed(Exception):
     """The database refused or failed the statement; the resolvers should answer instead."""
+
+
+class WriteRefused(ReadFailed):
+    """A compiled write named a row that is gone (a foreign key): nothing was written."""
 
 
 class ReadConnections(Protocol):
@@ -136,6 +142,22 @@ class PostgresReads:
             self._pool = None
 
     async def fetch(self, sql: str, arguments: Sequence[Any], deadline: float) -> bytes:
+        value: bytes = await self._run(sql, arguments, deadline, "fetchval")
+        return value
+
+    async def fetch_written(self, sql: str, arguments: Sequence[Any], deadline: float) -> asyncpg.Record:
+        """The one row of a statement that writes (a compiled write, schema/compiled/sql.py's
+        compile_insert), run on its own as a transaction of its own: it commits when it returns.
+        Raises WriteRefused when a foreign key names a row that is gone; ReadFailed when the
+        statement failed otherwise (then it wrote nothing); ReadTimeout past the deadline."""
+        try:
+            return await self._run(sql, arguments, deadline, "fetchrow")
+        except ReadFailed as failed:
+            if isinstance(failed.__cause__, asyncpg.ForeignKeyViolationError):
+                raise WriteRefused(str(failed)) from failed.__cause__
+            raise
+
+    async def _run(self, sql: str, arguments: Sequence[Any], deadline: float, method: str) -> Any:
         assert self._pool is not None, "start() first"
         seconds = deadline - time.monotonic()
         if seconds <= 0:
@@ -145,16 +167,15 @@ class PostgresReads:
         try:
             async with asyncio.timeout(seconds):
                 async with self._pool.acquire() as connection:
+                    run = getattr(connection, method)
                     if self.trace is None:
-                        value = await connection.fetchval(sql, *arguments)
-                    else:
-                        with self.trace(sql):
-                            value = await connection.fetchval(sql, *arguments)
+                        return await run(sql, *arguments)
+                    with self.trace(sql):
+                        return await run(sql, *arguments)
         except TimeoutError:
             raise ReadTimeout() from None
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
             raise ReadFailed(str(error)) from error
-        return value
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:

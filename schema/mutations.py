@@ -1,6 +1,6 @@
-"""What every mutation does the same way: demand a viewer, and turn the reasons a write was
-refused (db/errors.py, raised inside the write transaction so it rolls back; Refused, raised by
-a check before it) into typed errors."""
+"""What every mutation does the same way: demand a viewer, insert a row and link its payload to
+it, and turn the reasons a write was refused (db/errors.py, raised inside the write transaction
+so it rolls back; Refused, raised by a check before it) into typed errors."""
 
 from __future__ import annotations
 
@@ -8,8 +8,15 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
+from strawberry.types.base import StrawberryObjectDefinition
+
+from db import writes
 from db.errors import AccountGone, Conflict, NotAllowed, NotFound
+from db.events import EventOf
+from db.read_connections import WriteRefused
 from schema.admission.tokens import Authentication
+from schema.compiled.sql import Insert
+from schema.declare.nodes import NodeType, linked
 from schema.errors import (
     FAILURE_MESSAGES,
     AuthenticationRequiredError,
@@ -21,10 +28,13 @@ from schema.errors import (
     Refused,
 )
 from schema.execution.context import Info
+from schema.execution.object_reads import NOT_READ
+from schema.realtime.events import emit
 from schema.relay import to_global_id
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 def authentication_required(reason: AuthFailure) -> AuthenticationRequiredError:
@@ -49,6 +59,40 @@ def signed_in(info: Info) -> int:
     user_id = info.context.viewer.id
     assert user_id is not None
     return user_id
+
+
+async def insert_linked(
+    info: Info, node_type: NodeType, values: dict[str, Any], event: EventOf, payload: T, field: str
+) -> T:
+    """Insert a row of `node_type` and announce `event` for it; `payload` linked to the row
+    (`linked(payload, field=row.id)`).
+
+    Where it can (PostgreSQL, compiled reads on, a payload the statement can build), one
+    statement writes the row, its outbox row and the payload object's JSON
+    (schema/execution/object_reads.py); otherwise, or if that statement fails and so writes
+    nothing, the ORM path writes the row and the payload is read after the commit."""
+    broker = info.context.services.broker
+    objects = info.context.objects
+    nodes = objects.payload_nodes(info._raw_info.field_nodes, _type_name(payload), field) if objects else None
+    if objects is not None and nodes is not None:
+        written = Insert(node_type.table, tuple(values), event if broker.resumable else None)
+        try:
+            inserted = await objects.insert(node_type, nodes, written, values, info.context.viewer)
+        except WriteRefused as refused:
+            raise AccountGone() from refused
+        if inserted is not None:
+            await broker.committed(event.of(inserted.row))
+            read = {id(nodes[0]): inserted.answer} if inserted.answer is not NOT_READ else None
+            return linked(payload, read=read, **{field: inserted.row.id})
+    async with info.context.db.write() as session:
+        row = await writes.insert_row(session, node_type.table, values)
+        await emit(info, session, event.of(row))
+    return linked(payload, **{field: row.id})
+
+
+def _type_name(payload: object) -> str:
+    definition: StrawberryObjectDefinition = type(payload).__strawberry_definition__  # type: ignore[attr-defined]
+    return definition.name
 
 
 def refusal_as_error(refused: Exception) -> Error | None:

@@ -39,7 +39,7 @@ from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
 
 from db.visibility import Viewer
-from db.where import Where, condition
+from db.where import EVERYTHING, Where, condition
 from schema.compiled.tree import (
     Array,
     Column,
@@ -199,6 +199,11 @@ class ReadPlanner:
     def by_id(self, node_type: NodeType, nodes: list[FieldNode], pk: int) -> One:
         table_id = node_type.table.c.id
         return self._one(node_type, nodes, condition("pk", pk, lambda p: table_id == p))
+
+    def written(self, node_type: NodeType, nodes: list[FieldNode]) -> One:
+        """The row a statement writes, read by the same statement (schema/compiled/sql.py's
+        compile_insert reads it from the write itself, so it needs no condition on its id)."""
+        return self._one(node_type, nodes, EVERYTHING)
 
     def _nodes(self, query: GraphQLObjectType, nodes: list[FieldNode], spec: NodeSpec) -> Value:
         arguments = self.arguments(query, nodes[0])

@@ -14,20 +14,21 @@ database's JSON goes into the response as it is, never decoded in Python.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from graphql import FieldNode, GraphQLError, GraphQLSchema, OperationType
 
-from db.read_connections import ReadConnections, ReadFailed
+from db.read_connections import PostgresReads, ReadConnections, ReadFailed, WriteRefused
 from db.visibility import Viewer
 from schema.compiled.planner import ReadPlanner
-from schema.compiled.sql import VIEWERS, ReadStatements
+from schema.compiled.sql import VIEWERS, CompiledRead, Insert, ReadStatements
 from schema.compiled.tree import MISSING_ROW, Fields, NotCompilable, looks_up_rows, params_of, reads_rows
 
 if TYPE_CHECKING:
+    from asyncpg import Record
     from sqlalchemy.engine import Dialect
 
     from schema.admission.admission import Prepared
@@ -77,6 +78,24 @@ class Plan:
     def reads_the_viewer(self) -> bool:
         """Whether the answer depends on which viewer of the kind asks."""
         return bool(self.viewer_slots)
+
+
+@dataclass(frozen=True, slots=True)
+class InsertPlan:
+    """A compiled write (schema/compiled/sql.py's compile_insert) for one kind of viewer: the
+    statement, and its parameters but the written values (the viewer's id under `viewer_names`)."""
+
+    fields: Fields
+    statement: CompiledRead
+    params: Mapping[str, Any]
+    viewer_names: tuple[str, ...]
+    may_miss_rows: bool
+
+    def arguments(self, viewer: Viewer, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        given = {**self.params, **{f"w_{name}": value for name, value in values.items()}}
+        for name in self.viewer_names:
+            given[name] = viewer.id
+        return self.statement.arguments(given)
 
 
 class CompiledReads:
@@ -146,6 +165,55 @@ class CompiledReads:
             )
         plan: Plan | None = prepared.plans[key]
         return plan
+
+    def insert_plan(
+        self, prepared: Prepared, node_type: NodeType, nodes: list[FieldNode], viewer: Viewer, written: Insert
+    ) -> InsertPlan | None:
+        """The plan that inserts a row of `node_type` as `written` says and reads it back as
+        `nodes` select it, in one statement; None where the engine cannot (only PostgreSQL runs
+        an INSERT inside a WITH) or the tree reads what the write changes. Kept with the
+        document, per field, kind of viewer and write."""
+        if not self.enabled or not isinstance(self.reads, PostgresReads):
+            return None
+        key = ("insert", id(nodes[0]), viewer.kind, written)
+        if key not in prepared.plans:
+            prepared.plans[key] = self._insert_plan(prepared, node_type, nodes, viewer, written)
+        plan: InsertPlan | None = prepared.plans[key]
+        return plan
+
+    def _insert_plan(
+        self, prepared: Prepared, node_type: NodeType, nodes: list[FieldNode], viewer: Viewer, written: Insert
+    ) -> InsertPlan | None:
+        planned_as = viewer if viewer.id is None else Viewer(id=VIEWER_SLOT, is_superuser=viewer.is_superuser)
+        try:
+            fields: Fields = (("o", self.planner(prepared, planned_as).written(node_type, nodes)),)
+            statement = self.statements.get_insert(fields, written)
+        except (NotCompilable, GraphQLError) as reason:
+            log.debug("written by the ORM: %s", reason)
+            return None
+        except Exception:  # a bug here must not cost the client its write: the ORM path makes it
+            log.exception("planning a compiled write failed; writing through the ORM")
+            return None
+        params = params_of(fields)
+        viewer_names = tuple(name for name, value in params.items() if value is VIEWER_SLOT)
+        return InsertPlan(fields, statement, params, viewer_names, looks_up_rows(fields))
+
+    async def insert(
+        self, plan: InsertPlan, viewer: Viewer, values: Mapping[str, Any], deadline: float
+    ) -> Record | None:
+        """The written row, with its payload's body as `data`; None when the statement failed
+        and so wrote nothing (the ORM path writes then). Raises WriteRefused (a foreign key names
+        a row that is gone) and TimeoutError past the deadline."""
+        assert isinstance(self.reads, PostgresReads)
+        try:
+            return await self.reads.fetch_written(
+                plan.statement.sql, plan.arguments(viewer, values), deadline
+            )
+        except WriteRefused:
+            raise
+        except ReadFailed as error:
+            log.warning("compiled write failed, writing through the ORM: %s", str(error)[:300])
+            return None
 
     def planner(self, prepared: Prepared, viewer: Viewer) -> ReadPlanner:
         """A planner over the document's fragments and variables (its field collection and

@@ -37,9 +37,13 @@ from sqlalchemy import (
     FromClause,
     Integer,
     Select,
+    Table,
+    Text,
     bindparam,
     case,
+    cast,
     func,
+    insert,
     or_,
     select,
     tuple_,
@@ -48,6 +52,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.util import ClauseAdapter
 from sqlalchemy.sql.visitors import replacement_traverse
 
+from db.events import EventOf, outbox
 from db.models import UtcDateTime
 from db.pagination import Listing, _ordering, _position
 from db.visibility import VIEWER_ID
@@ -444,6 +449,10 @@ def compile_read(fields: Fields, dialect: Dialect, *, for_viewers: bool = False)
         statement = select(json.document(json.aggregate(each)).label("data")).select_from(viewers)
     else:
         statement = select(json.document(_Builder(json).fields(fields, ROOT)).label("data"))
+    return _compiled(statement, dialect)
+
+
+def _compiled(statement: Any, dialect: Dialect) -> CompiledRead:
     compiled = statement.compile(dialect=dialect)
     if not compiled.positional:
         raise NotCompilable(f"{dialect.name} takes named parameters")
@@ -483,7 +492,82 @@ class ReadStatements:
             self._compiled.popitem(last=False)
         return compiled
 
+    def get_insert(self, fields: Fields, written: Insert) -> CompiledRead:
+        key = (shape_of(fields), written)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = self._compiled[key] = compile_insert(fields, self.dialect, written)
+            while len(self._compiled) > self.max_entries:
+                self._compiled.popitem(last=False)
+        return compiled
+
     def refused(self, fields: Fields, *, for_viewers: bool = False) -> None:
         """The engine cannot run this shape (SQLite's parser stack is 100 deep): never try it again."""
         self.refused_reads += 1
         self._compiled[(shape_of(fields), for_viewers)] = None
+
+
+# Writes: a row inserted and read back as a mutation's payload selects it, in one statement.
+
+
+@dataclass(frozen=True, slots=True)
+class Insert:
+    """What a compiled write inserts: one row of `table`, its `columns` given as parameters
+    `w_<column>`; with `event` (where the broker keeps an outbox, db/events.py), also that
+    event's outbox row, its payload built from the inserted row (parameter `w_announced_at`)."""
+
+    table: Table
+    columns: tuple[str, ...]
+    event: EventOf | None = None
+
+
+class _InsertBuilder(_Builder):
+    """Reads the tree's root object from the inserted row (the CTE `written`) instead of its
+    table. Every part of one statement reads the snapshot from before the insert, so any other
+    read of the table would miss the new row: such a tree is NotCompilable (the ORM path writes,
+    then reads)."""
+
+    def __init__(self, json: JsonSql, written: FromClause, table: Table) -> None:
+        super().__init__(json)
+        self.written, self.table = written, table
+
+    def _source(self, listing: Listing, number: int, prefix: str) -> tuple[FromClause, Adapt]:
+        source, adapt = super()._source(listing, number, prefix)
+        if listing.id.table is not self.table:
+            return source, adapt
+        if number != 0:
+            raise NotCompilable("the payload reads the written table again")
+        alias = self.written.alias(f"{prefix}{number}")
+        adapter = ClauseAdapter(alias)
+        return alias, lambda clause: adapt(adapter.traverse(clause))
+
+
+def compile_insert(fields: Fields, dialect: Dialect, written: Insert) -> CompiledRead:
+    """One statement that inserts a row (and its outbox row) and returns the row's columns and
+    `data`, the response body of the read tree `fields`, whose root object (node 0) is that row.
+    Only PostgreSQL runs an INSERT inside a WITH."""
+    if dialect.name != "postgresql":
+        raise NotCompilable(f"{dialect.name} has no INSERT inside WITH")
+    table = written.table
+    values = {
+        name: bindparam(f"w_{name}", type_=table.c[name].type, required=True) for name in written.columns
+    }
+    inserted = insert(table).values(values).returning(*table.c).cte("written")
+    json = JsonSql.for_dialect(dialect.name)
+    data = json.document(_InsertBuilder(json, inserted, table).fields(fields, ROOT))
+    statement = select(*inserted.c, data.label("data")).select_from(inserted)
+    if written.event is not None:
+        statement = statement.add_cte(_announced(json, written.event, inserted))
+    return _compiled(statement, dialect)
+
+
+def _announced(json: JsonSql, event: EventOf, row: FromClause) -> Any:
+    """The outbox row of `event` for the inserted `row`: its payload is Event.encode()'s JSON."""
+    pairs = [
+        (name, json.null() if value is None else constant(value) if isinstance(value, str) else value)
+        for name, value in event.fields(lambda column: row.c[column]).items()
+    ]
+    announced_at = bindparam("w_announced_at", type_=outbox.c.created_at.type, required=True)
+    payload = cast(json.object(pairs), Text)
+    values = select(constant(event.topic), payload, announced_at).select_from(row)
+    return insert(outbox).from_select(["topic", "payload", "created_at"], values).cte("announced")

@@ -154,13 +154,19 @@ def from_row(cls: type[T], row: AnyRow) -> T:
     return found
 
 
-def linked(obj: T, *, seen_by: Viewer | None = None, **ids: int | None) -> T:
+def linked(
+    obj: T, *, seen_by: Viewer | None = None, read: dict[int, Any] | None = None, **ids: int | None
+) -> T:
     """`obj` (a mutation's payload, say) whose `to_one(...)` fields load the rows these ids name:
     `linked(PostPayload(), post=row.id)` for `post: Post = to_one("post")`. With `seen_by`, the
-    rows are read as that viewer sees them (a login's payload shows the user as themself)."""
+    rows are read as that viewer sees them (a login's payload shows the user as themself). `read`
+    holds objects already read as the response holds them, by the id() of the first node of the
+    field that selects them (schema/mutations.py's insert_linked)."""
     obj.__dict__["_row"] = ids
     if seen_by is not None:
         obj.__dict__["_seen_by"] = seen_by
+    if read:
+        obj.__dict__["_read"] = read
     return obj
 
 

@@ -202,9 +202,11 @@ class FastPathExecutor(StrawberryGraphQLCoreExecutionContext):
         pk = getattr(row, "_mapping", row).get(key)
         if pk is None:
             return _SLOW
+        nodes = [details.node for details in field_details_list]
+        if (already := state.get("_read")) is not None and id(nodes[0]) in already:
+            return already[id(nodes[0])]  # read by the statement that wrote it
         context = self.context_value
         viewer = state.get("_seen_by") or context.viewer
-        nodes = [details.node for details in field_details_list]
 
         async def read() -> Any:
             found = await context.objects.read(node_type, nodes, pk, viewer)

@@ -7,24 +7,43 @@ the document) builds its JSON, author and nested pages included, where the loade
 one statement per level. Whatever the compiled path cannot answer exactly (a shape it does not
 express, a row the viewer may not see, a failed statement) goes back to graphql-core's own path,
 which answers as it always did.
+
+On PostgreSQL a mutation that inserts one row can do better (`insert`): one statement inserts it
+(with its outbox row, where the broker keeps one) and builds the payload object's JSON from the
+inserted row, in its own transaction: one round trip where the ORM path takes four (BEGIN, the
+INSERT, COMMIT, the read). schema/mutations.py's `insert_linked` uses it and falls back to the
+ORM path whenever it answers None.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from graphql import FieldNode
+from graphql import FieldNode, GraphQLObjectType
 
+from db.models import utcnow
 from db.visibility import Viewer
+from schema.compiled.tree import MISSING_ROW
 
 if TYPE_CHECKING:
     from schema.admission.admission import Prepared
     from schema.compiled.plans import CompiledReads
+    from schema.compiled.sql import Insert
     from schema.declare.nodes import NodeType
 
 NOT_READ = object()  # "let graphql-core resolve this field"
+
+
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    """A row written by a compiled write, and its payload object as the response holds it (or
+    NOT_READ: graphql-core's path reads it then)."""
+
+    row: SimpleNamespace  # the row's columns as attributes, as the ORM path's rows have them
+    answer: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,3 +62,52 @@ class ObjectReads:
             return NOT_READ
         found = orjson.loads(body)["data"]["o"]
         return NOT_READ if found is None else found  # not visible: the resolvers say what follows
+
+    def payload_nodes(self, field_nodes: list[FieldNode], payload: str, field: str) -> list[FieldNode] | None:
+        """The nodes that select `field` of the payload type named `payload` under a mutation's
+        `field_nodes`, when exactly one response key selects it, without directives (the
+        executor reads such a field as one object); else None."""
+        key = ("payload", id(field_nodes[0]), payload, field)
+        if key not in self.prepared.plans:
+            self.prepared.plans[key] = self._payload_nodes(field_nodes, payload, field)
+        found: list[FieldNode] | None = self.prepared.plans[key]
+        return found
+
+    def _payload_nodes(
+        self, field_nodes: list[FieldNode], payload: str, field: str
+    ) -> list[FieldNode] | None:
+        planner = self.compiled.planner(self.prepared, Viewer(id=None))
+        payload_type = planner.schema.get_type(payload)
+        assert isinstance(payload_type, GraphQLObjectType)
+        selecting = [
+            nodes
+            for nodes in planner.sub_fields(payload_type, field_nodes).values()
+            if nodes[0].name.value == field
+        ]
+        if len(selecting) != 1 or any(node.directives for node in selecting[0]):
+            return None
+        return selecting[0]
+
+    async def insert(
+        self,
+        node_type: NodeType,
+        nodes: list[FieldNode],
+        written: Insert,
+        values: dict[str, Any],
+        viewer: Viewer,
+    ) -> Inserted | None:
+        """Insert the row `values` give and read it as `nodes` select it, in one statement; None
+        when this cannot be done that way (nothing was written then). Raises WriteRefused when a
+        foreign key names a row that is gone, TimeoutError past the operation's deadline."""
+        plan = self.compiled.insert_plan(self.prepared, node_type, nodes, viewer, written)
+        if plan is None:
+            return None
+        if written.event is not None:
+            values = {**values, "announced_at": utcnow()}
+        record = await self.compiled.insert(plan, viewer, values, self.deadline)
+        if record is None:
+            return None
+        columns = dict(record.items())
+        body = columns.pop("data")
+        found = None if plan.may_miss_rows and MISSING_ROW in body else orjson.loads(body)["data"]["o"]
+        return Inserted(SimpleNamespace(**columns), NOT_READ if found is None else found)

@@ -9,7 +9,7 @@ import strawberry
 from strawberry import UNSET
 
 from db import models, visibility, writes
-from db.events import Event
+from db.events import Event, EventOf
 from db.models import utcnow
 from db.visibility import everyone
 from schema.declare import after, before, by_id, column, connection, contains, equals, lookup, node, to_one
@@ -17,7 +17,7 @@ from schema.declare.nodes import declared, linked
 from schema.declare.subscriptions import added, by, changed
 from schema.errors import AuthenticationRequiredError, NotFoundError, PermissionDeniedError, ValidationError
 from schema.execution.context import Info
-from schema.mutations import signed_in, typed_refusals
+from schema.mutations import insert_linked, signed_in, typed_refusals
 from schema.realtime.events import emit
 from schema.realtime.streams import Change
 from schema.relay import CONNECTION_ARGS_DOC, Connection, Node, pk_of
@@ -49,6 +49,7 @@ class Post(Node):
 
 
 POSTS = declared(Post)
+POST_CREATED = EventOf("post", "created", owner="user_id")
 
 
 @strawberry.type
@@ -105,10 +106,7 @@ class Mutations:
         content = check.text("content", input.content, max_length=POST_CONTENT_MAX)
         check.done()
         values = {"user_id": author_id, "title": title, "content": content, "date_posted": utcnow()}
-        async with info.context.db.write() as session:
-            row = await writes.insert_row(session, POSTS.table, values)
-            await emit(info, session, Event("post", "created", row.id, owner_id=row.user_id))
-        return linked(PostPayload(), post=row.id)
+        return await insert_linked(info, POSTS, values, POST_CREATED, PostPayload(), "post")
 
     @strawberry.mutation(description="Change a post's title or content; only its author or a superuser may.")
     @typed_refusals

@@ -1,0 +1,136 @@
+"""A mutation's write and its payload in one statement (PostgreSQL; schema/mutations.py's
+insert_linked): the same answers and events as the ORM path, and the ORM path whenever that
+statement cannot answer exactly. On SQLite and MariaDB these tests check the ORM path alike."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.events import Event, EventOf
+from db.models import Post, User
+from schema.relay import from_global_id
+from tests.conftest import GraphQLClient, StatementCounter
+from tests.factories import make_post, make_user
+
+RICH = """mutation ($input: CreatePostInput!) { createPost(input: $input) { __typename
+  ... on PostPayload { post { __typename id title content datePosted
+    author { id username email }
+    comments(first: 5) { totalCount edges { node { id } } pageInfo { hasNextPage endCursor } } } }
+  ... on Error { message } } }"""
+
+# The payload reads posts again (the author's posts): in one statement that read would miss the
+# new post (every part of a statement reads the snapshot before it), so the ORM path answers.
+AUTHORS_POSTS = """mutation ($input: CreatePostInput!) { createPost(input: $input) {
+  ... on PostPayload { post { title author { posts(first: 10) { totalCount edges { node { title } } } } } } } }"""
+
+
+@pytest.fixture
+async def author(session: AsyncSession) -> User:
+    return await make_user(session, username="writer", email="writer@example.com")
+
+
+def _variables(title: str) -> dict[str, Any]:
+    return {"input": {"title": title, "content": "Body."}}
+
+
+def _without_ids(answer: Any) -> Any:
+    if isinstance(answer, dict):
+        return {key: _without_ids(value) for key, value in answer.items() if key not in ("id", "datePosted")}
+    if isinstance(answer, list):
+        return [_without_ids(item) for item in answer]
+    return answer
+
+
+async def test_the_payload_is_the_one_the_orm_path_gives(
+    gql: GraphQLClient, app_with: Callable[..., Any], author: User, token_for: Callable[[User], str]
+) -> None:
+    token = token_for(author)
+    compiled = (await gql(RICH, _variables("Same"), token=token))["data"]
+    async with app_with(compiled_reads=False) as client:
+        orm = (await GraphQLClient(client)(RICH, _variables("Same"), token=token))["data"]
+    assert compiled["createPost"]["__typename"] == "PostPayload"
+    assert _without_ids(compiled) == _without_ids(orm)
+    assert compiled["createPost"]["post"]["author"]["email"] == "writer@example.com"  # the viewer's own
+    formats = {answer["createPost"]["post"]["datePosted"][19:][-6:] for answer in (compiled, orm)}
+    assert formats == {"+00:00"}
+
+
+async def test_a_payload_that_reads_the_written_table_again_sees_the_new_row(
+    gql: GraphQLClient, session: AsyncSession, author: User, token_for: Callable[[User], str],
+    statements: StatementCounter, engine_name: str,
+) -> None:  # fmt: skip
+    await make_post(session, author, title="Earlier")
+    with statements.count() as counted:
+        body = await gql(AUTHORS_POSTS, _variables("Newest"), token=token_for(author))
+    posts = body["data"]["createPost"]["post"]["author"]["posts"]
+    assert posts["totalCount"] == 2
+    assert [edge["node"]["title"] for edge in posts["edges"]] == ["Earlier", "Newest"]
+    assert not any(sql.startswith("WITH written AS") for sql in counted.statements)
+
+
+async def test_a_failed_statement_writes_nothing_and_the_orm_path_writes_once(
+    gql: GraphQLClient, session: AsyncSession, author: User, token_for: Callable[[User], str],
+    engine_name: str,
+) -> None:  # fmt: skip
+    """A trigger refuses inserts from the compiled statements' connections only (their
+    application_name): the statement fails, nothing is written by it, and the ORM path writes
+    the post once."""
+    if engine_name != "postgresql":
+        pytest.skip("only PostgreSQL writes in one statement")
+    await session.execute(
+        text("""CREATE FUNCTION refuse_compiled() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF current_setting('application_name') = 'quill compiled reads' THEN
+          RAISE EXCEPTION 'refused for the test'; END IF; RETURN NEW; END $$""")
+    )
+    await session.execute(
+        text(
+            "CREATE TRIGGER refuse_compiled BEFORE INSERT ON posts FOR EACH ROW EXECUTE FUNCTION refuse_compiled()"
+        )
+    )
+    await session.commit()
+    try:
+        body = await gql(RICH, _variables("Once"), token=token_for(author))
+        assert body["data"]["createPost"]["post"]["title"] == "Once"
+        count = await session.scalar(select(func.count()).select_from(Post).where(Post.title == "Once"))
+        assert count == 1
+    finally:
+        await session.execute(text("DROP TRIGGER refuse_compiled ON posts"))
+        await session.execute(text("DROP FUNCTION refuse_compiled()"))
+        await session.commit()
+
+
+@pytest.mark.parametrize("broker", ["log", "no log"])
+async def test_subscribers_hear_the_write_once(
+    app_with: Callable[..., Any], author: User, token_for: Callable[[User], str], broker: str
+) -> None:
+    """Through the broker as subscribers use it: with a log (the outbox row, written by the same
+    statement, relayed and read back) and without one (delivered at the commit)."""
+    changes = {} if broker == "log" else {"event_broker_url": None}
+    async with app_with(**changes) as client:
+        services = client.app.state.services  # type: ignore[attr-defined]
+        if services.broker.resumable != (broker == "log"):
+            pytest.skip(f"this engine's broker keeps {'a' if services.broker.resumable else 'no'} log")
+        token = str(services.tokens.issue(author.id, is_superuser=False)[0])
+        async with services.broker.subscribe("post") as subscription:
+            body = await GraphQLClient(client)(RICH, _variables("Heard"), token=token)
+            _, pk = from_global_id(body["data"]["createPost"]["post"]["id"])
+            events = aiter(subscription)
+            heard = await asyncio.wait_for(anext(events), timeout=10)
+            assert dataclasses.replace(heard, position=None) == Event(
+                "post", "created", pk, owner_id=author.id
+            )
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(anext(events), timeout=0.5)  # once
+
+
+def test_an_event_template_names_every_field_of_an_event() -> None:
+    """EventOf builds the outbox payload in SQL from the same field list Event decodes."""
+    names = list(EventOf("post", "created").fields(lambda column: None))
+    assert names == [field.name for field in dataclasses.fields(Event) if field.name != "position"]

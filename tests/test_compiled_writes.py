@@ -114,7 +114,7 @@ async def test_subscribers_hear_the_write_once(
     statement, relayed and read back) and without one (delivered at the commit)."""
     changes = {} if broker == "log" else {"event_broker_url": None}
     async with app_with(**changes) as client:
-        services = client.app.state.services  # type: ignore[attr-defined]
+        services = client.app.state.services
         if services.broker.resumable != (broker == "log"):
             pytest.skip(f"this engine's broker keeps {'a' if services.broker.resumable else 'no'} log")
         token = str(services.tokens.issue(author.id, is_superuser=False)[0])

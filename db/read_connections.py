@@ -55,7 +55,7 @@ class ReadFailed(Exception):
     """The database refused or failed the statement; the resolvers should answer instead."""
 
 
-class WriteRefused(ReadFailed):
+class DataRefused(ReadFailed):
     """A compiled write named a row that is gone (a foreign key): nothing was written."""
 
 
@@ -148,13 +148,13 @@ class PostgresReads:
     async def fetch_written(self, sql: str, arguments: Sequence[Any], deadline: float) -> asyncpg.Record:
         """The one row of a statement that writes (a compiled write, schema/compiled/sql.py's
         compile_insert), run on its own as a transaction of its own: it commits when it returns.
-        Raises WriteRefused when a foreign key names a row that is gone; ReadFailed when the
+        Raises DataRefused when a foreign key names a row that is gone; ReadFailed when the
         statement failed otherwise (then it wrote nothing); ReadTimeout past the deadline."""
         try:
             return await self._run(sql, arguments, deadline, "fetchrow")
         except ReadFailed as failed:
             if isinstance(failed.__cause__, asyncpg.ForeignKeyViolationError):
-                raise WriteRefused(str(failed)) from failed.__cause__
+                raise DataRefused(str(failed)) from failed.__cause__
             raise
 
     async def _run(self, sql: str, arguments: Sequence[Any], deadline: float, method: str) -> Any:

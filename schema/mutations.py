@@ -11,9 +11,10 @@ from typing import Any, ParamSpec, TypeVar
 from strawberry.types.base import StrawberryObjectDefinition
 
 from db import writes
-from db.errors import AccountGone, Conflict, NotAllowed, NotFound
+from db.errors import AccountGone, Conflict, NotAllowed, NotFound, WriteRefused
 from db.events import EventOf
-from db.read_connections import WriteRefused
+from db.read_connections import DataRefused
+from db.visibility import Guard
 from schema.admission.tokens import Authentication
 from schema.compiled.sql import Insert
 from schema.declare.nodes import NodeType, linked
@@ -62,30 +63,46 @@ def signed_in(info: Info) -> int:
 
 
 async def insert_linked(
-    info: Info, node_type: NodeType, values: dict[str, Any], event: EventOf, payload: T, field: str
+    info: Info,
+    node_type: NodeType,
+    values: dict[str, Any],
+    event: EventOf,
+    payload: T,
+    field: str,
+    *,
+    guarded_by: tuple[Guard, int] | None = None,
+    gone: Callable[[], WriteRefused] = AccountGone,
 ) -> T:
     """Insert a row of `node_type` and announce `event` for it; `payload` linked to the row
-    (`linked(payload, field=row.id)`).
+    (`linked(payload, field=row.id)`). With `guarded_by` (a guard and a row's id), only if the
+    viewer may change that row (db/writes.py's check); `gone()` is raised when a foreign key
+    names a row deleted meanwhile.
 
     Where it can (PostgreSQL, compiled reads on, a payload the statement can build), one
     statement writes the row, its outbox row and the payload object's JSON
-    (schema/execution/object_reads.py); otherwise, or if that statement fails and so writes
-    nothing, the ORM path writes the row and the payload is read after the commit."""
+    (schema/execution/object_reads.py). Otherwise, or when that statement wrote nothing (it
+    failed, or the guard refused: the ORM path's check then says why), the ORM path writes the
+    row and the payload is read after the commit."""
     broker = info.context.services.broker
     objects = info.context.objects
     nodes = objects.payload_nodes(info._raw_info.field_nodes, _type_name(payload), field) if objects else None
+    guard, guarded_id = guarded_by if guarded_by is not None else (None, None)
     if objects is not None and nodes is not None:
-        written = Insert(node_type.table, tuple(values), event if broker.resumable else None)
+        written = Insert(node_type.table, tuple(values), event if broker.resumable else None, guard)
         try:
-            inserted = await objects.insert(node_type, nodes, written, values, info.context.viewer)
-        except WriteRefused as refused:
-            raise AccountGone() from refused
+            inserted = await objects.insert(
+                node_type, nodes, written, values, info.context.viewer, guarded_id
+            )
+        except DataRefused as refused:
+            raise gone() from refused
         if inserted is not None:
             await broker.committed(event.of(inserted.row))
             read = {id(nodes[0]): inserted.answer} if inserted.answer is not NOT_READ else None
             return linked(payload, read=read, **{field: inserted.row.id})
     async with info.context.db.write() as session:
-        row = await writes.insert_row(session, node_type.table, values)
+        if guard is not None and guarded_id is not None:
+            await writes.check(session, guard, info.context.viewer, guarded_id)
+        row = await writes.insert_row(session, node_type.table, values, gone=gone)
         await emit(info, session, event.of(row))
     return linked(payload, **{field: row.id})
 

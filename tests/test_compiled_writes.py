@@ -14,10 +14,11 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.events import Event, EventOf
-from db.models import Post, User
-from schema.relay import from_global_id
+from db.models import Note, Post, User
+from schema.relay import from_global_id, to_global_id
+from tests.api import ADD_NOTE
 from tests.conftest import GraphQLClient, StatementCounter
-from tests.factories import make_post, make_user
+from tests.factories import make_post, make_task, make_user
 
 RICH = """mutation ($input: CreatePostInput!) { createPost(input: $input) { __typename
   ... on PostPayload { post { __typename id title content datePosted
@@ -104,6 +105,26 @@ async def test_a_failed_statement_writes_nothing_and_the_orm_path_writes_once(
         await session.execute(text("DROP TRIGGER refuse_compiled ON posts"))
         await session.execute(text("DROP FUNCTION refuse_compiled()"))
         await session.commit()
+
+
+async def test_a_guarded_write_the_guard_refuses_writes_nothing_and_says_why(
+    gql: GraphQLClient, session: AsyncSession, author: User, token_for: Callable[[User], str],
+) -> None:  # fmt: skip
+    """addNote writes only if the viewer may change the task (in the same statement, on
+    PostgreSQL); refused, the ORM path's check gives the typed error."""
+    other = await make_user(session, username="other", email="other@example.com")
+    theirs, mine = await make_task(session, other), await make_task(session, author)
+    token = token_for(author)
+    refused = await gql(
+        ADD_NOTE, {"taskId": to_global_id("Task", theirs.id), "input": {"body": "No."}}, token=token
+    )
+    added = await gql(
+        ADD_NOTE, {"taskId": to_global_id("Task", mine.id), "input": {"body": "Yes."}}, token=token
+    )
+    assert refused["data"]["addNote"]["__typename"] == "NotFoundError"
+    assert added["data"]["addNote"]["note"]["body"] == "Yes."
+    notes = (await session.execute(select(Note.task_id, Note.body))).all()
+    assert [tuple(note) for note in notes] == [(mine.id, "Yes.")]
 
 
 @pytest.mark.parametrize("broker", ["log", "no log"])

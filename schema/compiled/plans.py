@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from graphql import FieldNode, GraphQLError, GraphQLSchema, OperationType
 
-from db.read_connections import PostgresReads, ReadConnections, ReadFailed, WriteRefused
+from db.read_connections import DataRefused, PostgresReads, ReadConnections, ReadFailed
 from db.visibility import Viewer
+from db.where import EVERYTHING
 from schema.compiled.planner import ReadPlanner
 from schema.compiled.sql import VIEWERS, CompiledRead, Insert, ReadStatements
 from schema.compiled.tree import MISSING_ROW, Fields, NotCompilable, looks_up_rows, params_of, reads_rows
@@ -185,16 +186,18 @@ class CompiledReads:
         self, prepared: Prepared, node_type: NodeType, nodes: list[FieldNode], viewer: Viewer, written: Insert
     ) -> InsertPlan | None:
         planned_as = viewer if viewer.id is None else Viewer(id=VIEWER_SLOT, is_superuser=viewer.is_superuser)
+        guard = written.guard
+        only_if = guard.visible(planned_as) & guard.allowed(planned_as) if guard is not None else EVERYTHING
         try:
             fields: Fields = (("o", self.planner(prepared, planned_as).written(node_type, nodes)),)
-            statement = self.statements.get_insert(fields, written)
+            statement = self.statements.get_insert(fields, written, only_if)
         except (NotCompilable, GraphQLError) as reason:
             log.debug("written by the ORM: %s", reason)
             return None
         except Exception:  # a bug here must not cost the client its write: the ORM path makes it
             log.exception("planning a compiled write failed; writing through the ORM")
             return None
-        params = params_of(fields)
+        params = {**params_of(fields), **{f"g_{name}": value for name, value in only_if.params.items()}}
         viewer_names = tuple(name for name, value in params.items() if value is VIEWER_SLOT)
         return InsertPlan(fields, statement, params, viewer_names, looks_up_rows(fields))
 
@@ -202,14 +205,14 @@ class CompiledReads:
         self, plan: InsertPlan, viewer: Viewer, values: Mapping[str, Any], deadline: float
     ) -> Record | None:
         """The written row, with its payload's body as `data`; None when the statement failed
-        and so wrote nothing (the ORM path writes then). Raises WriteRefused (a foreign key names
+        and so wrote nothing (the ORM path writes then). Raises DataRefused (a foreign key names
         a row that is gone) and TimeoutError past the deadline."""
         assert isinstance(self.reads, PostgresReads)
         try:
             return await self.reads.fetch_written(
                 plan.statement.sql, plan.arguments(viewer, values), deadline
             )
-        except WriteRefused:
+        except DataRefused:
             raise
         except ReadFailed as error:
             log.warning("compiled write failed, writing through the ORM: %s", str(error)[:300])

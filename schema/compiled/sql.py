@@ -42,6 +42,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    exists,
     func,
     insert,
     or_,
@@ -55,7 +56,8 @@ from sqlalchemy.sql.visitors import replacement_traverse
 from db.events import EventOf, outbox
 from db.models import UtcDateTime
 from db.pagination import Listing, _ordering, _position
-from db.visibility import VIEWER_ID
+from db.visibility import VIEWER_ID, Guard
+from db.where import EVERYTHING, Where
 from schema.compiled.dialects import MAX_OBJECT_KEYS, JsonSql, constant
 from schema.compiled.tree import (
     MISSING_ROW,
@@ -492,11 +494,11 @@ class ReadStatements:
             self._compiled.popitem(last=False)
         return compiled
 
-    def get_insert(self, fields: Fields, written: Insert) -> CompiledRead:
-        key = (shape_of(fields), written)
+    def get_insert(self, fields: Fields, written: Insert, only_if: Where = EVERYTHING) -> CompiledRead:
+        key = (shape_of(fields), written, only_if.shape)
         compiled = self._compiled.get(key)
         if compiled is None:
-            compiled = self._compiled[key] = compile_insert(fields, self.dialect, written)
+            compiled = self._compiled[key] = compile_insert(fields, self.dialect, written, only_if)
             while len(self._compiled) > self.max_entries:
                 self._compiled.popitem(last=False)
         return compiled
@@ -519,6 +521,9 @@ class Insert:
     table: Table
     columns: tuple[str, ...]
     event: EventOf | None = None
+    # Only if the viewer may change this guard's row (parameter `w_guard_id`), as db/writes.py's
+    # check asks: otherwise nothing is written and the statement returns no row.
+    guard: Guard | None = None
 
 
 class _InsertBuilder(_Builder):
@@ -542,23 +547,45 @@ class _InsertBuilder(_Builder):
         return alias, lambda clause: adapt(adapter.traverse(clause))
 
 
-def compile_insert(fields: Fields, dialect: Dialect, written: Insert) -> CompiledRead:
+def compile_insert(
+    fields: Fields, dialect: Dialect, written: Insert, only_if: Where = EVERYTHING
+) -> CompiledRead:
     """One statement that inserts a row (and its outbox row) and returns the row's columns and
     `data`, the response body of the read tree `fields`, whose root object (node 0) is that row.
-    Only PostgreSQL runs an INSERT inside a WITH."""
+    With a guard, `only_if` is its rule for the viewer (parameters `g_<name>`). Only PostgreSQL
+    runs an INSERT inside a WITH."""
     if dialect.name != "postgresql":
         raise NotCompilable(f"{dialect.name} has no INSERT inside WITH")
     table = written.table
     values = {
         name: bindparam(f"w_{name}", type_=table.c[name].type, required=True) for name in written.columns
     }
-    inserted = insert(table).values(values).returning(*table.c).cte("written")
+    if written.guard is None:
+        adding = insert(table).values(values)
+    else:
+        rows = select(*values.values()).where(_may_change(written.guard, only_if))
+        adding = insert(table).from_select(list(values), rows)
+    inserted = adding.returning(*table.c).cte("written")
     json = JsonSql.for_dialect(dialect.name)
     data = json.document(_InsertBuilder(json, inserted, table).fields(fields, ROOT))
     statement = select(*inserted.c, data.label("data")).select_from(inserted)
     if written.event is not None:
         statement = statement.add_cte(_announced(json, written.event, inserted))
     return _compiled(statement, dialect)
+
+
+def _may_change(guard: Guard, rule: Where) -> ColumnElement[bool]:
+    """Whether the guard's row `w_guard_id` exists and `rule` holds for it."""
+    table = guard.table
+
+    def rename(element: Any) -> Any:
+        if isinstance(element, BindParameter):
+            return bindparam(f"g_{element.key}", type_=element.type, required=True)
+        return None
+
+    clauses = [replacement_traverse(clause, {}, rename) for clause in rule.clauses()]  # type: ignore[call-overload]
+    guard_id = bindparam("w_guard_id", type_=table.c.id.type, required=True)
+    return exists().where(table.c.id == guard_id, *clauses)
 
 
 def _announced(json: JsonSql, event: EventOf, row: FromClause) -> Any:

@@ -95,15 +95,18 @@ class ObjectReads:
         written: Insert,
         values: dict[str, Any],
         viewer: Viewer,
+        guarded_id: int | None = None,
     ) -> Inserted | None:
         """Insert the row `values` give and read it as `nodes` select it, in one statement; None
-        when this cannot be done that way (nothing was written then). Raises WriteRefused when a
+        when this cannot be done that way (nothing was written then). Raises DataRefused when a
         foreign key names a row that is gone, TimeoutError past the operation's deadline."""
         plan = self.compiled.insert_plan(self.prepared, node_type, nodes, viewer, written)
         if plan is None:
             return None
         if written.event is not None:
             values = {**values, "announced_at": utcnow()}
+        if written.guard is not None:
+            values = {**values, "guard_id": guarded_id}
         record = await self.compiled.insert(plan, viewer, values, self.deadline)
         if record is None:
             return None

@@ -10,7 +10,7 @@ import strawberry
 
 from db import models, visibility, writes
 from db.errors import NotFound
-from db.events import Event
+from db.events import Event, EventOf
 from db.models import utcnow
 from db.pagination import AnyRow
 from db.visibility import everyone
@@ -18,7 +18,7 @@ from schema.declare import after, column, contains, declared, equals, linked, no
 from schema.declare.subscriptions import added, by, changed, parent
 from schema.errors import AuthenticationRequiredError, NotFoundError, PermissionDeniedError, ValidationError
 from schema.execution.context import Info
-from schema.mutations import signed_in, typed_refusals
+from schema.mutations import insert_linked, signed_in, typed_refusals
 from schema.realtime.events import emit
 from schema.realtime.streams import Change
 from schema.relay import Node, pk_of
@@ -79,8 +79,12 @@ def _body(input: CommentInput) -> str:
     return body
 
 
+def _event_of(kind: str) -> EventOf:
+    return EventOf("comment", kind, owner="user_id", parent="post_id")
+
+
 def _event(kind: str, row: AnyRow) -> Event:
-    return Event("comment", kind, row.id, owner_id=row.user_id, parent_id=row.post_id)
+    return _event_of(kind).of(row)
 
 
 @strawberry.type
@@ -91,12 +95,11 @@ class Mutations:
         author_id = signed_in(info)
         post_pk = pk_of(post_id, "Post", argument="postId")
         values = {"post_id": post_pk, "user_id": author_id, "body": _body(input), "created_at": utcnow()}
-        async with info.context.db.write() as session:
-            # The post must exist: its foreign key says so in the same statement.
-            gone = partial(NotFound, "post", post_pk)
-            row = await writes.insert_row(session, COMMENTS.table, values, gone=gone)
-            await emit(info, session, _event("created", row))
-        return linked(CommentPayload(), comment=row.id)
+        # The post must exist: its foreign key says so in the same statement.
+        gone = partial(NotFound, "post", post_pk)
+        return await insert_linked(
+            info, COMMENTS, values, _event_of("created"), CommentPayload(), "comment", gone=gone
+        )
 
     @strawberry.mutation(description="Change a comment's body; only its author or a superuser may.")
     @typed_refusals

@@ -9,7 +9,7 @@ import strawberry
 from strawberry import UNSET
 
 from db import models, visibility, writes
-from db.events import Event
+from db.events import EventOf
 from db.models import utcnow
 from db.visibility import can_see_note
 from schema.declare import after, column, contains, node, to_one
@@ -17,8 +17,7 @@ from schema.declare.nodes import declared, linked
 from schema.declare.subscriptions import added, by, changed, parent
 from schema.errors import AuthenticationRequiredError, NotFoundError, ValidationError
 from schema.execution.context import Info
-from schema.mutations import signed_in, typed_refusals
-from schema.realtime.events import emit
+from schema.mutations import insert_linked, signed_in, typed_refusals
 from schema.realtime.streams import Change
 from schema.relay import Node, pk_of
 from schema.validation import NOTE_BODY_MAX, Checker, changes
@@ -43,6 +42,7 @@ class Note(Node):
 
 
 NOTES = declared(Note)
+NOTE_CREATED = EventOf("note", "created", parent="task_id")
 
 
 @strawberry.input
@@ -89,11 +89,10 @@ class Mutations:
         body = check.text("body", input.body, max_length=NOTE_BODY_MAX)
         check.done()
         values = {"task_id": task_pk, "body": body, "created_at": utcnow()}
-        async with info.context.db.write() as session:
-            await writes.check(session, visibility.TASKS, info.context.viewer, task_pk)
-            row = await writes.insert_row(session, NOTES.table, values)
-            await emit(info, session, Event("note", "created", row.id, parent_id=task_pk))
-        return linked(NotePayload(), note=row.id)
+        guarded_by = (visibility.TASKS, task_pk)
+        return await insert_linked(
+            info, NOTES, values, NOTE_CREATED, NotePayload(), "note", guarded_by=guarded_by
+        )
 
     @strawberry.mutation(description="Change a note's body.")
     @typed_refusals

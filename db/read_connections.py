@@ -147,7 +147,7 @@ class PostgresReads:
 
     async def fetch_written(self, sql: str, arguments: Sequence[Any], deadline: float) -> asyncpg.Record:
         """The one row of a statement that writes (a compiled write, schema/compiled/sql.py's
-        compile_insert), run on its own as a transaction of its own: it commits when it returns.
+        compile_write), run on its own as a transaction of its own: it commits when it returns.
         Raises DataRefused when a foreign key names a row that is gone; ReadFailed when the
         statement failed otherwise (then it wrote nothing); ReadTimeout past the deadline."""
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, ParamSpec, TypeVar
 
 from strawberry.types.base import StrawberryObjectDefinition
@@ -16,7 +17,7 @@ from db.events import EventOf
 from db.read_connections import DataRefused
 from db.visibility import Guard
 from schema.admission.tokens import Authentication
-from schema.compiled.sql import Insert
+from schema.compiled.sql import Write
 from schema.declare.nodes import NodeType, linked
 from schema.errors import (
     FAILURE_MESSAGES,
@@ -83,28 +84,77 @@ async def insert_linked(
     (schema/execution/object_reads.py). Otherwise, or when that statement wrote nothing (it
     failed, or the guard refused: the ORM path's check then says why), the ORM path writes the
     row and the payload is read after the commit."""
-    broker = info.context.services.broker
-    objects = info.context.objects
-    nodes = objects.payload_nodes(info._raw_info.field_nodes, _type_name(payload), field) if objects else None
     guard, guarded_id = guarded_by if guarded_by is not None else (None, None)
-    if objects is not None and nodes is not None:
-        written = Insert(node_type.table, tuple(values), event if broker.resumable else None, guard)
-        try:
-            inserted = await objects.insert(
-                node_type, nodes, written, values, info.context.viewer, guarded_id
-            )
-        except DataRefused as refused:
-            raise gone() from refused
-        if inserted is not None:
-            await broker.committed(event.of(inserted.row))
-            read = {id(nodes[0]): inserted.answer} if inserted.answer is not NOT_READ else None
-            return linked(payload, read=read, **{field: inserted.row.id})
+    written = Write("insert", node_type.table, tuple(values), event, guard)
+    done = await _in_one_statement(info, node_type, written, values, guarded_id, payload, field, gone)
+    if done is not None:
+        return done
     async with info.context.db.write() as session:
         if guard is not None and guarded_id is not None:
             await writes.check(session, guard, info.context.viewer, guarded_id)
         row = await writes.insert_row(session, node_type.table, values, gone=gone)
         await emit(info, session, event.of(row))
     return linked(payload, **{field: row.id})
+
+
+async def update_linked(
+    info: Info,
+    node_type: NodeType,
+    guard: Guard,
+    pk: int,
+    values: dict[str, Any],
+    event: EventOf | None,
+    payload: T,
+    field: str,
+) -> T:
+    """Change row `pk` of `node_type`, if the viewer may (`guard`, db/writes.py's update_row),
+    and announce `event` for it; `payload` linked to the row. In one statement where it can, as
+    insert_linked says; a refusal is then told by the ORM path's check."""
+    written = Write("update", guard.table, tuple(values), event, guard)
+    done = await _in_one_statement(info, node_type, written, values, pk, payload, field) if values else None
+    if done is not None:
+        return done
+    async with info.context.db.write() as session:
+        row = await writes.update_row(session, guard, info.context.viewer, pk, values)
+        if event is not None:
+            await emit(info, session, event.of(row))
+    ids: dict[str, Any] = {field: pk}
+    return linked(payload, **ids)
+
+
+async def _in_one_statement(
+    info: Info,
+    node_type: NodeType,
+    written: Write,
+    values: dict[str, Any],
+    guarded_id: int | None,
+    payload: T,
+    field: str,
+    gone: Callable[[], WriteRefused] = AccountGone,
+) -> T | None:
+    """`payload` linked to the row one statement wrote with its JSON; None when nothing was
+    written that way (see insert_linked)."""
+    objects = info.context.objects
+    if objects is None:
+        return None
+    nodes = objects.payload_nodes(info._raw_info.field_nodes, _type_name(payload), field)
+    if nodes is None:
+        return None
+    broker = info.context.services.broker
+    event = written.event
+    if not broker.resumable:
+        written = replace(written, event=None)  # no outbox row: delivered at once, below
+    try:
+        done = await objects.write(node_type, nodes, written, values, info.context.viewer, guarded_id)
+    except DataRefused as refused:
+        raise gone() from refused
+    if done is None:
+        return None
+    if event is not None:
+        await broker.committed(event.of(done.row))
+    read = {id(nodes[0]): done.answer} if done.answer is not NOT_READ else None
+    ids = {field: done.row.id}
+    return linked(payload, read=read, **ids)
 
 
 def _type_name(payload: object) -> str:

@@ -127,6 +127,40 @@ async def test_a_guarded_write_the_guard_refuses_writes_nothing_and_says_why(
     assert [tuple(note) for note in notes] == [(mine.id, "Yes.")]
 
 
+UPDATE_RICH = RICH.replace("mutation ($input: CreatePostInput!) { createPost(input: $input)", (
+    "mutation ($id: ID!, $input: UpdatePostInput!) { updatePost(id: $id, input: $input)"
+)).replace("... on Error { message }", "... on Error { __typename message }")  # fmt: skip
+
+
+async def test_an_update_answers_as_the_orm_path_and_refuses_alike(
+    gql: GraphQLClient, app_with: Callable[..., Any], session: AsyncSession, author: User,
+    token_for: Callable[[User], str],
+) -> None:  # fmt: skip
+    """updatePost's changed row and payload, and its refusals (not the author: nothing changes;
+    no such post), whether one statement writes it or the ORM path does."""
+    other = await make_user(session, username="other", email="other@example.com")
+    post = await make_post(session, author, title="Before")
+    post_id = to_global_id("Post", post.id)
+
+    async def update(client: GraphQLClient, title: str, user: User, pk: str = post_id) -> Any:
+        variables = {"id": pk, "input": {"title": title}}
+        return (await client(UPDATE_RICH, variables, token=token_for(user)))["data"]["updatePost"]
+
+    compiled = [await update(gql, "Changed", author), await update(gql, "Theirs", other)]
+    compiled.append(await update(gql, "Nobody's", author, to_global_id("Post", post.id + 1000)))
+    async with app_with(compiled_reads=False) as client:
+        orm_client = GraphQLClient(client)
+        orm = [await update(orm_client, "Changed", author), await update(orm_client, "Theirs", other)]
+        orm.append(await update(orm_client, "Nobody's", author, to_global_id("Post", post.id + 1000)))
+    assert compiled == orm
+    assert [answer["__typename"] for answer in compiled] == [
+        "PostPayload",
+        "PermissionDeniedError",
+        "NotFoundError",
+    ]
+    assert await session.scalar(select(Post.title).where(Post.id == post.id)) == "Changed"
+
+
 @pytest.mark.parametrize("broker", ["log", "no log"])
 async def test_subscribers_hear_the_write_once(
     app_with: Callable[..., Any], author: User, token_for: Callable[[User], str], broker: str

@@ -202,7 +202,7 @@ class ReadPlanner:
 
     def written(self, node_type: NodeType, nodes: list[FieldNode]) -> One:
         """The row a statement writes, read by the same statement (schema/compiled/sql.py's
-        compile_insert reads it from the write itself, so it needs no condition on its id)."""
+        compile_write reads it from the write itself, so it needs no condition on its id)."""
         return self._one(node_type, nodes, EVERYTHING)
 
     def _nodes(self, query: GraphQLObjectType, nodes: list[FieldNode], spec: NodeSpec) -> Value:

@@ -25,7 +25,7 @@ from db.read_connections import DataRefused, PostgresReads, ReadConnections, Rea
 from db.visibility import Viewer
 from db.where import EVERYTHING
 from schema.compiled.planner import ReadPlanner
-from schema.compiled.sql import VIEWERS, CompiledRead, Insert, ReadStatements
+from schema.compiled.sql import VIEWERS, CompiledRead, ReadStatements, Write
 from schema.compiled.tree import MISSING_ROW, Fields, NotCompilable, looks_up_rows, params_of, reads_rows
 
 if TYPE_CHECKING:
@@ -82,8 +82,8 @@ class Plan:
 
 
 @dataclass(frozen=True, slots=True)
-class InsertPlan:
-    """A compiled write (schema/compiled/sql.py's compile_insert) for one kind of viewer: the
+class WritePlan:
+    """A compiled write (schema/compiled/sql.py's compile_write) for one kind of viewer: the
     statement, and its parameters but the written values (the viewer's id under `viewer_names`)."""
 
     fields: Fields
@@ -167,9 +167,9 @@ class CompiledReads:
         plan: Plan | None = prepared.plans[key]
         return plan
 
-    def insert_plan(
-        self, prepared: Prepared, node_type: NodeType, nodes: list[FieldNode], viewer: Viewer, written: Insert
-    ) -> InsertPlan | None:
+    def write_plan(
+        self, prepared: Prepared, node_type: NodeType, nodes: list[FieldNode], viewer: Viewer, written: Write
+    ) -> WritePlan | None:
         """The plan that inserts a row of `node_type` as `written` says and reads it back as
         `nodes` select it, in one statement; None where the engine cannot (only PostgreSQL runs
         an INSERT inside a WITH) or the tree reads what the write changes. Kept with the
@@ -178,19 +178,19 @@ class CompiledReads:
             return None
         key = ("insert", id(nodes[0]), viewer.kind, written)
         if key not in prepared.plans:
-            prepared.plans[key] = self._insert_plan(prepared, node_type, nodes, viewer, written)
-        plan: InsertPlan | None = prepared.plans[key]
+            prepared.plans[key] = self._write_plan(prepared, node_type, nodes, viewer, written)
+        plan: WritePlan | None = prepared.plans[key]
         return plan
 
-    def _insert_plan(
-        self, prepared: Prepared, node_type: NodeType, nodes: list[FieldNode], viewer: Viewer, written: Insert
-    ) -> InsertPlan | None:
+    def _write_plan(
+        self, prepared: Prepared, node_type: NodeType, nodes: list[FieldNode], viewer: Viewer, written: Write
+    ) -> WritePlan | None:
         planned_as = viewer if viewer.id is None else Viewer(id=VIEWER_SLOT, is_superuser=viewer.is_superuser)
         guard = written.guard
         only_if = guard.visible(planned_as) & guard.allowed(planned_as) if guard is not None else EVERYTHING
         try:
             fields: Fields = (("o", self.planner(prepared, planned_as).written(node_type, nodes)),)
-            statement = self.statements.get_insert(fields, written, only_if)
+            statement = self.statements.get_write(fields, written, only_if)
         except (NotCompilable, GraphQLError) as reason:
             log.debug("written by the ORM: %s", reason)
             return None
@@ -199,10 +199,10 @@ class CompiledReads:
             return None
         params = {**params_of(fields), **{f"g_{name}": value for name, value in only_if.params.items()}}
         viewer_names = tuple(name for name, value in params.items() if value is VIEWER_SLOT)
-        return InsertPlan(fields, statement, params, viewer_names, looks_up_rows(fields))
+        return WritePlan(fields, statement, params, viewer_names, looks_up_rows(fields))
 
-    async def insert(
-        self, plan: InsertPlan, viewer: Viewer, values: Mapping[str, Any], deadline: float
+    async def write(
+        self, plan: WritePlan, viewer: Viewer, values: Mapping[str, Any], deadline: float
     ) -> Record | None:
         """The written row, with its payload's body as `data`; None when the statement failed
         and so wrote nothing (the ORM path writes then). Raises DataRefused (a foreign key names

@@ -39,6 +39,7 @@ from sqlalchemy import (
     Select,
     Table,
     Text,
+    and_,
     bindparam,
     case,
     cast,
@@ -48,6 +49,7 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
+    update,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.util import ClauseAdapter
@@ -494,11 +496,11 @@ class ReadStatements:
             self._compiled.popitem(last=False)
         return compiled
 
-    def get_insert(self, fields: Fields, written: Insert, only_if: Where = EVERYTHING) -> CompiledRead:
+    def get_write(self, fields: Fields, written: Write, only_if: Where = EVERYTHING) -> CompiledRead:
         key = (shape_of(fields), written, only_if.shape)
         compiled = self._compiled.get(key)
         if compiled is None:
-            compiled = self._compiled[key] = compile_insert(fields, self.dialect, written, only_if)
+            compiled = self._compiled[key] = compile_write(fields, self.dialect, written, only_if)
             while len(self._compiled) > self.max_entries:
                 self._compiled.popitem(last=False)
         return compiled
@@ -509,28 +511,32 @@ class ReadStatements:
         self._compiled[(shape_of(fields), for_viewers)] = None
 
 
-# Writes: a row inserted and read back as a mutation's payload selects it, in one statement.
+# Writes: a row inserted or changed and read back as a mutation's payload selects it, in one
+# statement.
 
 
 @dataclass(frozen=True, slots=True)
-class Insert:
-    """What a compiled write inserts: one row of `table`, its `columns` given as parameters
-    `w_<column>`; with `event` (where the broker keeps an outbox, db/events.py), also that
-    event's outbox row, its payload built from the inserted row (parameter `w_announced_at`)."""
+class Write:
+    """What a compiled write does to one row of `table`: inserts it (`kind` "insert") or changes
+    the row `w_guard_id` ("update"), its `columns` given as parameters `w_<column>`.
 
+    `guard`: only if the viewer may change the guard's row `w_guard_id` (db/writes.py's check:
+    a note's task; an updated row itself); otherwise nothing is written and the statement
+    returns no row. `event` (where the broker keeps an outbox, db/events.py): also that event's
+    outbox row, its payload built from the written row (parameter `w_announced_at`)."""
+
+    kind: str
     table: Table
     columns: tuple[str, ...]
     event: EventOf | None = None
-    # Only if the viewer may change this guard's row (parameter `w_guard_id`), as db/writes.py's
-    # check asks: otherwise nothing is written and the statement returns no row.
     guard: Guard | None = None
 
 
-class _InsertBuilder(_Builder):
-    """Reads the tree's root object from the inserted row (the CTE `written`) instead of its
-    table. Every part of one statement reads the snapshot from before the insert, so any other
-    read of the table would miss the new row: such a tree is NotCompilable (the ORM path writes,
-    then reads)."""
+class _WriteBuilder(_Builder):
+    """Reads the tree's root object from the written row (the CTE `written`) instead of its
+    table. Every part of one statement reads the snapshot from before the write, so any other
+    read of the table would see the row as it was, or miss it: such a tree is NotCompilable (the
+    ORM path writes, then reads)."""
 
     def __init__(self, json: JsonSql, written: FromClause, table: Table) -> None:
         super().__init__(json)
@@ -547,35 +553,39 @@ class _InsertBuilder(_Builder):
         return alias, lambda clause: adapt(adapter.traverse(clause))
 
 
-def compile_insert(
-    fields: Fields, dialect: Dialect, written: Insert, only_if: Where = EVERYTHING
+def compile_write(
+    fields: Fields, dialect: Dialect, written: Write, only_if: Where = EVERYTHING
 ) -> CompiledRead:
-    """One statement that inserts a row (and its outbox row) and returns the row's columns and
+    """One statement that writes a row (and its outbox row) and returns the row's columns and
     `data`, the response body of the read tree `fields`, whose root object (node 0) is that row.
     With a guard, `only_if` is its rule for the viewer (parameters `g_<name>`). Only PostgreSQL
-    runs an INSERT inside a WITH."""
+    runs an INSERT or UPDATE inside a WITH."""
     if dialect.name != "postgresql":
-        raise NotCompilable(f"{dialect.name} has no INSERT inside WITH")
+        raise NotCompilable(f"{dialect.name} has no INSERT or UPDATE inside WITH")
     table = written.table
     values = {
         name: bindparam(f"w_{name}", type_=table.c[name].type, required=True) for name in written.columns
     }
-    if written.guard is None:
-        adding = insert(table).values(values)
+    if written.kind == "update":
+        assert written.guard is not None, "an update is guarded by its row"
+        dml: Any = update(table).where(_may_change(written.guard, only_if, correlated=True)).values(values)
+    elif written.guard is None:
+        dml = insert(table).values(values)
     else:
         rows = select(*values.values()).where(_may_change(written.guard, only_if))
-        adding = insert(table).from_select(list(values), rows)
-    inserted = adding.returning(*table.c).cte("written")
+        dml = insert(table).from_select(list(values), rows)
+    written_row = dml.returning(*table.c).cte("written")
     json = JsonSql.for_dialect(dialect.name)
-    data = json.document(_InsertBuilder(json, inserted, table).fields(fields, ROOT))
-    statement = select(*inserted.c, data.label("data")).select_from(inserted)
+    data = json.document(_WriteBuilder(json, written_row, table).fields(fields, ROOT))
+    statement = select(*written_row.c, data.label("data")).select_from(written_row)
     if written.event is not None:
-        statement = statement.add_cte(_announced(json, written.event, inserted))
+        statement = statement.add_cte(_announced(json, written.event, written_row))
     return _compiled(statement, dialect)
 
 
-def _may_change(guard: Guard, rule: Where) -> ColumnElement[bool]:
-    """Whether the guard's row `w_guard_id` exists and `rule` holds for it."""
+def _may_change(guard: Guard, rule: Where, *, correlated: bool = False) -> ColumnElement[bool]:
+    """Whether the guard's row `w_guard_id` exists and `rule` holds for it (`correlated`: as
+    the condition of an UPDATE of that very table, on the row it changes)."""
     table = guard.table
 
     def rename(element: Any) -> Any:
@@ -585,6 +595,8 @@ def _may_change(guard: Guard, rule: Where) -> ColumnElement[bool]:
 
     clauses = [replacement_traverse(clause, {}, rename) for clause in rule.clauses()]  # type: ignore[call-overload]
     guard_id = bindparam("w_guard_id", type_=table.c.id.type, required=True)
+    if correlated:
+        return and_(table.c.id == guard_id, *clauses)
     return exists().where(table.c.id == guard_id, *clauses)
 
 

@@ -8,11 +8,12 @@ one statement per level. Whatever the compiled path cannot answer exactly (a sha
 express, a row the viewer may not see, a failed statement) goes back to graphql-core's own path,
 which answers as it always did.
 
-On PostgreSQL a mutation that inserts one row can do better (`insert`): one statement inserts it
-(with its outbox row, where the broker keeps one) and builds the payload object's JSON from the
-inserted row, in its own transaction: one round trip where the ORM path takes four (BEGIN, the
-INSERT, COMMIT, the read). schema/mutations.py's `insert_linked` uses it and falls back to the
-ORM path whenever it answers None.
+On PostgreSQL a mutation that inserts or changes one row can do better (`write`): one statement
+writes it (with its outbox row, where the broker keeps one) and builds the payload object's JSON
+from the written row, in its own transaction: one round trip where the ORM path takes four or
+more (BEGIN, the guard's check, the write, COMMIT, the read). schema/mutations.py's
+`insert_linked` and `update_linked` use it and fall back to the ORM path whenever it answers
+None.
 """
 
 from __future__ import annotations
@@ -31,14 +32,14 @@ from schema.compiled.tree import MISSING_ROW
 if TYPE_CHECKING:
     from schema.admission.admission import Prepared
     from schema.compiled.plans import CompiledReads
-    from schema.compiled.sql import Insert
+    from schema.compiled.sql import Write
     from schema.declare.nodes import NodeType
 
 NOT_READ = object()  # "let graphql-core resolve this field"
 
 
 @dataclass(frozen=True, slots=True)
-class Inserted:
+class Written:
     """A row written by a compiled write, and its payload object as the response holds it (or
     NOT_READ: graphql-core's path reads it then)."""
 
@@ -88,29 +89,29 @@ class ObjectReads:
             return None
         return selecting[0]
 
-    async def insert(
+    async def write(
         self,
         node_type: NodeType,
         nodes: list[FieldNode],
-        written: Insert,
+        written: Write,
         values: dict[str, Any],
         viewer: Viewer,
         guarded_id: int | None = None,
-    ) -> Inserted | None:
-        """Insert the row `values` give and read it as `nodes` select it, in one statement; None
+    ) -> Written | None:
+        """Write the row as `written` says and read it as `nodes` select it, in one statement; None
         when this cannot be done that way (nothing was written then). Raises DataRefused when a
         foreign key names a row that is gone, TimeoutError past the operation's deadline."""
-        plan = self.compiled.insert_plan(self.prepared, node_type, nodes, viewer, written)
+        plan = self.compiled.write_plan(self.prepared, node_type, nodes, viewer, written)
         if plan is None:
             return None
         if written.event is not None:
             values = {**values, "announced_at": utcnow()}
         if written.guard is not None:
             values = {**values, "guard_id": guarded_id}
-        record = await self.compiled.insert(plan, viewer, values, self.deadline)
+        record = await self.compiled.write(plan, viewer, values, self.deadline)
         if record is None:
             return None
         columns = dict(record.items())
         body = columns.pop("data")
         found = None if plan.may_miss_rows and MISSING_ROW in body else orjson.loads(body)["data"]["o"]
-        return Inserted(SimpleNamespace(**columns), NOT_READ if found is None else found)
+        return Written(SimpleNamespace(**columns), NOT_READ if found is None else found)

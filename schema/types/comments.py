@@ -14,11 +14,11 @@ from db.events import Event, EventOf
 from db.models import utcnow
 from db.pagination import AnyRow
 from db.visibility import everyone
-from schema.declare import after, column, contains, declared, equals, linked, node, to_one
+from schema.declare import after, column, contains, declared, equals, node, to_one
 from schema.declare.subscriptions import added, by, changed, parent
 from schema.errors import AuthenticationRequiredError, NotFoundError, PermissionDeniedError, ValidationError
 from schema.execution.context import Info
-from schema.mutations import insert_linked, signed_in, typed_refusals
+from schema.mutations import insert_linked, signed_in, typed_refusals, update_linked
 from schema.realtime.events import emit
 from schema.realtime.streams import Change
 from schema.relay import Node, pk_of
@@ -107,10 +107,10 @@ class Mutations:
         signed_in(info)
         pk = pk_of(id, "Comment", argument="id")
         values = {"body": _body(input)}
-        async with info.context.db.write() as session:
-            row = await writes.update_row(session, visibility.COMMENTS, info.context.viewer, pk, values)
-            await emit(info, session, _event("updated", row))
-        return linked(CommentPayload(), comment=pk)
+        updated = _event_of("updated")
+        return await update_linked(
+            info, COMMENTS, visibility.COMMENTS, pk, values, updated, CommentPayload(), "comment"
+        )
 
     @strawberry.mutation(description="Delete a comment; its author, the post's author or a superuser may.")
     @typed_refusals

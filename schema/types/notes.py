@@ -13,11 +13,11 @@ from db.events import EventOf
 from db.models import utcnow
 from db.visibility import can_see_note
 from schema.declare import after, column, contains, node, to_one
-from schema.declare.nodes import declared, linked
+from schema.declare.nodes import declared
 from schema.declare.subscriptions import added, by, changed, parent
 from schema.errors import AuthenticationRequiredError, NotFoundError, ValidationError
 from schema.execution.context import Info
-from schema.mutations import insert_linked, signed_in, typed_refusals
+from schema.mutations import insert_linked, signed_in, typed_refusals, update_linked
 from schema.realtime.streams import Change
 from schema.relay import Node, pk_of
 from schema.validation import NOTE_BODY_MAX, Checker, changes
@@ -102,9 +102,7 @@ class Mutations:
         check = Checker()
         values = changes(body=check.text("body", input.body, max_length=NOTE_BODY_MAX))
         check.done()
-        async with info.context.db.write() as session:
-            await writes.update_row(session, visibility.NOTES, info.context.viewer, pk, values)
-        return linked(NotePayload(), note=pk)
+        return await update_linked(info, NOTES, visibility.NOTES, pk, values, None, NotePayload(), "note")
 
     @strawberry.mutation(description="Delete a note.")
     @typed_refusals

@@ -13,11 +13,11 @@ from db.events import Event, EventOf
 from db.models import utcnow
 from db.visibility import everyone
 from schema.declare import after, before, by_id, column, connection, contains, equals, lookup, node, to_one
-from schema.declare.nodes import declared, linked
+from schema.declare.nodes import declared
 from schema.declare.subscriptions import added, by, changed
 from schema.errors import AuthenticationRequiredError, NotFoundError, PermissionDeniedError, ValidationError
 from schema.execution.context import Info
-from schema.mutations import insert_linked, signed_in, typed_refusals
+from schema.mutations import insert_linked, signed_in, typed_refusals, update_linked
 from schema.realtime.events import emit
 from schema.realtime.streams import Change
 from schema.relay import CONNECTION_ARGS_DOC, Connection, Node, pk_of
@@ -50,6 +50,7 @@ class Post(Node):
 
 POSTS = declared(Post)
 POST_CREATED = EventOf("post", "created", owner="user_id")
+POST_UPDATED = EventOf("post", "updated", owner="user_id")
 
 
 @strawberry.type
@@ -119,10 +120,9 @@ class Mutations:
             content=check.text("content", input.content, max_length=POST_CONTENT_MAX),
         )
         check.done()
-        async with info.context.db.write() as session:
-            row = await writes.update_row(session, visibility.POSTS, info.context.viewer, pk, values)
-            await emit(info, session, Event("post", "updated", pk, owner_id=row.user_id))
-        return linked(PostPayload(), post=pk)
+        return await update_linked(
+            info, POSTS, visibility.POSTS, pk, values, POST_UPDATED, PostPayload(), "post"
+        )
 
     @strawberry.mutation(description="Delete a post; only its author or a superuser may.")
     @typed_refusals

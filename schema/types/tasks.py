@@ -9,7 +9,7 @@ import strawberry
 from strawberry import UNSET
 
 from db import models, visibility, writes
-from db.events import Event
+from db.events import Event, EventOf
 from db.models import TaskStatus as TaskStatusValue
 from db.models import utcnow
 from db.visibility import can_see_task
@@ -18,7 +18,7 @@ from schema.declare.nodes import declared, linked, node_type_named
 from schema.declare.subscriptions import by, changed
 from schema.errors import AuthenticationRequiredError, NotFoundError, ValidationError
 from schema.execution.context import Info
-from schema.mutations import signed_in, typed_refusals
+from schema.mutations import signed_in, typed_refusals, update_linked
 from schema.realtime.events import emit
 from schema.realtime.streams import Change
 from schema.relay import CONNECTION_ARGS_DOC, Connection, Node, pk_of
@@ -136,10 +136,8 @@ class Mutations:
             status=check.given("status", input.status),
         )
         check.done()
-        async with info.context.db.write() as session:
-            row = await writes.update_row(session, visibility.TASKS, info.context.viewer, pk, values)
-            await emit(info, session, Event("task", "updated", pk, owner_id=row.owner_id))
-        return linked(TaskPayload(), task=pk)
+        updated = EventOf("task", "updated", owner="owner_id")
+        return await update_linked(info, TASKS, visibility.TASKS, pk, values, updated, TaskPayload(), "task")
 
     @strawberry.mutation(description="Delete a task and its notes.")
     @typed_refusals

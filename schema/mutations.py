@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any, ParamSpec, TypeVar
 
 from strawberry.types.base import StrawberryObjectDefinition
@@ -85,8 +84,9 @@ async def insert_linked(
     failed, or the guard refused: the ORM path's check then says why), the ORM path writes the
     row and the payload is read after the commit."""
     guard, guarded_id = guarded_by if guarded_by is not None else (None, None)
-    written = Write("insert", node_type.table, tuple(values), event, guard)
-    done = await _in_one_statement(info, node_type, written, values, guarded_id, payload, field, gone)
+    done = await _in_one_statement(
+        info, "insert", node_type, values, event, payload, field, guard, guarded_id, gone
+    )
     if done is not None:
         return done
     async with info.context.db.write() as session:
@@ -110,8 +110,9 @@ async def update_linked(
     """Change row `pk` of `node_type`, if the viewer may (`guard`, db/writes.py's update_row),
     and announce `event` for it; `payload` linked to the row. In one statement where it can, as
     insert_linked says; a refusal is then told by the ORM path's check."""
-    written = Write("update", guard.table, tuple(values), event, guard)
-    done = await _in_one_statement(info, node_type, written, values, pk, payload, field) if values else None
+    done = None
+    if values:
+        done = await _in_one_statement(info, "update", node_type, values, event, payload, field, guard, pk)
     if done is not None:
         return done
     async with info.context.db.write() as session:
@@ -124,12 +125,14 @@ async def update_linked(
 
 async def _in_one_statement(
     info: Info,
+    kind: str,
     node_type: NodeType,
-    written: Write,
     values: dict[str, Any],
-    guarded_id: int | None,
+    event: EventOf | None,
     payload: T,
     field: str,
+    guard: Guard | None,
+    guarded_id: int | None,
     gone: Callable[[], WriteRefused] = AccountGone,
 ) -> T | None:
     """`payload` linked to the row one statement wrote with its JSON; None when nothing was
@@ -141,9 +144,8 @@ async def _in_one_statement(
     if nodes is None:
         return None
     broker = info.context.services.broker
-    event = written.event
-    if not broker.resumable:
-        written = replace(written, event=None)  # no outbox row: delivered at once, below
+    outbox_event = event if broker.resumable else None  # without a log: delivered at once, below
+    written = Write(kind, node_type.table, tuple(values), outbox_event, guard)
     try:
         done = await objects.write(node_type, nodes, written, values, info.context.viewer, guarded_id)
     except DataRefused as refused:

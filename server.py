@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         pool_size=settings.read_pool_size,
         statement_timeout_ms=settings.statement_timeout_ms,
         connect_timeout_seconds=settings.connect_timeout_seconds,
+        sqlite_synchronous=settings.sqlite_synchronous,
     )
     statements = StatementCounter(engine, reads)
     metrics = _metrics(settings)

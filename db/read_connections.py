@@ -15,7 +15,12 @@ statement on a small page:
   time as max_statement_time, so the server stops it too.
 - SQLite: one connection in the event loop's thread, read-only. A read is CPU work of a fraction
   of a millisecond, less than handing it to a thread would cost; the operation's time limit still
-  holds, because a progress handler interrupts a statement that runs past it.
+  holds, because a progress handler interrupts a statement that runs past it. A second one writes
+  (`write_row`): a mutation's one-row write and its outbox row, one short transaction in the same
+  thread. It never waits: if another writer holds SQLite's lock (this process's ORM path, or
+  another process), it fails at once and the ORM path, which waits its turn, writes instead. With
+  `synchronous=NORMAL` (the default) a commit in WAL mode does not wait for the disk; under FULL or
+  EXTRA it would, so there the ORM path's thread does every write.
 
 Each statement is announced to `listeners` (the statement counter, tests), as SQLAlchemy's
 engine events announce the resolvers' statements.
@@ -24,6 +29,7 @@ engine events announce the resolvers' statements.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -76,10 +82,16 @@ class ReadConnections(Protocol):
 
 
 def read_connections(
-    database_url: str, *, pool_size: int, statement_timeout_ms: int, connect_timeout_seconds: float
+    database_url: str,
+    *,
+    pool_size: int,
+    statement_timeout_ms: int,
+    connect_timeout_seconds: float,
+    sqlite_synchronous: str = "NORMAL",
 ) -> ReadConnections | None:
     """The read connections for a database URL (async driver form), or None where compiled
-    reads do not run (an in-memory SQLite database)."""
+    reads do not run (an in-memory SQLite database). SQLite writes in the event loop's thread
+    only where a commit does not wait for the disk (`synchronous=NORMAL`)."""
     url = make_url(database_url)
     backend = url.get_backend_name()
     if backend == "postgresql":
@@ -98,7 +110,7 @@ def read_connections(
             connect_timeout_seconds=connect_timeout_seconds,
         )
     if backend == "sqlite" and url.database and url.database != ":memory:":
-        return SqliteReads(url.database)
+        return SqliteReads(url.database, writes=sqlite_synchronous == "NORMAL")
     return None
 
 
@@ -291,11 +303,13 @@ class SqliteReads:
     available = True
     viewer_lists = True
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, writes: bool = True) -> None:
         self.path = path
+        self.writes = writes
         self.listeners: list[Listener] = []
         self.trace: Tracer | None = None
         self._connection: sqlite3.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
         self._deadline = 0.0
 
     async def start(self) -> None:
@@ -310,11 +324,63 @@ class SqliteReads:
         connection.create_function("quill_b64url", 1, sqlite_functions.b64url, deterministic=True)
         connection.set_progress_handler(self._past_deadline, _PROGRESS_STEPS)
         self._connection = connection
+        if self.writes:
+            writer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            writer.execute("PRAGMA foreign_keys = ON")
+            writer.execute("PRAGMA synchronous = NORMAL")
+            writer.execute("PRAGMA busy_timeout = 0")  # never wait in the event loop's thread
+            writer.set_progress_handler(self._past_deadline, _PROGRESS_STEPS)
+            self._writer = writer
 
     async def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        for connection in (self._connection, self._writer):
+            if connection is not None:
+                connection.close()
+        self._connection = self._writer = None
+
+    def write_row(
+        self,
+        sql: str,
+        arguments: Sequence[Any],
+        then: Callable[[dict[str, Any]], tuple[str, Sequence[Any]] | None],
+        deadline: float,
+    ) -> dict[str, Any] | None:
+        """One transaction: the statement that writes a row and returns it (RETURNING), then the
+        statement `then` makes of that row (its outbox row), if any. The row, or None when the
+        statement wrote none (a guard refused). Raises DataRefused (a foreign key names a row
+        that is gone), ReadFailed (nothing written: the lock is taken, say), ReadTimeout."""
+        writer = self._writer
+        assert writer is not None, "start() with writes first"
+        if time.monotonic() >= deadline:
+            raise ReadTimeout()
+        self._deadline = deadline
+        try:
+            writer.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise ReadFailed(str(error)) from error
+        try:
+            for listener in self.listeners:
+                listener(sql, arguments)
+            cursor = writer.execute(sql, arguments)
+            found = cursor.fetchone()
+            row = None if found is None else dict(zip([d[0] for d in cursor.description], found, strict=True))
+            following = then(row) if row is not None else None
+            if following is not None:
+                for listener in self.listeners:
+                    listener(*following)
+                writer.execute(*following)
+            writer.execute("COMMIT")
+        except BaseException as error:
+            with contextlib.suppress(sqlite3.Error):
+                writer.execute("ROLLBACK")
+            if isinstance(error, sqlite3.IntegrityError) and "FOREIGN KEY" in str(error):
+                raise DataRefused(str(error)) from error
+            if isinstance(error, sqlite3.OperationalError) and str(error) == "interrupted":
+                raise ReadTimeout() from None
+            if isinstance(error, sqlite3.Error):
+                raise ReadFailed(str(error)) from error
+            raise
+        return row
 
     def _past_deadline(self) -> int:
         return 1 if time.monotonic() > self._deadline else 0

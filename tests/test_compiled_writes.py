@@ -1,16 +1,19 @@
-"""A mutation's write and its payload in one statement (PostgreSQL; schema/mutations.py's
-insert_linked): the same answers and events as the ORM path, and the ORM path whenever that
-statement cannot answer exactly. On SQLite and MariaDB these tests check the ORM path alike."""
+"""A mutation's write on its own connection (schema/mutations.py's insert_linked and
+update_linked): on PostgreSQL one statement that also builds the payload, on SQLite one short
+transaction in the event loop's thread. The same answers and events as the ORM path, and the ORM
+path whenever that write cannot be done exactly. On MariaDB these tests check the ORM path alike."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.events import Event, EventOf
@@ -159,6 +162,44 @@ async def test_an_update_answers_as_the_orm_path_and_refuses_alike(
         "NotFoundError",
     ]
     assert await session.scalar(select(Post.title).where(Post.id == post.id)) == "Changed"
+
+
+async def test_sqlite_never_waits_in_the_event_loop_for_another_writer(
+    gql: GraphQLClient, session: AsyncSession, author: User, token_for: Callable[[User], str],
+    engine_name: str, database_url: str,
+) -> None:  # fmt: skip
+    """Another connection holds SQLite's write lock: the event loop's writer fails at once and
+    the ORM path waits its turn (busy_timeout, in its own thread), so the post is written once,
+    after the lock is released, and the server answers other requests meanwhile."""
+    if engine_name != "sqlite":
+        pytest.skip("SQLite's own writer")
+    holder = sqlite3.connect(make_url(database_url).database or "", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        writing = asyncio.ensure_future(gql(RICH, _variables("Waited"), token=token_for(author)))
+        await asyncio.sleep(0.3)
+        assert not writing.done()
+        assert (await gql("{ posts(first: 1) { totalCount } }"))["data"]["posts"]["totalCount"] == 0
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    body = await asyncio.wait_for(writing, timeout=10)
+    assert body["data"]["createPost"]["post"]["title"] == "Waited"
+    assert await session.scalar(select(func.count()).select_from(Post)) == 1
+
+
+async def test_sqlite_under_full_synchronous_writes_through_the_orm(
+    app_with: Callable[..., Any], author: User, engine_name: str
+) -> None:
+    """Under FULL a commit waits for the disk, which must not happen in the event loop's thread."""
+    if engine_name != "sqlite":
+        pytest.skip("SQLite's own writer")
+    async with app_with(sqlite_synchronous="FULL") as client:
+        app = client.app
+        assert not app.state.reads.writes
+        token = str(app.state.services.tokens.issue(author.id, is_superuser=False)[0])
+        body = await GraphQLClient(client)(RICH, _variables("Full"), token=token)
+    assert body["data"]["createPost"]["post"]["title"] == "Full"
 
 
 @pytest.mark.parametrize("broker", ["log", "no log"])

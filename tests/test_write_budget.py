@@ -1,8 +1,15 @@
-"""What a write costs, counted in SQL statements (not BEGIN/COMMIT): the row written with
-RETURNING, the guard's check where the row must already be visible and the viewer's to change
-(db/writes.py), the outbox row where the event broker keeps a log (db/events.py), and the one read
-of the payload the client selected. Nothing else: no ORM flush, no refresh, no second read. On
-PostgreSQL createPost, updatePost and addNote are one statement each (tests/test_compiled_writes.py)."""
+"""What a write costs, counted in SQL statements (not BEGIN/COMMIT). Nothing more than this,
+on each engine: no ORM flush, no refresh, no second read.
+
+- PostgreSQL: one statement writes the row (only where the guard allows it), its outbox row, and
+  builds the payload the client selected, in a transaction of its own: no BEGIN, no COMMIT
+  (schema/execution/object_reads.py, tests/test_compiled_writes.py).
+- SQLite: the write with RETURNING (the guard's rule inside it), the outbox row, in one short
+  transaction of the event loop's thread; then the payload's one read.
+- MariaDB (the ORM path): the guard's check where the row must be visible and the viewer's to
+  change (db/writes.py), the write with RETURNING (an UPDATE has none there: a SELECT reads the
+  row back), the outbox row where the event broker keeps a log, and the payload's one read.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.applications import Starlette
 
@@ -35,19 +43,34 @@ def _outbox(app: Starlette) -> int:
 
 
 async def _count(
-    gql: GraphQLClient, statements: StatementCounter, query: str, variables: dict[str, Any], token: str
-) -> tuple[list[str], dict[str, Any]]:
-    with statements.count() as counted:
-        body = await gql(query, variables, token=token)
+    app: Starlette, gql: GraphQLClient, statements: StatementCounter, query: str, variables: dict[str, Any],
+    token: str,
+) -> tuple[list[str], int, dict[str, Any]]:  # fmt: skip
+    """The statements sent, how many of them (BEGIN and COMMIT included) went through the ORM's
+    engine, and the answer's data."""
+    through_orm: list[str] = []
+    engine = app.state.engine.sync_engine
+
+    def sent_by_orm(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        through_orm.append(statement)
+
+    event.listen(engine, "before_cursor_execute", sent_by_orm)
+    try:
+        with statements.count() as counted:
+            body = await gql(query, variables, token=token)
+    finally:
+        event.remove(engine, "before_cursor_execute", sent_by_orm)
     assert "errors" not in body, body
-    return counted.statements, body["data"]
+    return counted.statements, len(through_orm), body["data"]
 
 
-def _written_in_one_statement(sent: list[str]) -> bool:
-    """PostgreSQL: one statement writes the row (where the guard allows it) and its outbox row and
-    builds the payload, in a transaction of its own: no BEGIN, no COMMIT
-    (schema/execution/object_reads.py, tests/test_compiled_writes.py)."""
-    return len(sent) == 1 and sent[0].startswith("WITH written AS")
+def _expected(engine_name: str, app: Starlette, *, checked: bool, update: bool = False) -> int:
+    if engine_name == "postgresql":
+        return 1
+    if engine_name == "sqlite":
+        return 1 + _outbox(app) + 1
+    read_back = 1 if update else 0
+    return (1 if checked else 0) + 1 + read_back + _outbox(app) + 1
 
 
 @pytest.fixture
@@ -55,45 +78,47 @@ async def author(session: AsyncSession) -> User:
     return await make_user(session, username="writer", email="writer@example.com")
 
 
-async def test_create_post_is_one_insert_and_one_read(
+async def test_create_post(
     app: Starlette, gql: GraphQLClient, statements: StatementCounter, author: User,
     token_for: Callable[[User], str], engine_name: str,
 ) -> None:  # fmt: skip
     variables = {"input": {"title": "Counted", "content": "One insert."}}
-    sent, data = await _count(gql, statements, CREATE_POST, variables, token_for(author))
+    sent, through_orm, data = await _count(app, gql, statements, CREATE_POST, variables, token_for(author))
     assert data["createPost"]["post"]["author"] == {"username": "writer"}
-    if engine_name == "postgresql":
-        assert _written_in_one_statement(sent), sent
-    else:
-        assert len(sent) == 1 + _outbox(app) + 1
+    assert len(sent) == _expected(engine_name, app, checked=False), sent
+    _check_path(engine_name, sent, through_orm)
 
 
-async def test_update_post_is_a_check_an_update_and_one_read(
+async def test_update_post(
     app: Starlette, gql: GraphQLClient, statements: StatementCounter, session: AsyncSession,
     author: User, token_for: Callable[[User], str], engine_name: str,
 ) -> None:  # fmt: skip
     post = await make_post(session, author)
     variables = {"id": to_global_id("Post", post.id), "input": {"title": "Changed"}}
-    sent, data = await _count(gql, statements, UPDATE_POST, variables, token_for(author))
+    sent, through_orm, data = await _count(app, gql, statements, UPDATE_POST, variables, token_for(author))
     assert data["updatePost"]["post"]["title"] == "Changed"
-    # the guard's check, the UPDATE (with RETURNING, or then a SELECT on MariaDB, whose UPDATE has
-    # no RETURNING), the outbox, the payload
-    read_back = 0 if app.state.engine.dialect.update_returning else 1
-    if engine_name == "postgresql":
-        assert _written_in_one_statement(sent), sent
-    else:
-        assert len(sent) == 2 + read_back + _outbox(app) + 1
+    assert len(sent) == _expected(engine_name, app, checked=True, update=True), sent
+    _check_path(engine_name, sent, through_orm)
 
 
-async def test_add_note_is_a_check_one_insert_and_one_read(
+async def test_add_note(
     app: Starlette, gql: GraphQLClient, statements: StatementCounter, session: AsyncSession,
     author: User, token_for: Callable[[User], str], engine_name: str,
 ) -> None:  # fmt: skip
     task = await make_task(session, author)
     variables = {"taskId": to_global_id("Task", task.id), "input": {"body": "Counted."}}
-    sent, data = await _count(gql, statements, ADD_NOTE, variables, token_for(author))
+    sent, through_orm, data = await _count(app, gql, statements, ADD_NOTE, variables, token_for(author))
     assert data["addNote"]["note"]["body"] == "Counted."
+    assert len(sent) == _expected(engine_name, app, checked=True), sent
+    _check_path(engine_name, sent, through_orm)
+
+
+def _check_path(engine_name: str, sent: list[str], through_orm: int) -> None:
+    """PostgreSQL and SQLite write on their own connections (no ORM session, no BEGIN through it);
+    PostgreSQL's one statement is the write inside a WITH."""
     if engine_name == "postgresql":
-        assert _written_in_one_statement(sent), sent
+        assert sent[0].startswith("WITH written AS"), sent
+    if engine_name in ("postgresql", "sqlite"):
+        assert through_orm == 0
     else:
-        assert len(sent) == 2 + _outbox(app) + 1
+        assert through_orm > 0  # MariaDB: the ORM path's transaction

@@ -16,20 +16,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from graphql import FieldNode, GraphQLError, GraphQLSchema, OperationType
 
-from db.read_connections import DataRefused, PostgresReads, ReadConnections, ReadFailed
+from db.events import EventOf
+from db.models import utcnow
+from db.read_connections import DataRefused, PostgresReads, ReadConnections, ReadFailed, SqliteReads
 from db.visibility import Viewer
 from db.where import EVERYTHING
 from schema.compiled.planner import ReadPlanner
-from schema.compiled.sql import VIEWERS, CompiledRead, ReadStatements, Write
+from schema.compiled.sql import VIEWERS, CompiledRead, ReadStatements, Write, compile_dml, compile_outbox
 from schema.compiled.tree import MISSING_ROW, Fields, NotCompilable, looks_up_rows, params_of, reads_rows
 
 if TYPE_CHECKING:
-    from asyncpg import Record
     from sqlalchemy.engine import Dialect
 
     from schema.admission.admission import Prepared
@@ -83,14 +85,17 @@ class Plan:
 
 @dataclass(frozen=True, slots=True)
 class WritePlan:
-    """A compiled write (schema/compiled/sql.py's compile_write) for one kind of viewer: the
-    statement, and its parameters but the written values (the viewer's id under `viewer_names`)."""
+    """A compiled write for one kind of viewer: the statement, and its parameters but the written
+    values (the viewer's id under `viewer_names`). On PostgreSQL the statement also builds the
+    payload, `fields` (schema/compiled/sql.py's compile_write); on SQLite it only writes
+    (compile_dml), the outbox row is `outbox`, and the payload is read after the commit."""
 
     fields: Fields
     statement: CompiledRead
     params: Mapping[str, Any]
     viewer_names: tuple[str, ...]
     may_miss_rows: bool
+    outbox: CompiledRead | None = None
 
     def arguments(self, viewer: Viewer, values: Mapping[str, Any]) -> tuple[Any, ...]:
         given = {**self.params, **{f"w_{name}": value for name, value in values.items()}}
@@ -170,13 +175,13 @@ class CompiledReads:
     def write_plan(
         self, prepared: Prepared, node_type: NodeType, nodes: list[FieldNode], viewer: Viewer, written: Write
     ) -> WritePlan | None:
-        """The plan that inserts a row of `node_type` as `written` says and reads it back as
-        `nodes` select it, in one statement; None where the engine cannot (only PostgreSQL runs
-        an INSERT inside a WITH) or the tree reads what the write changes. Kept with the
-        document, per field, kind of viewer and write."""
-        if not self.enabled or not isinstance(self.reads, PostgresReads):
+        """The plan that writes a row of `node_type` as `written` says and, on PostgreSQL, reads
+        it back as `nodes` select it, in one statement; None where the engine cannot (MariaDB;
+        SQLite whose commits wait for the disk) or the tree reads what the write changes. Kept
+        with the document, per field, kind of viewer and write."""
+        if not self.enabled or not self._writes_directly:
             return None
-        key = ("insert", id(nodes[0]), viewer.kind, written)
+        key = ("write", id(nodes[0]), viewer.kind, written)
         if key not in prepared.plans:
             prepared.plans[key] = self._write_plan(prepared, node_type, nodes, viewer, written)
         plan: WritePlan | None = prepared.plans[key]
@@ -188,6 +193,12 @@ class CompiledReads:
         planned_as = viewer if viewer.id is None else Viewer(id=VIEWER_SLOT, is_superuser=viewer.is_superuser)
         guard = written.guard
         only_if = guard.visible(planned_as) & guard.allowed(planned_as) if guard is not None else EVERYTHING
+        if isinstance(self.reads, SqliteReads):
+            dialect = self.statements.dialect
+            params = {f"g_{name}": value for name, value in only_if.params.items()}
+            viewer_names = tuple(name for name, value in params.items() if value is VIEWER_SLOT)
+            outbox = compile_outbox(dialect) if written.event is not None else None
+            return WritePlan((), compile_dml(dialect, written, only_if), params, viewer_names, False, outbox)
         try:
             fields: Fields = (("o", self.planner(prepared, planned_as).written(node_type, nodes)),)
             statement = self.statements.get_write(fields, written, only_if)
@@ -201,17 +212,29 @@ class CompiledReads:
         viewer_names = tuple(name for name, value in params.items() if value is VIEWER_SLOT)
         return WritePlan(fields, statement, params, viewer_names, looks_up_rows(fields))
 
+    @property
+    def _writes_directly(self) -> bool:
+        reads = self.reads
+        return isinstance(reads, PostgresReads) or (isinstance(reads, SqliteReads) and reads.writes)
+
     async def write(
-        self, plan: WritePlan, viewer: Viewer, values: Mapping[str, Any], deadline: float
-    ) -> Record | None:
-        """The written row, with its payload's body as `data`; None when the statement failed
-        and so wrote nothing (the ORM path writes then). Raises DataRefused (a foreign key names
-        a row that is gone) and TimeoutError past the deadline."""
-        assert isinstance(self.reads, PostgresReads)
+        self,
+        plan: WritePlan,
+        viewer: Viewer,
+        values: Mapping[str, Any],
+        deadline: float,
+        event: EventOf | None,
+    ) -> Mapping[str, Any] | None:
+        """The written row's columns, on PostgreSQL with its payload's body as `data`; None when
+        nothing was written (the statement failed, or the guard refused: the ORM path writes or
+        says why then). Raises DataRefused (a foreign key names a row that is gone) and
+        TimeoutError past the deadline. `event`: the outbox row's event (SQLite writes it)."""
+        reads, arguments = self.reads, plan.arguments(viewer, values)
         try:
-            return await self.reads.fetch_written(
-                plan.statement.sql, plan.arguments(viewer, values), deadline
-            )
+            if isinstance(reads, SqliteReads):
+                return reads.write_row(plan.statement.sql, arguments, _outbox_row(plan, event), deadline)
+            assert isinstance(reads, PostgresReads)
+            return await reads.fetch_written(plan.statement.sql, arguments, deadline)
         except DataRefused:
             raise
         except ReadFailed as error:
@@ -313,3 +336,20 @@ class CompiledReads:
         if plan.may_miss_rows and MISSING_ROW in body:
             return None
         return {viewer: answer for viewer, answer in orjson.loads(body)["data"]}
+
+
+def _outbox_row(plan: WritePlan, event: EventOf | None) -> Callable[[dict[str, Any]], tuple[str, Any] | None]:
+    """The outbox statement SQLite runs after the write, made of the written row."""
+    outbox = plan.outbox
+
+    def statement(row: dict[str, Any]) -> tuple[str, Any] | None:
+        if outbox is None or event is None:
+            return None
+        params = {
+            "topic": event.topic,
+            "payload": event.of(SimpleNamespace(**row)).encode(),
+            "created_at": utcnow(),
+        }
+        return outbox.sql, outbox.arguments(params)
+
+    return statement

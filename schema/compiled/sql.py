@@ -563,6 +563,30 @@ def compile_write(
     if dialect.name != "postgresql":
         raise NotCompilable(f"{dialect.name} has no INSERT or UPDATE inside WITH")
     table = written.table
+    written_row = _dml(written, only_if).cte("written")
+    json = JsonSql.for_dialect(dialect.name)
+    data = json.document(_WriteBuilder(json, written_row, table).fields(fields, ROOT))
+    statement = select(*written_row.c, data.label("data")).select_from(written_row)
+    if written.event is not None:
+        statement = statement.add_cte(_announced(json, written.event, written_row))
+    return _compiled(statement, dialect)
+
+
+def compile_dml(dialect: Dialect, written: Write, only_if: Where = EVERYTHING) -> CompiledRead:
+    """The write alone, returning the written row (SQLite, where the payload is read after it
+    and the outbox row is a statement of its own: compile_outbox)."""
+    return _compiled(_dml(written, only_if), dialect)
+
+
+def compile_outbox(dialect: Dialect) -> CompiledRead:
+    """An outbox row (db/events.py), its values as parameters `topic`, `payload`, `created_at`."""
+    columns = ("topic", "payload", "created_at")
+    values = {name: bindparam(name, type_=outbox.c[name].type, required=True) for name in columns}
+    return _compiled(insert(outbox).values(values), dialect)
+
+
+def _dml(written: Write, only_if: Where) -> Any:
+    table = written.table
     values = {
         name: bindparam(f"w_{name}", type_=table.c[name].type, required=True) for name in written.columns
     }
@@ -574,13 +598,7 @@ def compile_write(
     else:
         rows = select(*values.values()).where(_may_change(written.guard, only_if))
         dml = insert(table).from_select(list(values), rows)
-    written_row = dml.returning(*table.c).cte("written")
-    json = JsonSql.for_dialect(dialect.name)
-    data = json.document(_WriteBuilder(json, written_row, table).fields(fields, ROOT))
-    statement = select(*written_row.c, data.label("data")).select_from(written_row)
-    if written.event is not None:
-        statement = statement.add_cte(_announced(json, written.event, written_row))
-    return _compiled(statement, dialect)
+    return dml.returning(*table.c)
 
 
 def _may_change(guard: Guard, rule: Where, *, correlated: bool = False) -> ColumnElement[bool]:

@@ -98,9 +98,11 @@ class ObjectReads:
         viewer: Viewer,
         guarded_id: int | None = None,
     ) -> Written | None:
-        """Write the row as `written` says and read it as `nodes` select it, in one statement; None
-        when this cannot be done that way (nothing was written then). Raises DataRefused when a
-        foreign key names a row that is gone, TimeoutError past the operation's deadline."""
+        """Write the row as `written` says and, on PostgreSQL, read it as `nodes` select it, in one
+        statement (SQLite: in one short transaction of the event loop's thread, the payload read
+        after it as for the ORM path); None when this cannot be done that way (nothing was
+        written then). Raises DataRefused when a foreign key names a row that is gone,
+        TimeoutError past the operation's deadline."""
         plan = self.compiled.write_plan(self.prepared, node_type, nodes, viewer, written)
         if plan is None:
             return None
@@ -108,10 +110,12 @@ class ObjectReads:
             values = {**values, "announced_at": utcnow()}
         if written.guard is not None:
             values = {**values, "guard_id": guarded_id}
-        record = await self.compiled.write(plan, viewer, values, self.deadline)
+        record = await self.compiled.write(plan, viewer, values, self.deadline, written.event)
         if record is None:
             return None
         columns = dict(record.items())
-        body = columns.pop("data")
+        body = columns.pop("data", None)
+        if body is None:
+            return Written(SimpleNamespace(**columns), NOT_READ)
         found = None if plan.may_miss_rows and MISSING_ROW in body else orjson.loads(body)["data"]["o"]
         return Written(SimpleNamespace(**columns), NOT_READ if found is None else found)

@@ -4,6 +4,7 @@ so it rolls back; Refused, raised by a check before it) into typed errors."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
@@ -146,8 +147,12 @@ async def _in_one_statement(
     broker = info.context.services.broker
     outbox_event = event if broker.resumable else None  # without a log: delivered at once, below
     written = Write(kind, node_type.table, tuple(values), outbox_event, guard)
+    # SQLite: this process's writers take turns (db/engine.py's write_turns), this one too, so
+    # it never meets the lock held by one of them; only another process can hold it then.
+    turns = info.context.services.write_turns or contextlib.nullcontext()
     try:
-        done = await objects.write(node_type, nodes, written, values, info.context.viewer, guarded_id)
+        async with turns:
+            done = await objects.write(node_type, nodes, written, values, info.context.viewer, guarded_id)
     except DataRefused as refused:
         raise gone() from refused
     if done is None:

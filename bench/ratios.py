@@ -62,6 +62,27 @@ def ratios(results: list[dict], db: str) -> list[tuple[str, str, str, str]]:  # 
     return rows
 
 
+def write_ratios_rows(results: list[dict], db: str) -> list[tuple[str, str, str, str]]:  # type: ignore[type-arg]
+    """The writes issue's targets: M1 (createPost) against the peers, and SQLite's p99."""
+    rows = []
+    ours = _rps(results, OURS, db, "M1")
+    for peer, target in (("postgraphile", 1.5), ("raw_limit", 0.8)):
+        if db == "sqlite" and peer == "postgraphile":
+            continue
+        value = _ratio(ours, _rps(results, peer, db, "M1"))
+        met = "n/a" if value == "n/a" else ("yes" if float(value) >= target else "NO")
+        rows.append((f"M1 vs {peer}", f">= {target}", value, met))
+    if db == "sqlite":
+        p99 = next(
+            (row["load"]["p99_us"] / 1000 for row in results
+             if (row["server"], row["db"], row["query"]) == (OURS, db, "M1") and row.get("load")),
+            None,
+        )  # fmt: skip
+        met = "n/a" if p99 is None else ("yes" if p99 < 100 else "NO")
+        rows.append(("M1 p99 at 16 connections (ms)", "< 100", "n/a" if p99 is None else f"{p99:.1f}", met))
+    return rows
+
+
 def write_ratios(results_path: Path, out: Path) -> str:
     document = json.loads(results_path.read_text())
     lines = [f"# Ratios ({document['meta']['time']})", ""]
@@ -70,6 +91,7 @@ def write_ratios(results_path: Path, out: Path) -> str:
         lines += [
             f"| {what} | {target} | {value} | {met} |"
             for what, target, value, met in ratios(document["results"], db)
+            + write_ratios_rows(document["results"], db)
         ]
         lines.append("")
     text = "\n".join(lines)

@@ -49,6 +49,17 @@ QUERIES = {
     "Q3": "{ posts(first: 100) { edges { node { id title content datePosted } } pageInfo { endCursor hasNextPage } } }",
     "Q5": '{ user(username: "user42") { username posts(first: 3) { edges { node { title } } } } }',
 }
+# One wrk client would spend the rate limit at once: the benchmark measures throughput. Every
+# peer runs without an access log (uvicorn --no-access-log); our access log is the request line
+# at INFO, so the level is WARNING here (`make breakdown` measures what the line costs).
+SERVER_ENV = {
+    "SECRET_KEY": SECRET,
+    "APP_ENV": "production",
+    "STATS_ENDPOINT": "1",
+    "RATE_LIMIT": "0",
+    "LOG_LEVEL": "WARNING",
+    "METRICS": "0",  # production refuses /metrics without METRICS_TOKEN; wrk does not scrape it
+}
 CREATE_POST = "mutation ($input: CreatePostInput!) { createPost(input: $input) { __typename ... on PostPayload { post { id } } } }"
 
 
@@ -169,17 +180,7 @@ def write_targets(superuser_id: int, compare: Path | None = None) -> Path:
         f"{sys.executable} -m uvicorn --app-dir {ROOT} server:app --host 127.0.0.1 --port {{port}} "
         "--workers 1 --log-level warning --no-access-log"
     )
-    # One wrk client would spend the rate limit at once: the benchmark measures throughput. Every
-    # peer runs without an access log (uvicorn --no-access-log); our access log is the request
-    # line at INFO, so the level is WARNING here (`make breakdown` measures what the line costs).
-    env = {
-        "SECRET_KEY": SECRET,
-        "APP_ENV": "production",
-        "STATS_ENDPOINT": "1",
-        "RATE_LIMIT": "0",
-        "LOG_LEVEL": "WARNING",
-        "METRICS": "0",  # production refuses /metrics without METRICS_TOKEN; wrk does not scrape it
-    }
+    env = SERVER_ENV
     builds: list[tuple[str, Path, int, dict[str, str]]] = [("quill", ROOT, 8151, {})]
     if compare is not None:
         builds.append((compared_name(compare), compare, 8161, compared_databases(compare)))

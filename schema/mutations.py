@@ -1,6 +1,7 @@
-"""What every mutation does the same way: demand a viewer, insert a row and link its payload to
-it, and turn the reasons a write was refused (db/errors.py, raised inside the write transaction
-so it rolls back; Refused, raised by a check before it) into typed errors."""
+"""What every mutation does the same way: demand a viewer, write one row and link its payload to
+it (insert_linked, update_linked), and turn the reasons a write was refused (db/errors.py, raised
+inside the write transaction so it rolls back; Refused, raised by a check before it) into typed
+errors."""
 
 from __future__ import annotations
 
@@ -136,8 +137,9 @@ async def _in_one_statement(
     guarded_id: int | None,
     gone: Callable[[], WriteRefused] = AccountGone,
 ) -> T | None:
-    """`payload` linked to the row one statement wrote with its JSON; None when nothing was
-    written that way (see insert_linked)."""
+    """`payload` linked to the row written on the compiled path's own connection (on PostgreSQL
+    with the payload's JSON already read); None when nothing was written that way (see
+    insert_linked)."""
     objects = info.context.objects
     if objects is None:
         return None

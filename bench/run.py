@@ -104,9 +104,9 @@ def prepare_tools() -> tuple[Path, Path]:
     return peers / "bin" / "python", graphene / "bin" / "python"
 
 
-def load(url: str, bench_python: Path, code: Path = ROOT) -> int:
-    """bench-m in the schema `code` migrates to (this server's, or an older commit's work tree),
-    plus a superuser; returns the superuser's id."""
+def load(url: str, bench_python: Path, code: Path = ROOT, scale: int = 1) -> int:
+    """bench-m (times `scale`) in the schema `code` migrates to (this server's, or an older
+    commit's work tree), plus a superuser; returns the superuser's id."""
     sqlite_file = HARNESS / url.removeprefix("sqlite:///") if url.startswith("sqlite") else None
     if sqlite_file is not None:
         sqlite_file.parent.mkdir(parents=True, exist_ok=True)
@@ -119,7 +119,7 @@ def load(url: str, bench_python: Path, code: Path = ROOT) -> int:
         run("psql", PG_ADMIN, "-qc", f"CREATE DATABASE {name}")
     env = {"DATABASE_URL": url}
     run(sys.executable, "-m", "alembic", "upgrade", "head", env=env, cwd=code)
-    run(bench_python, "load_data.py", "--into-existing", url, cwd=HARNESS)
+    run(bench_python, "load_data.py", "--into-existing", url, "--scale", str(scale), cwd=HARNESS)
     email, password = SUPERUSER
     run(
         sys.executable,

@@ -8,13 +8,17 @@ for another row of bench-m (a superuser's token: it may edit any post and add no
 - M1 createPost (the harness's M1), M2 updatePost of a random post, M3 addNote to a random task,
   on PostgreSQL and SQLite, one uvicorn worker on one core, `wrk -t1 -c16` on the other;
 - Q3 (the harness's flat page) and M1 with one uvicorn worker and then two, PostgreSQL, no core
-  pinning: on this 2-core machine wrk and PostgreSQL share the cores with the server.
+  pinning: on this 2-core machine wrk and PostgreSQL share the cores with the server;
+- growth: Q3, Q4 (a page deep in the list: after 3/4 of the posts) and M1 on bench-m (20,000
+  posts) and on bench-m times 50 (1,000,000 posts, database `bench_l`, loaded by the harness's
+  load_data.py --scale 50 the first time, about 3 minutes), in turns.
 
 Prints a table and writes bench/results/writes.md. Traffic goes to 127.0.0.1 only; each run
 stops by itself after `--duration` seconds.
 
-    python bench/writes.py                  # everything, about 3 minutes
+    python bench/writes.py                  # everything, about 6 minutes
     python bench/writes.py --only writes    # M1-M3 only
+    python bench/writes.py --only growth    # bench-m against a million posts
 """
 
 from __future__ import annotations
@@ -37,7 +41,18 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import CREATE_POST, PG_BENCH, QUERIES, SECRET, SERVER_ENV, SQLITE_BENCH, SUPERUSER  # noqa: E402
+from bench.run import (  # noqa: E402
+    CREATE_POST,
+    PG_BENCH,
+    QUERIES,
+    SECRET,
+    SERVER_ENV,
+    SQLITE_BENCH,
+    SUPERUSER,
+    WORK,
+    _cursor_after,
+    load,
+)
 
 RESULTS = ROOT / "bench" / "results"
 PORT = 8171
@@ -75,6 +90,9 @@ def bodies(query: str, ids: list[int]) -> list[dict[str, object]]:
             {"query": ADD_NOTE, "variables": {"taskId": global_id("Task", pk), "input": {"body": "By wrk."}}}
             for pk in picked
         ]
+    if query.startswith("Q4@"):  # Q3's page after the post at this position of the list
+        after = _cursor_after(int(query.removeprefix("Q4@")))
+        return [{"query": QUERIES["Q3"].replace("first: 100)", f'first: 100, after: "{after}")')}]
     return [{"query": QUERIES[query]}]
 
 
@@ -181,16 +199,46 @@ def run(
         return wrk(script, seconds, "0" if pinned else None)
 
 
+PG_LARGE = PG_BENCH.rsplit("/", 1)[0] + "/bench_l"
+LARGE_SCALE = 50
+
+
+def growth(seconds: int) -> list[str]:
+    """Q3, a deep Q4 and M1 on bench-m and on 50 times bench-m, in turns (two rounds)."""
+    count = subprocess.run(
+        ["psql", PG_LARGE, "-Atc", "SELECT count(*) FROM posts"], capture_output=True, text=True
+    )
+    if count.returncode != 0 or int(count.stdout.strip() or 0) < 1_000_000:
+        print("loading 50 x bench-m into bench_l (about 3 minutes)", flush=True)
+        load(PG_LARGE, WORK / "venv" / "bin" / "python", scale=LARGE_SCALE)
+    sizes = {
+        "bench-m (20,000 posts)": (PG_BENCH, 15_000),
+        "50 x bench-m (1,000,000 posts)": (PG_LARGE, 750_000),
+    }
+    runs: dict[tuple[str, str], list[float]] = {}
+    for round_ in range(2):
+        for name, (url, deep) in sizes.items() if round_ == 0 else reversed(sizes.items()):
+            for query in ("Q3", f"Q4@{deep}", "M1"):
+                runs.setdefault((name, query[:2]), []).append(run(query, url, seconds)["rps"])
+                print(name, query, runs[name, query[:2]][-1], flush=True)
+    lines = ["| PostgreSQL req/s (2 runs in turns) | Q3 first page | Q4 deep page | Q4/Q3 | M1 createPost |"]
+    lines.append("|---|---:|---:|---:|---:|")
+    for name in sizes:
+        q3, q4, m1 = (sum(runs[name, query]) / 2 for query in ("Q3", "Q4", "M1"))
+        lines.append(f"| {name} | {q3:.0f} | {q4:.0f} | {q4 / q3:.2f} | {m1:.0f} |")
+    return [*lines, ""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=["writes", "processes"])
+    parser.add_argument("--only", choices=["writes", "processes", "growth"])
     parser.add_argument("--duration", type=int, default=10)
     args = parser.parse_args()
     sqlite_url = f"sqlite:///{SQLITE_BENCH}"
     if not SQLITE_BENCH.exists():
         sys.exit("run `make bench` first: it loads bench-m")
     lines = [
-        f"# Writes and processes ({datetime.now():%Y-%m-%d %H:%M}, {args.duration} s per run, wrk -t1 -c16)",
+        f"# Writes, processes and growth ({datetime.now():%Y-%m-%d %H:%M}, {args.duration} s per run, wrk -t1 -c16)",
         "",
     ]
     if args.only in (None, "writes"):
@@ -215,8 +263,10 @@ def main() -> None:
             lines.append(f"| {query} | {one:.0f} | {two:.0f} | {two / one:.2f} |")
             print(lines[-1], flush=True)
         lines.append("")
+    if args.only in (None, "growth"):
+        lines += growth(args.duration)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "writes.md").write_text("\n".join(lines))
+    (RESULTS / ("growth.md" if args.only == "growth" else "writes.md")).write_text("\n".join(lines))
     print("\n".join(lines))
 
 

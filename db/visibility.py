@@ -84,6 +84,15 @@ def can_change_task(viewer: Viewer) -> Where:
     return can_see_task(viewer)
 
 
+def _related(table: Table, *conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    """Whether a row of `table` meets the conditions. Only `table` is the subquery's own: every
+    other table it names is the enclosing statement's, however deep the rule is nested. Left to
+    SQLAlchemy, a table the nearest enclosing SELECT does not read (a compiled subscription's list
+    of viewers, `v`) would be joined inside the subquery instead, and the rule would hold for
+    one viewer if it held for any of them."""
+    return exists().where(*conditions).correlate_except(table)
+
+
 def can_see_note(viewer: Viewer) -> Where:
     """A note is visible exactly when its task is."""
     task_rule = can_see_task(viewer)
@@ -92,7 +101,7 @@ def can_see_note(viewer: Viewer) -> Where:
     return Where(
         shape=("can_see_note", *task_rule.shape),
         params=task_rule.params,
-        makers=(lambda: exists().where(tasks.c.id == notes.c.task_id, *task_rule.clauses()),),
+        makers=(lambda: _related(tasks, tasks.c.id == notes.c.task_id, *task_rule.clauses()),),
     )
 
 
@@ -127,7 +136,7 @@ def can_change_comment(viewer: Viewer) -> Where:
 
 
 def _on_their_post() -> ColumnElement[bool]:
-    return exists().where(posts.c.id == comments.c.post_id, posts.c.user_id == param(VIEWER_ID))
+    return _related(posts, posts.c.id == comments.c.post_id, posts.c.user_id == param(VIEWER_ID))
 
 
 def can_delete_comment(viewer: Viewer) -> Where:

@@ -30,7 +30,17 @@ from schema.admission.admission import Admitted, Request
 from schema.admission.tokens import ALGORITHM
 from server import create_app
 from settings import Settings, async_database_url
-from tests.api import ADD_NOTE, CREATE_POST, CREATE_TASK, DELETE_TASK, LOGIN, REGISTER, UPDATE_TASK
+from tests.api import (
+    ADD_NOTE,
+    CREATE_POST,
+    CREATE_TASK,
+    DELETE_NOTE,
+    DELETE_TASK,
+    LOGIN,
+    REGISTER,
+    UPDATE_NOTE,
+    UPDATE_TASK,
+)
 from tests.conftest import ROOT
 from tests.factories import make_post, make_task, make_user
 from tests.servers import TEST_ENV, Server
@@ -42,6 +52,7 @@ POST_CREATED = (
     "subscription ($author: ID) { postCreated(authorId: $author) { id title author { username } } }"
 )
 TASK_CHANGED = "subscription { taskChanged { kind id task { title status owner { username } } } }"
+NOTE_CHANGED = "subscription { noteChanged { kind id note { body } } }"
 NOTE_ADDED = "subscription ($task: ID!) { noteAdded(taskId: $task) { body task { title } } }"
 
 
@@ -126,6 +137,29 @@ async def test_tasks_reach_only_their_owner_and_superusers(server: Server, datab
         assert (await bob_ws.next_data())["taskChanged"]["task"]["title"] == "Bob's"  # and none of ada's
         assert (await root_ws.next_data())["taskChanged"]["task"]["title"] == "Bob's"
         assert await ada_ws.nothing_within(0.3)
+
+
+async def test_note_changes_reach_only_the_task_owner(server: Server) -> None:
+    """noteChanged hears a note added, changed and deleted, by its task's owner only."""
+    ada, bob = await account(server, "ada"), await account(server, "bob")
+    task = (await call(server, CREATE_TASK, ada, input={"title": "Chores"}))["task"]
+    async with GraphQLWS(server.url, token=ada) as ada_ws, GraphQLWS(server.url, token=bob) as bob_ws:
+        for ws in (ada_ws, bob_ws):
+            await ws.acknowledged()
+            await ws.subscribe(NOTE_CHANGED)
+        await asyncio.sleep(0.3)
+
+        note = (await call(server, ADD_NOTE, ada, taskId=task["id"], input={"body": "Milk"}))["note"]
+        await call(server, UPDATE_NOTE, ada, id=note["id"], input={"body": "Oat milk"})
+        await call(server, DELETE_NOTE, ada, id=note["id"])
+
+        changes = [(await ada_ws.next_data())["noteChanged"] for _ in range(3)]
+        assert changes == [
+            {"kind": "CREATED", "id": note["id"], "note": {"body": "Milk"}},
+            {"kind": "UPDATED", "id": note["id"], "note": {"body": "Oat milk"}},
+            {"kind": "DELETED", "id": note["id"], "note": None},
+        ]
+        assert await bob_ws.nothing_within(0.5)
 
 
 async def test_note_added_needs_a_visible_task(server: Server) -> None:

@@ -6,11 +6,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
+from sqlalchemy import select
 from strawberry import UNSET
 
 from db import models, visibility, writes
-from db.events import EventOf
-from db.models import utcnow
+from db.events import Event, EventOf
+from db.models import table_of, utcnow
 from db.visibility import can_see_note
 from schema.declare import after, column, contains, node, to_one
 from schema.declare.nodes import declared
@@ -18,6 +19,7 @@ from schema.declare.subscriptions import added, by, changed, parent
 from schema.errors import AuthenticationRequiredError, NotFoundError, ValidationError
 from schema.execution.context import Info
 from schema.mutations import insert_linked, signed_in, typed_refusals, update_linked
+from schema.realtime.events import emit
 from schema.realtime.streams import Change
 from schema.relay import Node, pk_of
 from schema.validation import NOTE_BODY_MAX, Checker, changes
@@ -43,6 +45,8 @@ class Note(Node):
 
 NOTES = declared(Note)
 NOTE_CREATED = EventOf("note", "created", parent="task_id")
+NOTE_UPDATED = EventOf("note", "updated", parent="task_id")
+tasks = table_of(models.Task)
 
 
 @strawberry.input
@@ -102,7 +106,9 @@ class Mutations:
         check = Checker()
         values = changes(body=check.text("body", input.body, max_length=NOTE_BODY_MAX))
         check.done()
-        return await update_linked(info, NOTES, visibility.NOTES, pk, values, None, NotePayload(), "note")
+        return await update_linked(
+            info, NOTES, visibility.NOTES, pk, values, NOTE_UPDATED, NotePayload(), "note"
+        )
 
     @strawberry.mutation(description="Delete a note.")
     @typed_refusals
@@ -110,7 +116,10 @@ class Mutations:
         signed_in(info)
         pk = pk_of(id, "Note", argument="id")
         async with info.context.db.write() as session:
-            await writes.delete_row(session, visibility.NOTES, info.context.viewer, pk)
+            row = await writes.delete_row(session, visibility.NOTES, info.context.viewer, pk)
+            # Who may hear of a note that is gone is its task's owner (streams.py's sees_gone).
+            owner_id = await session.scalar(select(tasks.c.owner_id).where(tasks.c.id == row.task_id))
+            await emit(info, session, Event("note", "deleted", pk, owner_id=owner_id, parent_id=row.task_id))
         return DeleteNoteSuccess(deleted_id=id)
 
 

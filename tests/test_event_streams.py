@@ -32,7 +32,7 @@ from schema.relay import to_global_id
 from server import create_app
 from settings import Settings, async_database_url
 from tests.api import CREATE_POST, UPDATE_POST
-from tests.factories import make_post, make_task, make_user
+from tests.factories import make_note, make_post, make_task, make_user
 from tests.servers import Server
 from tests.test_subscriptions import account, call
 from tests.ws import GraphQLWS
@@ -69,26 +69,36 @@ def reads_of(app: Starlette) -> list[str]:
     return sent
 
 
+@pytest.mark.parametrize("topic", ["task", "note"])
 @pytest.mark.parametrize("subscribers", [1, 12])
 async def test_one_read_per_event_and_viewer_kind_however_many_subscribe(
-    app: Starlette, token_for: Callable[[User], str], subscribers: int
+    app: Starlette, token_for: Callable[[User], str], subscribers: int, topic: str
 ) -> None:
-    """`subscribers` users and a superuser follow taskChanged: the users' answers depend on who
-    asks (each sees only their own tasks), so their group reads once with every id bound; the
-    superusers' group reads once. Two statements for the event, whatever `subscribers` is."""
+    """`subscribers` users and a superuser follow taskChanged (or noteChanged, whose rule is a
+    subquery on the note's task): the users' answers depend on who asks (each sees only their own
+    tasks and their notes), so their group reads once with every id bound; the superusers' group
+    reads once. Two statements for the event, whatever `subscribers` is, and nobody else hears it."""
     if app.state.operations.hub is None:
         pytest.skip("COMPILED_READS=0: the resolvers answer each subscriber (schema/realtime/streams.py)")
     async with app.state.services.sessionmaker() as session:
         users = [await make_user(session) for _ in range(subscribers)]
         root = await make_user(session, is_superuser=True)
         task = await make_task(session, users[0], title="Shared")
-    query = "subscription { taskChanged { kind task { title owner { username } } } }"
+        note = await make_note(session, task)
+    field = f"{topic}Changed"
+    query = {
+        "task": "subscription { taskChanged { kind task { title owner { username } } } }",
+        "note": "subscription { noteChanged { kind note { task { title owner { username } } } } }",
+    }[topic]
     streams = [await subscribe(app, query, token_for(user)) for user in [*users, root]]
     pending = [asyncio.ensure_future(anext(stream)) for stream in streams]
     await asyncio.sleep(0.2)  # every subscriber is waiting in its group now
     sent = reads_of(app)
 
-    await publish(app, Event("task", "updated", task.id, users[0].id))
+    if topic == "task":
+        await publish(app, Event("task", "updated", task.id, users[0].id))
+    else:
+        await publish(app, Event("note", "updated", note.id, parent_id=task.id))
     owner, superuser = await asyncio.wait_for(asyncio.gather(pending[0], pending[-1]), 10)
     await asyncio.sleep(0.3)  # long enough for a wrong answer to reach the others
     others_answered = [future.done() for future in pending[1:-1]]
@@ -98,9 +108,14 @@ async def test_one_read_per_event_and_viewer_kind_however_many_subscribe(
             await future
         await stream.aclose()  # type: ignore[attr-defined]
 
-    expected = {"kind": "UPDATED", "task": {"title": "Shared", "owner": {"username": users[0].username}}}
-    assert orjson.loads(owner.body) == {"data": {"taskChanged": expected}}
-    assert orjson.loads(superuser.body) == {"data": {"taskChanged": expected}}
+    shown = {"title": "Shared", "owner": {"username": users[0].username}}
+    expected = (
+        {"kind": "UPDATED", "task": shown}
+        if topic == "task"
+        else {"kind": "UPDATED", "note": {"task": shown}}
+    )
+    assert orjson.loads(owner.body) == {"data": {field: expected}}
+    assert orjson.loads(superuser.body) == {"data": {field: expected}}
     assert not any(others_answered)  # the other users may not see the task
     assert len(sent) == 2, sent
 

@@ -144,8 +144,6 @@ async def _in_one_statement(
     if objects is None:
         return None
     nodes = objects.payload_nodes(info._raw_info.field_nodes, _type_name(payload), field)
-    if nodes is None:
-        return None
     broker = info.context.services.broker
     outbox_event = event if broker.resumable else None  # without a log: delivered at once, below
     written = Write(kind, node_type.table, tuple(values), outbox_event, guard)
@@ -161,7 +159,7 @@ async def _in_one_statement(
         return None
     if event is not None:
         await broker.committed(event.of(done.row))
-    read = {id(nodes[0]): done.answer} if done.answer is not NOT_READ else None
+    read = {id(nodes[0]): done.answer} if nodes is not None and done.answer is not NOT_READ else None
     ids = {field: done.row.id}
     return linked(payload, read=read, **ids)
 

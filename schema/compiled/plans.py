@@ -173,22 +173,34 @@ class CompiledReads:
         return plan
 
     def write_plan(
-        self, prepared: Prepared, node_type: NodeType, nodes: list[FieldNode], viewer: Viewer, written: Write
+        self,
+        prepared: Prepared,
+        node_type: NodeType,
+        nodes: list[FieldNode] | None,
+        viewer: Viewer,
+        written: Write,
     ) -> WritePlan | None:
         """The plan that writes a row of `node_type` as `written` says and, on PostgreSQL, reads
-        it back as `nodes` select it, in one statement; None where the engine cannot (MariaDB;
-        SQLite whose commits wait for the disk) or the tree reads what the write changes. Kept
-        with the document, per field, kind of viewer and write."""
+        it back as `nodes` select it (when the payload selects it), in one statement; None where
+        the engine cannot (MariaDB; SQLite whose commits wait for the disk). Where the payload
+        reads what the write changes (its table again, in the snapshot from before the write),
+        or on SQLite, the plan only writes (`fields` empty), and the payload is read after it.
+        Kept with the document, per field, kind of viewer and write."""
         if not self.enabled or not self._writes_directly:
             return None
-        key = ("write", id(nodes[0]), viewer.kind, written)
+        key = ("write", id(nodes[0]) if nodes else None, viewer.kind, written)
         if key not in prepared.plans:
             prepared.plans[key] = self._write_plan(prepared, node_type, nodes, viewer, written)
         plan: WritePlan | None = prepared.plans[key]
         return plan
 
     def _write_plan(
-        self, prepared: Prepared, node_type: NodeType, nodes: list[FieldNode], viewer: Viewer, written: Write
+        self,
+        prepared: Prepared,
+        node_type: NodeType,
+        nodes: list[FieldNode] | None,
+        viewer: Viewer,
+        written: Write,
     ) -> WritePlan | None:
         planned_as = viewer if viewer.id is None else Viewer(id=VIEWER_SLOT, is_superuser=viewer.is_superuser)
         guard = written.guard
@@ -200,8 +212,15 @@ class CompiledReads:
             outbox = compile_outbox(dialect) if written.event is not None else None
             return WritePlan((), compile_dml(dialect, written, only_if), params, viewer_names, False, outbox)
         try:
-            fields: Fields = (("o", self.planner(prepared, planned_as).written(node_type, nodes)),)
-            statement = self.statements.get_write(fields, written, only_if)
+            fields: Fields = ()
+            if nodes is not None:
+                fields = (("o", self.planner(prepared, planned_as).written(node_type, nodes)),)
+            try:
+                statement = self.statements.get_write(fields, written, only_if)
+            except NotCompilable as reason:  # the payload reads the written table again
+                log.debug("the payload is read after the write: %s", reason)
+                fields = ()
+                statement = self.statements.get_write(fields, written, only_if)
         except (NotCompilable, GraphQLError) as reason:
             log.debug("written by the ORM: %s", reason)
             return None

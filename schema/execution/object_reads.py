@@ -67,7 +67,8 @@ class ObjectReads:
     def payload_nodes(self, field_nodes: list[FieldNode], payload: str, field: str) -> list[FieldNode] | None:
         """The nodes that select `field` of the payload type named `payload` under a mutation's
         `field_nodes`, when exactly one response key selects it, without directives (the
-        executor reads such a field as one object); else None."""
+        executor reads such a field as one object); else None (not selected, or selected in a
+        way a compiled write does not read: the payload is then read after the write)."""
         key = ("payload", id(field_nodes[0]), payload, field)
         if key not in self.prepared.plans:
             self.prepared.plans[key] = self._payload_nodes(field_nodes, payload, field)
@@ -92,7 +93,7 @@ class ObjectReads:
     async def write(
         self,
         node_type: NodeType,
-        nodes: list[FieldNode],
+        nodes: list[FieldNode] | None,
         written: Write,
         values: dict[str, Any],
         viewer: Viewer,
@@ -115,7 +116,7 @@ class ObjectReads:
             return None
         columns = dict(record.items())
         body = columns.pop("data", None)
-        if body is None:
+        if body is None or not plan.fields:  # only written: the payload is read after it
             return Written(SimpleNamespace(**columns), NOT_READ)
         found = None if plan.may_miss_rows and MISSING_ROW in body else orjson.loads(body)["data"]["o"]
         return Written(SimpleNamespace(**columns), NOT_READ if found is None else found)

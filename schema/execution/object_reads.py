@@ -8,12 +8,13 @@ one statement per level. Whatever the compiled path cannot answer exactly (a sha
 express, a row the viewer may not see, a failed statement) goes back to graphql-core's own path,
 which answers as it always did.
 
-On PostgreSQL a mutation that inserts or changes one row can do better (`write`): one statement
+A mutation that inserts or changes one row can do better (`write`). On PostgreSQL one statement
 writes it (with its outbox row, where the broker keeps one) and builds the payload object's JSON
 from the written row, in its own transaction: one round trip where the ORM path takes four or
-more (BEGIN, the guard's check, the write, COMMIT, the read). schema/mutations.py's
-`insert_linked` and `update_linked` use it and fall back to the ORM path whenever it answers
-None.
+more (BEGIN, the guard's check, the write, COMMIT, the read). On SQLite the write and its outbox
+row are one short transaction in the event loop's thread, and the payload is read after it, as
+it is on PostgreSQL when the statement cannot build it. schema/mutations.py's `insert_linked`
+and `update_linked` use it and fall back to the ORM path whenever it answers None.
 """
 
 from __future__ import annotations

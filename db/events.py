@@ -53,6 +53,7 @@ log = logging.getLogger("quill.events")
 outbox = table_of(EventOutbox)
 # Values as parameters: a statement with them inlined would be compiled anew for every event.
 _ADD_TO_OUTBOX = insert(outbox)
+OUTBOX_COLUMNS = ("topic", "payload", "created_at")  # what outbox_row() gives
 AfterCommit = Callable[[Callable[[], Awaitable[None]]], None]  # RequestDb.after_commit
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -99,6 +100,11 @@ class EventOf:
 
     def of(self, row: Any) -> Event:
         return Event(**self.fields(lambda name: getattr(row, name)))
+
+
+def outbox_row(event: Event) -> dict[str, Any]:
+    """The outbox row that carries `event` (OUTBOX_COLUMNS)."""
+    return {"topic": event.topic, "payload": event.encode(), "created_at": utcnow()}
 
 
 class SubscriberTooSlow(Exception):
@@ -204,8 +210,7 @@ class Broker:
         """Publish `event` if, and only when, the session's transaction commits (a resumable
         broker's outbox row is written in that transaction)."""
         if self.resumable:
-            values = {"topic": event.topic, "payload": event.encode(), "created_at": utcnow()}
-            await session.execute(_ADD_TO_OUTBOX, values)
+            await session.execute(_ADD_TO_OUTBOX, outbox_row(event))
         after_commit(lambda: self.committed(event))
 
     async def committed(self, event: Event) -> None:

@@ -7,8 +7,8 @@ statement on a small page:
 - PostgreSQL: a small asyncpg pool of its own. Its sessions run in UTC (the JSON of a timestamp is
   then the API's format, db/timestamps.py) under the statement timeout, and are returned to the
   pool without asyncpg's reset round trip: nothing here changes session state. The same pool
-  runs compiled writes (`fetch_written`): one INSERT inside a WITH that also builds the payload,
-  its own transaction, so it needs no BEGIN or COMMIT either.
+  runs compiled writes (`fetch_written`): one INSERT or UPDATE inside a WITH that also builds the
+  payload, its own transaction, so it needs no BEGIN or COMMIT either.
 - MariaDB: a small asyncmy pool of its own, in autocommit (one statement is one snapshot), whose
   sessions let JSON_ARRAYAGG build a whole page (it stops at group_concat_max_len, 1 MB by
   default, and would cut the response short). Each statement carries the operation's remaining

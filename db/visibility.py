@@ -1,8 +1,9 @@
 """Who may see and change which rows and fields: one SQL predicate per rule.
 
 Every read and write applies these as WHERE clauses (or CASE for a hidden field), so the rule
-lives here once and a future compiled read can inline it unchanged. Nothing else in the code
-decides visibility with a Python `if`.
+lives here once and the compiled reads and writes inline it unchanged. Nothing else in the code
+decides visibility with a Python `if`. A rule that looks at another table does it through
+`_related`, whose subquery correlates everything but that table (its docstring says why).
 """
 
 from __future__ import annotations

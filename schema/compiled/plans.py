@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from graphql import FieldNode, GraphQLError, GraphQLSchema, OperationType
 
-from db.events import EventOf
-from db.models import utcnow
+from db.events import EventOf, outbox_row
 from db.read_connections import DataRefused, PostgresReads, ReadConnections, ReadFailed, SqliteReads
 from db.visibility import Viewer
 from db.where import EVERYTHING
@@ -202,15 +201,14 @@ class CompiledReads:
         viewer: Viewer,
         written: Write,
     ) -> WritePlan | None:
-        planned_as = viewer if viewer.id is None else Viewer(id=VIEWER_SLOT, is_superuser=viewer.is_superuser)
+        planned_as = _planned_as(viewer)
         guard = written.guard
         only_if = guard.visible(planned_as) & guard.allowed(planned_as) if guard is not None else EVERYTHING
+        guard_params = {f"g_{name}": value for name, value in only_if.params.items()}
         if isinstance(self.reads, SqliteReads):
             dialect = self.statements.dialect
-            params = {f"g_{name}": value for name, value in only_if.params.items()}
-            viewer_names = tuple(name for name, value in params.items() if value is VIEWER_SLOT)
             outbox = compile_outbox(dialect) if written.event is not None else None
-            return WritePlan((), compile_dml(dialect, written, only_if), params, viewer_names, False, outbox)
+            return _write_plan((), compile_dml(dialect, written, only_if), guard_params, outbox)
         try:
             fields: Fields = ()
             if nodes is not None:
@@ -227,9 +225,7 @@ class CompiledReads:
         except Exception:  # a bug here must not cost the client its write: the ORM path makes it
             log.exception("planning a compiled write failed; writing through the ORM")
             return None
-        params = {**params_of(fields), **{f"g_{name}": value for name, value in only_if.params.items()}}
-        viewer_names = tuple(name for name, value in params.items() if value is VIEWER_SLOT)
-        return WritePlan(fields, statement, params, viewer_names, looks_up_rows(fields))
+        return _write_plan(fields, statement, {**params_of(fields), **guard_params})
 
     @property
     def _writes_directly(self) -> bool:
@@ -283,8 +279,7 @@ class CompiledReads:
         *,
         for_viewers: bool = False,
     ) -> Plan | None:
-        # Planned for every viewer of this kind: the id is a slot (see _Slot).
-        planned_as = viewer if viewer.id is None else Viewer(id=VIEWER_SLOT, is_superuser=viewer.is_superuser)
+        planned_as = _planned_as(viewer)
         planner = self.planner(prepared, planned_as)
         try:
             fields = make(planner)
@@ -364,11 +359,18 @@ def _outbox_row(plan: WritePlan, event: EventOf | None) -> Callable[[dict[str, A
     def statement(row: dict[str, Any]) -> tuple[str, Any] | None:
         if outbox is None or event is None:
             return None
-        params = {
-            "topic": event.topic,
-            "payload": event.of(SimpleNamespace(**row)).encode(),
-            "created_at": utcnow(),
-        }
-        return outbox.sql, outbox.arguments(params)
+        return outbox.sql, outbox.arguments(outbox_row(event.of(SimpleNamespace(**row))))
 
     return statement
+
+
+def _planned_as(viewer: Viewer) -> Viewer:
+    """The viewer a plan is made for: every viewer of this kind, the id left open (see _Slot)."""
+    return viewer if viewer.id is None else Viewer(id=VIEWER_SLOT, is_superuser=viewer.is_superuser)
+
+
+def _write_plan(
+    fields: Fields, statement: CompiledRead, params: dict[str, Any], outbox: CompiledRead | None = None
+) -> WritePlan:
+    viewer_names = tuple(name for name, value in params.items() if value is VIEWER_SLOT)
+    return WritePlan(fields, statement, params, viewer_names, looks_up_rows(fields), outbox)

@@ -55,7 +55,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.util import ClauseAdapter
 from sqlalchemy.sql.visitors import replacement_traverse
 
-from db.events import EventOf, outbox
+from db.events import OUTBOX_COLUMNS, EventOf, outbox
 from db.models import UtcDateTime
 from db.pagination import Listing, _ordering, _position
 from db.visibility import VIEWER_ID, Guard
@@ -105,6 +105,21 @@ def _no_column(name: str) -> ColumnElement[Any]:
 ROOT = _Row(_no_column)
 
 
+def _renamed(prefix: str, viewer: ColumnElement[Any] | None = None) -> Adapt:
+    """How to give a clause's parameters names of their own (`prefix` + name), so that the rules
+    of several nodes can share one statement; with `viewer`, the viewer's id is that column
+    instead (a statement compiled for a list of viewers)."""
+
+    def rename(element: Any) -> Any:
+        if isinstance(element, BindParameter):
+            if viewer is not None and element.key == VIEWER_ID:
+                return viewer
+            return bindparam(f"{prefix}{element.key}", type_=element.type, required=True)
+        return None
+
+    return lambda clause: replacement_traverse(clause, {}, rename)  # type: ignore[call-overload]
+
+
 class _Builder:
     def __init__(self, json: JsonSql, viewer: ColumnElement[Any] | None = None) -> None:
         self.json = json
@@ -120,17 +135,8 @@ class _Builder:
         parameters renamed for node `number`)."""
         alias = listing.id.table.alias(f"{prefix}{number}")
         adapter = ClauseAdapter(alias)
-
-        viewer = self.viewer
-
-        def rename(element: Any) -> Any:
-            if isinstance(element, BindParameter):
-                if viewer is not None and element.key == VIEWER_ID:
-                    return viewer
-                return bindparam(f"n{number}_{element.key}", type_=element.type, required=True)
-            return None
-
-        return alias, lambda clause: replacement_traverse(adapter.traverse(clause), {}, rename)  # type: ignore[call-overload]
+        rename = _renamed(f"n{number}_", self.viewer)
+        return alias, lambda clause: rename(adapter.traverse(clause))
 
     # Objects.
 
@@ -491,18 +497,20 @@ class ReadStatements:
                 self.refused_reads += 1
                 raise NotCompilable("the engine refused this shape before")
             return compiled
-        compiled = self._compiled[key] = compile_read(fields, self.dialect, for_viewers=for_viewers)
-        while len(self._compiled) > self.max_entries:
-            self._compiled.popitem(last=False)
-        return compiled
+        return self._remember(key, compile_read(fields, self.dialect, for_viewers=for_viewers))
 
     def get_write(self, fields: Fields, written: Write, only_if: Where = EVERYTHING) -> CompiledRead:
         key = (shape_of(fields), written, only_if.shape)
         compiled = self._compiled.get(key)
-        if compiled is None:
-            compiled = self._compiled[key] = compile_write(fields, self.dialect, written, only_if)
-            while len(self._compiled) > self.max_entries:
-                self._compiled.popitem(last=False)
+        if compiled is not None:
+            self._compiled.move_to_end(key)
+            return compiled
+        return self._remember(key, compile_write(fields, self.dialect, written, only_if))
+
+    def _remember(self, key: Hashable, compiled: CompiledRead) -> CompiledRead:
+        self._compiled[key] = compiled
+        while len(self._compiled) > self.max_entries:
+            self._compiled.popitem(last=False)
         return compiled
 
     def refused(self, fields: Fields, *, for_viewers: bool = False) -> None:
@@ -536,7 +544,7 @@ class _WriteBuilder(_Builder):
     """Reads the tree's root object from the written row (the CTE `written`) instead of its
     table. Every part of one statement reads the snapshot from before the write, so any other
     read of the table would see the row as it was, or miss it: such a tree is NotCompilable (the
-    ORM path writes, then reads)."""
+    statement then only writes, and the payload is read after it: plans.py's write_plan)."""
 
     def __init__(self, json: JsonSql, written: FromClause, table: Table) -> None:
         super().__init__(json)
@@ -579,9 +587,8 @@ def compile_dml(dialect: Dialect, written: Write, only_if: Where = EVERYTHING) -
 
 
 def compile_outbox(dialect: Dialect) -> CompiledRead:
-    """An outbox row (db/events.py), its values as parameters `topic`, `payload`, `created_at`."""
-    columns = ("topic", "payload", "created_at")
-    values = {name: bindparam(name, type_=outbox.c[name].type, required=True) for name in columns}
+    """An outbox row (db/events.py), its values as parameters named as OUTBOX_COLUMNS."""
+    values = {name: bindparam(name, type_=outbox.c[name].type, required=True) for name in OUTBOX_COLUMNS}
     return _compiled(insert(outbox).values(values), dialect)
 
 
@@ -605,13 +612,8 @@ def _may_change(guard: Guard, rule: Where, *, correlated: bool = False) -> Colum
     """Whether the guard's row `w_guard_id` exists and `rule` holds for it (`correlated`: as
     the condition of an UPDATE of that very table, on the row it changes)."""
     table = guard.table
-
-    def rename(element: Any) -> Any:
-        if isinstance(element, BindParameter):
-            return bindparam(f"g_{element.key}", type_=element.type, required=True)
-        return None
-
-    clauses = [replacement_traverse(clause, {}, rename) for clause in rule.clauses()]  # type: ignore[call-overload]
+    rename = _renamed("g_")
+    clauses = [rename(clause) for clause in rule.clauses()]
     guard_id = bindparam("w_guard_id", type_=table.c.id.type, required=True)
     if correlated:
         return and_(table.c.id == guard_id, *clauses)
@@ -619,7 +621,7 @@ def _may_change(guard: Guard, rule: Where, *, correlated: bool = False) -> Colum
 
 
 def _announced(json: JsonSql, event: EventOf, row: FromClause) -> Any:
-    """The outbox row of `event` for the inserted `row`: its payload is Event.encode()'s JSON."""
+    """The outbox row of `event` for the written `row`: its payload is Event.encode()'s JSON."""
     pairs = [
         (name, json.null() if value is None else constant(value) if isinstance(value, str) else value)
         for name, value in event.fields(lambda column: row.c[column]).items()
@@ -627,4 +629,4 @@ def _announced(json: JsonSql, event: EventOf, row: FromClause) -> Any:
     announced_at = bindparam("w_announced_at", type_=outbox.c.created_at.type, required=True)
     payload = cast(json.object(pairs), Text)
     values = select(constant(event.topic), payload, announced_at).select_from(row)
-    return insert(outbox).from_select(["topic", "payload", "created_at"], values).cte("announced")
+    return insert(outbox).from_select(list(OUTBOX_COLUMNS), values).cte("announced")

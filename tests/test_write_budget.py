@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 from db.models import User
 from schema.relay import to_global_id
 from tests.conftest import GraphQLClient, StatementCounter
-from tests.factories import make_post, make_task, make_user
+from tests.factories import make_comment, make_note, make_post, make_task, make_user
 
 pytestmark = pytest.mark.one_path  # the payload's read is counted on the compiled path
 
@@ -35,6 +35,14 @@ UPDATE_POST = """mutation ($id: ID!, $input: UpdatePostInput!) { updatePost(id: 
   __typename ... on PostPayload { post { id title } } } }"""
 ADD_NOTE = """mutation ($taskId: ID!, $input: AddNoteInput!) { addNote(taskId: $taskId, input: $input) {
   __typename ... on NotePayload { note { id body task { title } } } } }"""
+ADD_COMMENT = """mutation ($postId: ID!, $input: CommentInput!) { addComment(postId: $postId, input: $input) {
+  __typename ... on CommentPayload { comment { id body author { username } } } } }"""
+UPDATE_TASK = """mutation ($id: ID!, $input: UpdateTaskInput!) { updateTask(id: $id, input: $input) {
+  __typename ... on TaskPayload { task { id status } } } }"""
+UPDATE_NOTE = """mutation ($id: ID!, $input: UpdateNoteInput!) { updateNote(id: $id, input: $input) {
+  __typename ... on NotePayload { note { id body } } } }"""
+UPDATE_COMMENT = """mutation ($id: ID!, $input: CommentInput!) { updateComment(id: $id, input: $input) {
+  __typename ... on CommentPayload { comment { id body } } } }"""
 
 
 def _outbox(app: Starlette) -> int:
@@ -103,10 +111,35 @@ async def _task_to_note(author: User, session: AsyncSession) -> dict[str, Any]:
     return {"taskId": to_global_id("Task", task.id), "input": {"body": "Counted."}}
 
 
+async def _post_to_comment(author: User, session: AsyncSession) -> dict[str, Any]:
+    post = await make_post(session, author)
+    return {"postId": to_global_id("Post", post.id), "input": {"body": "Counted."}}
+
+
+async def _task_to_change(author: User, session: AsyncSession) -> dict[str, Any]:
+    task = await make_task(session, author)
+    return {"id": to_global_id("Task", task.id), "input": {"status": "DONE"}}
+
+
+async def _note_to_change(author: User, session: AsyncSession) -> dict[str, Any]:
+    note = await make_note(session, await make_task(session, author))
+    return {"id": to_global_id("Note", note.id), "input": {"body": "Changed."}}
+
+
+async def _comment_to_change(author: User, session: AsyncSession) -> dict[str, Any]:
+    comment = await make_comment(session, await make_post(session, author), author)
+    return {"id": to_global_id("Comment", comment.id), "input": {"body": "Changed."}}
+
+
 CASES = {
     "createPost": Case(CREATE_POST, _new_post, lambda d: d["createPost"]["post"]["author"], {"username": "writer"}, checked=False),
     "updatePost": Case(UPDATE_POST, _post_to_change, lambda d: d["updatePost"]["post"]["title"], "Changed", checked=True, update=True),
     "addNote": Case(ADD_NOTE, _task_to_note, lambda d: d["addNote"]["note"]["body"], "Counted.", checked=True),
+    # The post must exist: its foreign key says so, in the INSERT itself.
+    "addComment": Case(ADD_COMMENT, _post_to_comment, lambda d: d["addComment"]["comment"]["body"], "Counted.", checked=False),
+    "updateTask": Case(UPDATE_TASK, _task_to_change, lambda d: d["updateTask"]["task"]["status"], "DONE", checked=True, update=True),
+    "updateNote": Case(UPDATE_NOTE, _note_to_change, lambda d: d["updateNote"]["note"]["body"], "Changed.", checked=True, update=True),
+    "updateComment": Case(UPDATE_COMMENT, _comment_to_change, lambda d: d["updateComment"]["comment"]["body"], "Changed.", checked=True, update=True),
 }  # fmt: skip
 
 

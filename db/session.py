@@ -63,7 +63,7 @@ class RequestDb:
         db/engine.py's WriteTurns), the process's writers take turns in order before they ask
         SQLite for its one write lock, instead of all polling for it at once.
         """
-        async with self._turn(), self._lock:
+        async with self.turn(), self._lock:
             session = self._current()
             if session.in_transaction():
                 # Only reads can be pending here; a write must not run on their old snapshot.
@@ -81,7 +81,9 @@ class RequestDb:
         for callback in callbacks:
             await callback()
 
-    def _turn(self) -> contextlib.AbstractAsyncContextManager[Any]:
+    def turn(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """This writer's turn among the process's writers (SQLite; no wait elsewhere): `write()`
+        takes it, and so does a write made on a connection of its own (schema/mutations.py)."""
         return self._write_turns if self._write_turns is not None else contextlib.nullcontext()
 
     def after_commit(self, callback: AfterCommit) -> None:

@@ -5,7 +5,6 @@ errors."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
@@ -149,9 +148,8 @@ async def _in_one_statement(
     written = Write(kind, node_type.table, tuple(values), outbox_event, guard)
     # SQLite: this process's writers take turns (db/engine.py's write_turns), this one too, so
     # it never meets the lock held by one of them; only another process can hold it then.
-    turns = info.context.services.write_turns or contextlib.nullcontext()
     try:
-        async with turns:
+        async with info.context.db.turn():
             done = await objects.write(node_type, nodes, written, values, info.context.viewer, guarded_id)
     except DataRefused as refused:
         raise gone() from refused

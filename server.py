@@ -1,8 +1,9 @@
 """The ASGI app: `uvicorn server:app`. Wires settings, database, schema and transports; nothing imports it.
 
 A request's way through it (README, "Layout"): uvicorn -> the middleware (request log, CORS) ->
-a transport (web/graphql_http.py, web/graphql_ws.py) -> the admission step (schema/admission/)
--> the runner (schema/execution/run.py: a compiled statement, or the resolvers) -> the answer.
+a transport (web/graphql_http.py, web/graphql_ws.py, web/graphql_sse.py) -> the admission step
+(schema/admission/) -> the runner (schema/execution/run.py: a compiled statement, or the
+resolvers) -> the answer.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from settings import Settings, SettingsError
 from web.addresses import ClientAddresses
 from web.graphiql import GraphiQLPage
 from web.graphql_http import GraphQLHTTP
+from web.graphql_sse import EventStreams, GraphQLSSE
 from web.graphql_ws import GraphQLWebSocket, Sockets
 from web.graphql_ws import Limits as SocketLimits
 from web.logs import configure_logging
@@ -70,6 +72,7 @@ from web.metrics import Metrics
 from web.observability import Observer, RequestLog
 from web.probes import health, ready, statement_stats
 from web.rate_limit import RedisTokenBuckets, TokenBuckets
+from web.subscription_seats import Seats
 
 if TYPE_CHECKING:
     from web.tracing import Tracing
@@ -154,16 +157,24 @@ def create_app(settings: Settings | None = None) -> Starlette:
         timeout_seconds=settings.operation_timeout_seconds,
         tracer=tracing,
     )
-    sockets = Sockets(
-        SocketLimits(
-            init_timeout_seconds=settings.ws_init_timeout_seconds,
-            send_timeout_seconds=settings.ws_send_timeout_seconds,
-            per_socket=settings.ws_max_subscriptions_per_socket,
-            per_client=settings.ws_max_subscriptions_per_client,
-            total=settings.ws_max_subscriptions,
-        )
+    stream_limits = SocketLimits(
+        init_timeout_seconds=settings.ws_init_timeout_seconds,
+        send_timeout_seconds=settings.ws_send_timeout_seconds,
     )
-    revocations = RevocationListener(services, on_revoked=sockets.revoked)
+    # WebSocket and SSE subscriptions count against the same limits.
+    seats = Seats(
+        per_connection=settings.ws_max_subscriptions_per_socket,
+        per_client=settings.ws_max_subscriptions_per_client,
+        total=settings.ws_max_subscriptions,
+    )
+    sockets = Sockets(stream_limits, seats)
+    event_streams = EventStreams(stream_limits, seats)
+
+    def revoked(user_id: int) -> None:
+        sockets.revoked(user_id)
+        event_streams.revoked(user_id)
+
+    revocations = RevocationListener(services, on_revoked=revoked)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -210,6 +221,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     middleware.append(
         Middleware(
+            GraphQLSSE,
+            admission=admission,
+            operations=operations,
+            tokens=tokens,
+            addresses=addresses,
+            streams=event_streams,
+            path="/graphql",
+        )
+    )
+    middleware.append(
+        Middleware(
             GraphQLHTTP,
             admission=admission,
             operations=operations,
@@ -246,9 +268,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.reads = reads
     app.state.services = services
     app.state.sockets = sockets
+    app.state.event_streams = event_streams
     # Every way in, as the admission step names them (Request.transport): tests/test_entrances.py
     # sends each hostile request through each of them.
-    app.state.transports = ("http", "websocket")
+    app.state.transports = ("http", "websocket", "sse")
     app.state.startup_refusal = None
     app.state.ready_timeout_seconds = settings.connect_timeout_seconds
     return app
@@ -355,7 +378,9 @@ def _middleware(settings: Settings, metrics: Metrics | None) -> list[Middleware]
     middleware = [Middleware(RequestLog, metrics=metrics), Middleware(_OneLineStartupFailure)]
     if origins := settings.cors():
         middleware.append(
-            Middleware(CORSMiddleware, **origins, allow_methods=["GET", "POST"], allow_headers=["*"])
+            Middleware(
+                CORSMiddleware, **origins, allow_methods=["GET", "POST", "PUT", "DELETE"], allow_headers=["*"]
+            )
         )
     return middleware
 

@@ -2,8 +2,8 @@
 
 The ways in are the transports the server wires (`app.state.transports`, server.py), each read
 here through all of its doors: HTTP POST, GET, a batch, an automatic persisted query, a document
-the server already knows (answered from the admission step's memory), and both WebSocket
-protocols. A new transport fails `test_every_transport_is_covered` until its doors are added.
+the server already knows (answered from the admission step's memory), both WebSocket
+protocols, and SSE's POST and GET streams and its reserved (single connection) stream. A new transport fails `test_every_transport_is_covered` until its doors are added.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 
 from server import create_app
 from settings import Settings
+from tests import sse
 from tests.api import LOGOUT, REGISTER
 from tests.servers import TEST_ENV, Server
 from tests.ws import LEGACY_WS, TRANSPORT_WS, GraphQLWS
@@ -212,6 +213,37 @@ class Doors:
             return _outcome_of(200, {"errors": errors})
         return _outcome_of(200, message["payload"])
 
+    async def sse_post(self, case: Case, token: str | None) -> frozenset[str] | str:
+        return await self._sse_distinct(case, token, "POST")
+
+    async def sse_get(self, case: Case, token: str | None) -> frozenset[str] | str:
+        return await self._sse_distinct(case, token, "GET")
+
+    async def _sse_distinct(self, case: Case, token: str | None, method: str) -> frozenset[str] | str:
+        """A stream of its own: every refusal arrives as a `next` event on it."""
+        name, variables = _operation_name(case)
+        async with sse.distinct(
+            self.client, case.query, variables, token=token, method=method, operation_name=name
+        ) as events:
+            [(kind, data), end] = await events.until_end()
+        assert kind == "next" and end[0] == "complete"
+        return _outcome_of(200, data)
+
+    async def sse_single(self, case: Case, token: str | None) -> frozenset[str] | str:
+        """A reserved stream: the reservation takes the token; refusals answer the POST itself."""
+        reserved = await self.client.put("/graphql", headers=self._headers(token))
+        if reserved.status_code != 201:
+            return _outcome_of(reserved.status_code, reserved.json())
+        stream = reserved.text
+        async with sse.single(self.client, stream) as events:
+            body = {**self._body(case), "extensions": {"operationId": "op"}}
+            posted = await self.client.post("/graphql", json=body, headers={sse.TOKEN_HEADER: stream})
+            if posted.status_code != 202:
+                return _outcome_of(posted.status_code, posted.json())
+            kind, data = await events.next()
+        assert kind == "next" and data["id"] == "op"
+        return _outcome_of(200, data["payload"])
+
     async def transport_ws(self, case: Case, token: str | None) -> frozenset[str] | str:
         return await self.websocket(case, token, TRANSPORT_WS)
 
@@ -222,6 +254,7 @@ class Doors:
 DOORS: dict[str, tuple[str, ...]] = {
     "http": ("post", "get", "batch", "persisted", "known"),
     "websocket": ("transport_ws", "legacy_ws"),
+    "sse": ("sse_post", "sse_get", "sse_single"),
 }
 
 
@@ -314,6 +347,7 @@ async def test_a_plain_query_takes_the_compiled_path_through_every_door(doors: D
             if operation.get("name") == "Plain":
                 executors.setdefault(entry.get("transport", "http"), []).append(operation["executor"])
     expected = "compiled" if Settings.from_env().compiled_reads else "resolvers"
-    # POST, GET, batch, persisted, known (twice); both socket protocols.
-    assert {transport: len(seen) for transport, seen in executors.items()} == {"http": 6, "websocket": 2}
+    # POST, GET, batch, persisted, known (twice); both socket protocols; SSE's POST, GET, single.
+    counts = {transport: len(seen) for transport, seen in executors.items()}
+    assert counts == {"http": 6, "websocket": 2, "sse": 3}
     assert {executor for seen in executors.values() for executor in seen} == {expected}

@@ -1,5 +1,6 @@
 """The tools frontend teams use, against a real server: Apollo Client 3 and 4 (with graphql-ws and APQ),
-graphql-codegen with tsc, and GraphiQL in headless Chromium (tests/node pins them all)."""
+the graphql-sse client, graphql-codegen with tsc, and GraphiQL in headless Chromium (tests/node
+pins them all)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,23 @@ def test_apollo_client_flow(node_tools: Path, database_url: str, tmp_path: Path,
         {"method": "POST", "hasQuery": True},
         {"method": "GET", "hasQuery": False},
     ]
+
+
+def test_graphql_sse_client_in_both_modes(node_tools: Path, database_url: str, tmp_path: Path) -> None:
+    """The npm graphql-sse client: a stream per operation, and one reserved stream for all."""
+    with running(database_url, log_path=tmp_path / "server.log") as server:
+        done = node(node_tools, "sse-flow.mjs", server.url)
+    assert done.returncode == 0, done.stderr + done.stdout
+    seen: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+
+    for mode in ("distinct", "single"):
+        name = f"sse_{mode}"
+        assert seen[mode]["me"] == name
+        assert seen[mode]["changes"] == [f"{name} one", f"{name} two"]
+        assert seen[mode]["together"] == [f"{name} three", f"{name} post"]
+    assert seen["distinct"]["invalid"] == "GRAPHQL_VALIDATION_FAILED"  # an event on the stream
+    assert seen["single"]["invalid"] == 400  # the operation's own request refused
+    assert seen["badToken"] == "TOKEN_INVALID"
 
 
 def test_codegen_types_compile(node_tools: Path, tmp_path: Path) -> None:

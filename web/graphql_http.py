@@ -55,7 +55,9 @@ _TRACE_HEADERS = (b"traceparent", b"tracestate")  # W3C trace context, for the o
 Page = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class _Problem(Exception):
+class RequestProblem(Exception):
+    """The request cannot be read as a GraphQL request: answered with its refusal."""
+
     def __init__(self, refusal: Refusal) -> None:
         self.refusal = refusal
 
@@ -87,15 +89,15 @@ class GraphQLHTTP:
         self.max_age = get_cache_max_age_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _route_path(scope) != self.path:
+        if scope["type"] != "http" or route_path(scope) != self.path:
             await self.app(scope, receive, send)
             return
-        media_type = _media_type(scope)
+        media_type = media_type_of(scope)
         try:
             await self._handle(scope, receive, send, media_type)
-        except _Problem as problem:
+        except RequestProblem as problem:
             refusal = problem.refusal
-            await _send(send, refusal.status_for(media_type), refusal.body(), media_type, refusal.headers)
+            await send_json(send, refusal.status_for(media_type), refusal.body(), media_type, refusal.headers)
         except Exception:
             error_id = uuid.uuid4().hex[:16]
             log.exception("internal error %s handling %s %s", error_id, scope["method"], scope["path"])
@@ -107,57 +109,38 @@ class GraphQLHTTP:
                     }
                 ]
             }
-            await _send(send, 500, body, media_type)
+            await send_json(send, 500, body, media_type)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, media_type: str) -> None:
         method = scope["method"]
         headers = scope["headers"]
         if method == "GET":
-            params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+            params = query_string(scope)
             if "query" not in params and "text/html" in (header(headers, b"accept") or ""):
                 await self.graphiql(scope, receive, send)
                 return
-            payload: Any = {
-                "query": params.get("query"),
-                "operationName": params.get("operationName"),
-                "variables": _json_param(params.get("variables"), "variables"),
-                "extensions": _json_param(params.get("extensions"), "extensions"),
-                **{name: params[name] for name in DOCUMENT_ID_PARAMS if params.get(name)},
-            }
+            payload: Any = get_payload(params)
         elif method == "POST":
             payload = await self._read_post(scope, receive)
         else:
             refusal = request_error("GraphQL over HTTP takes GET and POST.", 405, "METHOD_NOT_ALLOWED")
-            await _send(send, 405, refusal.body(), media_type, {"Allow": "GET, POST"})
+            await send_json(send, 405, refusal.body(), media_type, {"Allow": "GET, POST"})
             return
         uploads = isinstance(payload, _Uploads)
         if uploads:
             payload = payload.operations
-        base = self._request_base(scope, method, uploads)
+        base = request_base(scope, self.addresses, "http", uploads=uploads)
         if isinstance(payload, list):
             if not payload or len(payload) > self.max_batch:
-                raise _Problem(request_error(f"A batch must hold 1 to {self.max_batch} operations."))
+                raise RequestProblem(request_error(f"A batch must hold 1 to {self.max_batch} operations."))
             answered = [await self._one(base, item, media_type) for item in payload]
-            await _send_bytes(send, 200, b"[" + b",".join(one.body for one in answered) + b"]", media_type)
+            await send_bytes(send, 200, b"[" + b",".join(one.body for one in answered) + b"]", media_type)
             return
         one = await self._one(base, payload, media_type)
         if method == "GET":
             await self._send_cacheable(scope, send, one, media_type)
         else:
-            await _send_bytes(send, one.status, one.body, media_type, one.headers)
-
-    def _request_base(self, scope: Scope, method: str, uploads: bool) -> dict[str, Any]:
-        headers = scope["headers"]
-        peer = scope["client"][0] if scope.get("client") else None
-        trace = {name: value.decode("latin-1") for name, value in headers if name in _TRACE_HEADERS}
-        return {
-            "authorization": header(headers, b"authorization"),
-            "address": self.addresses.of(peer, forwarded_for(headers)),
-            "transport": "http",
-            "method": method,
-            "uploads": uploads,
-            "trace_context": {name.decode(): value for name, value in trace.items()} or None,
-        }
+            await send_bytes(send, one.status, one.body, media_type, one.headers)
 
     async def _one(self, base: dict[str, Any], payload: Any, media_type: str) -> _Answered:
         """One operation's body, status and headers."""
@@ -166,16 +149,7 @@ class GraphQLHTTP:
             return _Answered(
                 orjson.dumps(refusal.body()), refusal.status_for(media_type), refusal.headers, True
             )
-        document_id = next((payload[name] for name in DOCUMENT_ID_PARAMS if payload.get(name)), None)
-        request = Request(
-            query=payload.get("query"),
-            variables=payload.get("variables"),
-            operation_name=payload.get("operationName"),
-            extensions=payload.get("extensions"),
-            document_id=document_id,
-            **base,
-        )
-        admitted = await self.admission.admit(request)
+        admitted = await self.admission.admit(graphql_request(payload, base))
         if isinstance(admitted, Refusal):
             return _Answered(
                 orjson.dumps(admitted.body()), admitted.status_for(media_type), admitted.headers, True
@@ -188,70 +162,42 @@ class GraphQLHTTP:
         content_type = (header(scope["headers"], b"content-type") or "").split(";")[0].strip().lower()
         if content_type == "multipart/form-data":
             return await self._read_multipart(scope, receive)
-        if content_type not in (JSON, GRAPHQL_RESPONSE):
-            raise _Problem(
-                request_error("Send GraphQL requests as application/json.", 415, "UNSUPPORTED_MEDIA_TYPE")
-            )
-        body = await self._read_body(scope, receive, self.admission.limits.max_body_bytes)
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise _Problem(request_error("The request body is not valid JSON.")) from None
-
-    async def _read_body(self, scope: Scope, receive: Receive, limit: int) -> bytes:
-        """The whole body, refused as soon as it passes `limit` (an endless body is never kept)."""
-        declared = header(scope["headers"], b"content-length")
-        if (
-            declared is not None
-            and declared.isdigit()
-            and (refusal := self.admission.frame_too_large(int(declared), limit))
-        ):
-            raise _Problem(refusal)
-        chunks: list[bytes] = []
-        received = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            received += len(chunk)
-            if refusal := self.admission.frame_too_large(received, limit):
-                raise _Problem(refusal)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
+        return await read_json(scope, receive, self.admission)
 
     async def _read_multipart(self, scope: Scope, receive: Receive) -> _Uploads:
         """A GraphQL multipart request (files in variables): https://github.com/jaydenseric/graphql-multipart-request-spec"""
         if not any(header(scope["headers"], name) for name in _PREFLIGHT_HEADERS):
-            raise _Problem(
+            raise RequestProblem(
                 request_error(
                     "A multipart request needs an Apollo-Require-Preflight header (protection against CSRF)."
                 )
             )
-        body = await self._read_body(
-            scope, receive, self.admission.limits.max_body_bytes + self.upload_allowance
+        body = await read_body(
+            scope, receive, self.admission, self.admission.limits.max_body_bytes + self.upload_allowance
         )
         request = StarletteRequest(scope, _replay(body))
         try:
             form = await request.form(max_files=MAX_UPLOAD_FILES, max_fields=10)
         except (MultiPartException, ValueError) as error:
-            raise _Problem(request_error(f"The multipart body cannot be read: {error}")) from None
+            raise RequestProblem(request_error(f"The multipart body cannot be read: {error}")) from None
         operations, files_map = form.get("operations"), form.get("map")
         if not isinstance(operations, str) or not isinstance(files_map, str):
-            raise _Problem(request_error("A multipart request needs the fields 'operations' and 'map'."))
+            raise RequestProblem(
+                request_error("A multipart request needs the fields 'operations' and 'map'.")
+            )
         files = {key: value for key, value in form.multi_items() if isinstance(value, UploadFile)}
         try:
             return _Uploads(
                 replace_placeholders_with_files(orjson.loads(operations), orjson.loads(files_map), files)
             )
         except orjson.JSONDecodeError:
-            raise _Problem(
+            raise RequestProblem(
                 request_error("The multipart 'operations' or 'map' field is not valid JSON.")
             ) from None
         except (KeyError, TypeError, ValueError, IndexError):
-            raise _Problem(request_error("The multipart 'map' does not match the files sent.")) from None
+            raise RequestProblem(
+                request_error("The multipart 'map' does not match the files sent.")
+            ) from None
 
     async def _send_cacheable(self, scope: Scope, send: Send, one: _Answered, media_type: str) -> None:
         """A GET answer with cache headers: shared caches may keep an anonymous successful answer
@@ -269,9 +215,9 @@ class GraphQLHTTP:
             headers["ETag"] = etag
             if etag in (header(scope["headers"], b"if-none-match") or ""):
                 unchanged = {k: v for k, v in headers.items() if k.lower() in _NOT_MODIFIED_HEADERS}
-                await _send_bytes(send, 304, b"", media_type, unchanged, content=False)
+                await send_bytes(send, 304, b"", media_type, unchanged, content=False)
                 return
-        await _send_bytes(send, one.status, body, media_type, headers)
+        await send_bytes(send, one.status, body, media_type, headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +233,93 @@ class _Uploads:
 
     def __init__(self, operations: Any) -> None:
         self.operations = operations
+
+
+# Reading a request, for every transport that takes GraphQL over HTTP (web/graphql_sse.py too).
+
+
+def query_string(scope: Scope) -> dict[str, str]:
+    return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+
+
+def get_payload(params: dict[str, str]) -> dict[str, Any]:
+    """A GET request's operation, from its query string's parameters."""
+    return {
+        "query": params.get("query"),
+        "operationName": params.get("operationName"),
+        "variables": _json_param(params.get("variables"), "variables"),
+        "extensions": _json_param(params.get("extensions"), "extensions"),
+        **{name: params[name] for name in DOCUMENT_ID_PARAMS if params.get(name)},
+    }
+
+
+async def read_json(scope: Scope, receive: Receive, admission: Admission) -> Any:
+    """A POST request's JSON body, refused if it is another media type, too large or not JSON."""
+    content_type = (header(scope["headers"], b"content-type") or "").split(";")[0].strip().lower()
+    if content_type not in (JSON, GRAPHQL_RESPONSE):
+        raise RequestProblem(
+            request_error("Send GraphQL requests as application/json.", 415, "UNSUPPORTED_MEDIA_TYPE")
+        )
+    body = await read_body(scope, receive, admission, admission.limits.max_body_bytes)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise RequestProblem(request_error("The request body is not valid JSON.")) from None
+
+
+async def read_body(scope: Scope, receive: Receive, admission: Admission, limit: int) -> bytes:
+    """The whole body, refused as soon as it passes `limit` (an endless body is never kept)."""
+    declared = header(scope["headers"], b"content-length")
+    if (
+        declared is not None
+        and declared.isdigit()
+        and (refusal := admission.frame_too_large(int(declared), limit))
+    ):
+        raise RequestProblem(refusal)
+    chunks: list[bytes] = []
+    received = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if refusal := admission.frame_too_large(received, limit):
+            raise RequestProblem(refusal)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def request_base(
+    scope: Scope, addresses: ClientAddresses, transport: str, *, uploads: bool = False
+) -> dict[str, Any]:
+    """What every operation of a request shares: its viewer's header, address, transport, trace."""
+    headers = scope["headers"]
+    peer = scope["client"][0] if scope.get("client") else None
+    trace = {name: value.decode("latin-1") for name, value in headers if name in _TRACE_HEADERS}
+    return {
+        "authorization": header(headers, b"authorization"),
+        "address": addresses.of(peer, forwarded_for(headers)),
+        "transport": transport,
+        "method": scope["method"],
+        "uploads": uploads,
+        "trace_context": {name.decode(): value for name, value in trace.items()} or None,
+    }
+
+
+def graphql_request(payload: dict[str, Any], base: dict[str, Any]) -> Request:
+    """The admission step's request from one operation's JSON object and the request's base."""
+    document_id = next((payload[name] for name in DOCUMENT_ID_PARAMS if payload.get(name)), None)
+    return Request(
+        query=payload.get("query"),
+        variables=payload.get("variables"),
+        operation_name=payload.get("operationName"),
+        extensions=payload.get("extensions"),
+        document_id=document_id,
+        **base,
+    )
 
 
 def _replay(body: bytes) -> Receive:
@@ -308,27 +341,27 @@ def _json_param(value: str | None, name: str) -> Any:
     try:
         return orjson.loads(value)
     except orjson.JSONDecodeError:
-        raise _Problem(request_error(f"The {name} parameter is not valid JSON.")) from None
+        raise RequestProblem(request_error(f"The {name} parameter is not valid JSON.")) from None
 
 
-def _media_type(scope: Scope) -> str:
+def media_type_of(scope: Scope) -> str:
     return GRAPHQL_RESPONSE if GRAPHQL_RESPONSE in (header(scope["headers"], b"accept") or "") else JSON
 
 
-def _route_path(scope: Scope) -> str:
+def route_path(scope: Scope) -> str:
     """The request's path below the app's root path, as Starlette's router matches it."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root + "/") else path
 
 
-async def _send(
+async def send_json(
     send: Send, status: int, body: Any, media_type: str, headers: dict[str, str] | None = None
 ) -> None:
-    await _send_bytes(send, status, orjson.dumps(body), media_type, headers or {})
+    await send_bytes(send, status, orjson.dumps(body), media_type, headers or {})
 
 
-async def _send_bytes(
+async def send_bytes(
     send: Send,
     status: int,
     body: bytes,

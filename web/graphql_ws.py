@@ -31,7 +31,6 @@ import functools
 import inspect
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from typing import Any, cast
@@ -46,6 +45,7 @@ from schema.errors import FAILURE_MESSAGES, AuthFailure
 from schema.execution.answers import Answer
 from schema.execution.run import Operations
 from web.addresses import ClientAddresses, forwarded_for
+from web.subscription_seats import Seats, too_many
 
 log = logging.getLogger("quill.websocket")
 
@@ -58,9 +58,6 @@ FORBIDDEN = 4403
 class Limits:
     init_timeout_seconds: float
     send_timeout_seconds: float
-    per_socket: int
-    per_client: int
-    total: int
     keep_alive_seconds: float = 15.0
 
 
@@ -69,12 +66,11 @@ class _Closed(Exception):
 
 
 class Sockets:
-    """The connections of this process: counts for the limits, and who is connected as whom."""
+    """The sockets of this process: who is connected as whom, and the subscription seats they
+    share with the other streaming transports (web/subscription_seats.py)."""
 
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-        self.subscriptions = 0
-        self.by_client: Counter[str] = Counter()
+    def __init__(self, limits: Limits, seats: Seats) -> None:
+        self.limits, self.seats = limits, seats
         self.connections: set[_Connection] = set()
         self._watchdog: asyncio.Task[None] | None = None
         # The connections whose send is under way, by when it began: in that order, as dicts keep
@@ -98,16 +94,6 @@ class Sockets:
                 if now - since <= limit:
                     break  # and every later one began later still
                 connection.drop_stuck_send()
-
-    def refuses(self, connection: _Connection) -> str | None:
-        """Why a new subscription on this connection is refused, if it is."""
-        if connection.subscriptions >= self.limits.per_socket:
-            return f"this connection holds {self.limits.per_socket} subscriptions, the most it may"
-        if self.by_client[connection.address] >= self.limits.per_client:
-            return f"this client holds {self.limits.per_client} subscriptions, the most it may"
-        if self.subscriptions >= self.limits.total:
-            return "this server holds as many subscriptions as it may; try another or later"
-        return None
 
     def revoked(self, user_id: int) -> None:
         """A user's tokens were revoked: their connections whose token is now refused close."""
@@ -418,21 +404,18 @@ class _Connection:
         await self._subscribe(operation_id, admitted)
 
     async def _subscribe(self, operation_id: str, admitted: Admitted) -> None:
-        sockets = self.server.sockets
-        if why := sockets.refuses(self):
-            await self._error(
-                operation_id,
-                [
-                    {
-                        "message": f"Too many subscriptions: {why}.",
-                        "extensions": {"code": "TOO_MANY_SUBSCRIPTIONS"},
-                    }
-                ],
-            )
+        seats = self.server.sockets.seats
+        if why := seats.refuses(self.subscriptions, self.address):
+            await self._error(operation_id, too_many(why))
             return
         self.subscriptions += 1
-        sockets.subscriptions += 1
-        sockets.by_client[self.address] += 1
+        try:
+            with seats.seat(self.address):
+                await self._stream(operation_id, admitted)
+        finally:
+            self.subscriptions -= 1
+
+    async def _stream(self, operation_id: str, admitted: Admitted) -> None:
         try:
             stream = await self.server.operations.subscribe(
                 admitted, functools.partial(self._write_now, operation_id)
@@ -453,12 +436,6 @@ class _Connection:
             if not self._closed.is_set() and self.legacy:
                 await self._complete(operation_id)
             raise
-        finally:
-            self.subscriptions -= 1
-            sockets.subscriptions -= 1
-            sockets.by_client[self.address] -= 1
-            if not sockets.by_client[self.address]:
-                del sockets.by_client[self.address]
 
     async def _next(self, operation_id: str, answer: Answer) -> None:
         await self._send_text(self._frame(operation_id, answer.body))

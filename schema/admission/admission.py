@@ -10,7 +10,7 @@ answers: an `Admitted` operation, ready to run (schema/execution/run.py), or a `
 3. parse (with a token limit) and validate (with depth and alias limits), cached by text;
 4. the allow-list, when one is configured;
 5. which operation runs (the GraphQL spec: a document of several needs `operationName`), and
-   whether this transport may run it (GET runs queries only);
+   whether this transport may run it (GET runs queries only, and subscriptions over SSE);
 6. the variables, coerced by graphql-core (defaults filled in, `100.0` read as `100`);
 7. the cost, from the coerced values (schema/admission/cost.py);
 8. the viewer: the bearer token, its expiry and revocations;
@@ -228,11 +228,11 @@ class Admission:
         prepared = self._prepared(query, request.operation_name, variables, variables_key)
         if isinstance(prepared, Refusal):
             return prepared
-        if request.method == "GET" and prepared.kind is not OperationType.QUERY:
+        if request.method == "GET" and not _readable_with_get(prepared.kind, request.transport):
             return Refusal(
                 (
                     {
-                        "message": "Only queries may be sent with GET; use POST.",
+                        "message": "Only queries (and subscriptions over SSE) may use GET; use POST.",
                         "extensions": {"code": "METHOD_NOT_ALLOWED"},
                     },
                 ),
@@ -382,6 +382,12 @@ def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionN
         if operation.name and operation.name.value == name:
             return operation
     return request_error(f"Unknown operation named '{name}'.", code="OPERATION_RESOLUTION_FAILURE")
+
+
+def _readable_with_get(kind: OperationType, transport: str) -> bool:
+    """GET never changes anything (no CSRF can come of it): queries, and subscriptions over SSE,
+    which a browser's EventSource can only open with GET."""
+    return kind is OperationType.QUERY or (kind is OperationType.SUBSCRIPTION and transport == "sse")
 
 
 def _client(authentication: Authentication, address: str) -> str:

@@ -98,7 +98,9 @@ def test_codegen_types_compile(node_tools: Path, tmp_path: Path) -> None:
     assert refused.returncode != 0 and "'content' does not exist" in refused.stdout
 
 
-def test_graphiql_runs_a_query_in_chromium(node_tools: Path, sqlite_template: Path, tmp_path: Path) -> None:
+def test_graphiql_with_its_explorer_runs_the_default_tab_in_chromium(
+    node_tools: Path, sqlite_template: Path, tmp_path: Path
+) -> None:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: scripts/install-test-deps installs Debian's chromium")
     assert GraphiQLPage().offline, "web/graphiql/node_modules is missing: run `make install` with npm"
@@ -123,7 +125,16 @@ def test_graphiql_runs_a_query_in_chromium(node_tools: Path, sqlite_template: Pa
     seen = json.loads(done.stdout)
 
     assert seen["title"] == "Quill · GraphiQL"
-    assert seen["elsewhere"] == []  # every file came from this server
+    assert seen["elsewhere"] == []  # every file came from this server, the Explorer's too
+    assert seen["consoleErrors"] == [], seen["failed"]
+    # the first tab shows one of each kind of operation, and the header to set
+    assert seen["operations"] == [
+        "query Feed",
+        "mutation Login",
+        "subscription MyTaskChanges",
+        "mutation AddTask",
+    ]
+    assert seen["explorerFields"] > 5  # the Explorer lists the root fields
     edges = seen["answer"]["data"]["posts"]["edges"]
     assert len(edges) == 5 and all(edge["node"]["author"]["username"] for edge in edges)
     # the answer is on the page (the response pane)

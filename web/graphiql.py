@@ -1,7 +1,8 @@
 """The GraphiQL page (GET /graphiql, and /graphql for a browser), working without internet.
 
-`make install` installs GraphiQL and React from the npm registry into web/graphiql/node_modules
-when npm is available (web/graphiql/package.json pins them); the page then loads them from
+`make install` installs GraphiQL, its Explorer plugin and React from the npm registry into
+web/graphiql/node_modules when npm is available (web/graphiql/package.json pins them); the page
+then loads them from
 /graphiql/assets/ on this server. Without them it loads the same versions from the unpkg CDN,
 checked by their subresource integrity hashes.
 """
@@ -41,6 +42,17 @@ ASSETS = {
         "https://unpkg.com/graphiql@3.8.3/graphiql.min.js",
         "sha384-HbRVEFG0JGJZeAHCJ9Xm2+tpknBQ7QZmNlO/DgZtkZ0aJSypT96YYGRNod99l9Ie",
     ),
+    # The Explorer: build a query by ticking fields (https://github.com/graphql/graphiql).
+    "explorer.js": Asset(
+        "@graphiql/plugin-explorer/dist/index.umd.js",
+        "https://unpkg.com/@graphiql/plugin-explorer@3.2.5/dist/index.umd.js",
+        "sha384-5p6hGdlOTvUy6Wf0GauxCz+xM9YB/YYvcGG+bf9msr2eyd+KVIxgRkepHgUijedJ",
+    ),
+    "explorer.css": Asset(
+        "@graphiql/plugin-explorer/dist/style.css",
+        "https://unpkg.com/@graphiql/plugin-explorer@3.2.5/dist/style.css",
+        "sha384-YN9MumWidbWKuNj8VfH5ggrFvm9YqAoIOMnKYpeGL3dr7Eg1qnQ+SAqSthdNZCjz",
+    ),
     "graphiql.css": Asset(
         "graphiql/graphiql.min.css",
         "https://unpkg.com/graphiql@3.8.3/graphiql.min.css",
@@ -53,14 +65,17 @@ _PAGE = """<!doctype html>
   <head>
     <meta charset="utf-8">
     <title>Quill · GraphiQL</title>
+    <link rel="icon" href="data:,">
     <style>body {{ margin: 0; }} #graphiql {{ height: 100vh; }}</style>
     {css}
+    {explorer_css}
     {react}
     {react_dom}
   </head>
   <body>
     <div id="graphiql">Loading GraphiQL…</div>
     {graphiql}
+    {explorer}
     <script src="/graphiql/assets/start.js"></script>
   </body>
 </html>
@@ -76,6 +91,8 @@ class GraphiQLPage:
             react=self._tag("react.js"),
             react_dom=self._tag("react-dom.js"),
             graphiql=self._tag("graphiql.js"),
+            explorer_css=self._tag("explorer.css"),
+            explorer=self._tag("explorer.js"),
         )
 
     def _tag(self, name: str) -> str:

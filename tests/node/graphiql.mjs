@@ -1,5 +1,6 @@
 // Drives the GraphiQL page in headless Chromium (Debian's, through playwright-core): the page
-// loads with no request leaving the server, the default query runs, the result is shown.
+// loads with no request leaving the server, the Explorer plugin opens, the default tab's Feed
+// query runs, the result is shown.
 // Usage: node graphiql.mjs <base url> <screenshot path>. Prints JSON with what it saw.
 import { chromium } from "playwright-core";
 
@@ -19,19 +20,34 @@ try {
     if (!request.url().startsWith(base) && !request.url().startsWith("data:")) elsewhere.push(request.url());
   });
   page.on("console", (message) => message.type() === "error" && consoleErrors.push(message.text()));
+  const failed = [];
+  page.on("response", (response) => response.status() >= 400 && failed.push(`${response.status()} ${response.url()}`));
 
   await page.goto(`${base}/graphiql`, { waitUntil: "networkidle" });
   await page.waitForSelector(".graphiql-query-editor .CodeMirror", { timeout: 20000 });
+  const tab = await page.locator(".graphiql-query-editor .CodeMirror-code").innerText();
+  const operations = [...tab.matchAll(/^(query|mutation|subscription) (\w+)/gm)].map((m) => `${m[1]} ${m[2]}`);
+
+  // The Explorer plugin: its button in the sidebar opens a panel listing the root fields.
+  await page.click('.graphiql-sidebar button[aria-label="Show GraphiQL Explorer"]');
+  const explorer = page.locator(".graphiql-explorer-root");
+  await explorer.filter({ hasText: "posts" }).waitFor({ timeout: 20000 });
+  const explorerFields = await explorer.locator(".graphiql-explorer-field-view").count();
+
+  // The default tab holds several operations: the run button asks which; run Feed.
   const answered = page.waitForResponse(
-    (response) => response.url() === `${base}/graphql` && response.request().postData()?.includes("query Feed"),
+    (response) =>
+      response.url() === `${base}/graphql` && JSON.parse(response.request().postData() ?? "{}").operationName === "Feed",
   );
   await page.click(".graphiql-execute-button");
+  await page.locator(".graphiql-dropdown-item", { hasText: "Feed" }).click();
   const answer = await (await answered).json();
   const response = page.locator(".graphiql-response .CodeMirror-code");
   await response.filter({ hasText: "\"posts\"" }).waitFor({ timeout: 20000 });
   const shown = (await response.innerText()).replaceAll("\u00a0", " ");
   await page.screenshot({ path: screenshot });
-  console.log(JSON.stringify({ title: await page.title(), answer, shown, elsewhere, consoleErrors }));
+  const seen = { title: await page.title(), failed, operations, explorerFields, answer, shown, elsewhere, consoleErrors };
+  console.log(JSON.stringify(seen));
 } finally {
   await browser.close();
 }

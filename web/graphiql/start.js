@@ -28,13 +28,44 @@
     return fetcherFor(name ? headers[name] : "")(params, options);
   }
 
-  const defaultQuery = `# Ctrl-Enter runs the query. To see your tasks and use subscriptions,
-# log in (the login mutation) and put this into Headers below:
-# {"Authorization": "Bearer <accessToken>"}
+  // The first tab a newcomer sees: one of each kind of operation, in the order to run them.
+  const defaultQuery = `# Welcome to Quill. Put the cursor in an
+# operation, press Ctrl-Enter (or pick it with ▶).
+# The Explorer (the folder icon, left) builds
+# queries by ticking fields.
+#
+# 1. Feed needs no login.
+# 2. Login returns an accessToken (demo users of
+#    \`make run\` share the password "demo-password";
+#    or register your own). Put it into Headers:
+#      {"Authorization": "Bearer <accessToken>"}
+# 3. MyTaskChanges hears your tasks change (over a
+#    WebSocket); run AddTask in another tab.
+
 query Feed {
   posts(first: 5, orderBy: {field: DATE_POSTED, direction: DESC}) {
     edges { node { id title datePosted author { username } } }
     pageInfo { hasNextPage endCursor }
+  }
+}
+
+mutation Login {
+  login(input: {usernameOrEmail: "ada", password: "demo-password"}) {
+    __typename
+    ... on AuthPayload { accessToken user { username } }
+    ... on Error { message }
+  }
+}
+
+subscription MyTaskChanges {
+  taskChanged { kind task { title status } }
+}
+
+mutation AddTask {
+  createTask(input: {title: "Try Quill"}) {
+    __typename
+    ... on TaskPayload { task { id title status } }
+    ... on Error { message }
   }
 }
 `;
@@ -44,6 +75,8 @@ query Feed {
     React.createElement(GraphiQL, {
       fetcher: fetcher,
       defaultQuery: defaultQuery,
+      defaultHeaders: '{"Authorization": ""}',
+      plugins: [GraphiQLPluginExplorer.explorerPlugin()],
       isHeadersEditorEnabled: true,
       shouldPersistHeaders: true,
       defaultEditorToolsVisibility: true,

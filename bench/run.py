@@ -10,8 +10,8 @@ itself). This script only prepares what the harness needs and adds this server a
    plus a superuser from the seed command (tasks are private: Q2 reads as a superuser);
 3. a query file with the canonical texts and a superuser's token, and two targets (SQLite and
    PostgreSQL, one uvicorn worker each);
-4. the harness run, then results/bench.{md,json} and the ratios the performance issue set
-   (results/ratios.md).
+4. the harness run, then results/bench.{md,json}, the ratios the performance issue set
+   (results/ratios.md) and the chart the README shows (results/bench.png, bench/chart.py).
 
     python bench/run.py                          # everything, ~15 minutes
     python bench/run.py --only quill --db pg      # this server only, on PostgreSQL
@@ -246,9 +246,11 @@ def main() -> None:
     subprocess.run(command, cwd=HARNESS, env=env, check=True)
     for suffix in (".md", ".json"):
         shutil.copy(HARNESS / "results" / f"bench{suffix}", RESULTS / f"bench{suffix}")
+    from bench.chart import write_chart
     from bench.ratios import write_ratios
 
     print(write_ratios(RESULTS / "bench.json", RESULTS / "ratios.md"))
+    print(f"chart: {write_chart(RESULTS / 'bench.json', RESULTS / 'bench.png')}")
 
 
 def compare(

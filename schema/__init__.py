@@ -27,5 +27,8 @@ def build_schema() -> strawberry.Schema:
         mutation=merge_types("Mutation", types.roots("Mutations")),
         subscription=merge_types("Subscription", types.roots("Subscriptions")),
         scalar_overrides={datetime: DATETIME},
-        config=StrawberryConfig(name_converter=RememberingNameConverter()),
+        # @defer and @stream (schema/execution/incremental.py).
+        config=StrawberryConfig(
+            name_converter=RememberingNameConverter(), enable_experimental_incremental_execution=True
+        ),
     )

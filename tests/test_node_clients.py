@@ -1,4 +1,5 @@
-"""The tools frontend teams use, against a real server: Apollo Client 3 and 4 (with graphql-ws and APQ),
+"""The tools frontend teams use, against a real server: Apollo Client 3 and 4 (with graphql-ws and APQ;
+4 with @defer and @stream),
 the graphql-sse client, graphql-codegen with tsc, and GraphiQL in headless Chromium (tests/node
 pins them all)."""
 
@@ -76,6 +77,20 @@ def test_graphql_sse_client_in_both_modes(node_tools: Path, database_url: str, t
     assert seen["distinct"]["invalid"] == "GRAPHQL_VALIDATION_FAILED"  # an event on the stream
     assert seen["single"]["invalid"] == 400  # the operation's own request refused
     assert seen["badToken"] == "TOKEN_INVALID"
+
+
+def test_apollo_client_4_reads_defer_and_stream(node_tools: Path, database_url: str, tmp_path: Path) -> None:
+    """Apollo Client 4 with its GraphQL17Alpha9Handler over multipart/mixed: the titles first,
+    then the deferred authors; a streamed list whole in the end."""
+    with running(database_url, log_path=tmp_path / "server.log") as server:
+        done = node(node_tools, "apollo4/defer.mjs", server.url)
+    assert done.returncode == 0, done.stderr + done.stdout
+    seen: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+
+    first, *_, last = seen["deferred"]
+    assert sorted(first["titles"]) == ["One", "Three", "Two"] and first["authors"] == [None] * 3
+    assert last["titles"] == first["titles"] and last["authors"] == ["deferrer"] * 3
+    assert sorted(seen["streamed"]) == ["One", "Three", "Two"]
 
 
 def test_codegen_types_compile(node_tools: Path, tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ what the admission step (schema/admission/) and the runner (schema/execution/run
   405). GETs are CSRF-safe: no side effects, and credentials come only from the Authorization
   header, which a browser never sends on its own to another site (there are no cookies).
 - A browser asking for HTML gets GraphiQL (web/graphiql.py).
+- An operation with @defer or @stream is answered in parts as `multipart/mixed` when the client
+  accepts it (Apollo Client, urql), else whole.
 - `Accept: application/graphql-response+json` gets that media type and 4xx for requests that
   did not run; plain `application/json` gets 200 for any well-formed GraphQL request that did
   not run, as older clients expect. A failed bearer token is 401, a spent rate limit 429 with
@@ -23,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -37,12 +39,14 @@ from strawberry.file_uploads.utils import replace_placeholders_with_files
 
 from schema.admission.admission import Admission, Request
 from schema.admission.refusals import GRAPHQL_RESPONSE, Refusal, request_error
+from schema.execution.answers import send_parts
 from schema.execution.run import Operations
 from web.addresses import ClientAddresses, forwarded_for, header
 
 log = logging.getLogger("quill.errors")
 
 JSON = "application/json"
+MULTIPART = "multipart/mixed"  # in Accept: the client takes an answer in parts (@defer, @stream)
 MAX_UPLOAD_FILES = 1
 # A registered operation's id: the GraphQL-over-HTTP persisted documents proposal's name, Relay's.
 DOCUMENT_ID_PARAMS = ("documentId", "doc_id", "id")
@@ -136,8 +140,11 @@ class GraphQLHTTP:
             answered = [await self._one(base, item, media_type) for item in payload]
             await send_bytes(send, 200, b"[" + b",".join(one.body for one in answered) + b"]", media_type)
             return
+        base["incremental"] = MULTIPART in (header(headers, b"accept") or "")
         one = await self._one(base, payload, media_type)
-        if method == "GET":
+        if one.rest is not None:
+            await _send_parts(send, one)
+        elif method == "GET":
             await self._send_cacheable(scope, send, one, media_type)
         else:
             await send_bytes(send, one.status, one.body, media_type, one.headers)
@@ -156,7 +163,7 @@ class GraphQLHTTP:
             )
         answer = await self.operations.run(admitted)
         await self.admission.ran(admitted)
-        return _Answered(answer.body, 200, {}, answer.has_errors)
+        return _Answered(answer.body, 200, {}, answer.has_errors, answer.rest)
 
     async def _read_post(self, scope: Scope, receive: Receive) -> Any:
         content_type = (header(scope["headers"], b"content-type") or "").split(";")[0].strip().lower()
@@ -226,6 +233,7 @@ class _Answered:
     status: int
     headers: dict[str, str]
     has_errors: bool
+    rest: AsyncIterator[bytes] | None = None  # the later parts of an answer in parts
 
 
 class _Uploads:
@@ -353,6 +361,25 @@ def route_path(scope: Scope) -> str:
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root + "/") else path
+
+
+async def _send_parts(send: Send, answer: _Answered) -> None:
+    """An answer in parts as `multipart/mixed`, each part sent as it is ready (Apollo Client and
+    urql read this framing; the boundary is `-`)."""
+    headers = [
+        (b"content-type", b'multipart/mixed; boundary="-"; deferSpec=20220824'),
+        (b"cache-control", b"no-store"),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    part = b"\r\ncontent-type: application/json; charset=utf-8\r\n\r\n"
+    await send({"type": "http.response.body", "body": b"\r\n---" + part + answer.body, "more_body": True})
+    await send_parts(
+        answer.rest,
+        lambda body: send(
+            {"type": "http.response.body", "body": b"\r\n---" + part + body, "more_body": True}
+        ),
+    )
+    await send({"type": "http.response.body", "body": b"\r\n-----\r\n", "more_body": False})
 
 
 async def send_json(

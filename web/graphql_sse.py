@@ -48,7 +48,7 @@ from schema.admission.admission import Admission, Admitted
 from schema.admission.refusals import Refusal, authentication_failed, request_error
 from schema.admission.tokens import ANONYMOUS_AUTHENTICATION, AccessTokens, Authentication
 from schema.errors import FAILURE_MESSAGES, AuthFailure
-from schema.execution.answers import Answer
+from schema.execution.answers import Answer, send_parts
 from schema.execution.run import Operations
 from web.addresses import ClientAddresses, header
 from web.graphql_http import (
@@ -169,6 +169,7 @@ class GraphQLSSE:
 
     async def _distinct(self, scope: Scope, receive: Receive, send: Send) -> None:
         base = request_base(scope, self.addresses, "sse")
+        base["incremental"] = True  # an answer in parts is several `next` events
         try:
             admitted = await self._admit(base, await self._payload(scope, receive))
         except RequestProblem as problem:
@@ -248,7 +249,8 @@ class GraphQLSSE:
         if operation_id in stream.operations:
             await _problem(send, 409, f"An operation with the id {operation_id!r} is running.", "CONFLICT")
             return
-        admitted = await self._admit(request_base(scope, self.addresses, "sse"), payload, stream)
+        base = {**request_base(scope, self.addresses, "sse"), "incremental": True}
+        admitted = await self._admit(base, payload, stream)
         if isinstance(admitted, Refusal):
             await self._refuse(scope, send, admitted)
         elif admitted.authentication.viewer.id != stream.authentication.viewer.id:
@@ -401,6 +403,7 @@ class _Stream:
                 answer = await operations.run(admitted)
                 await admission.ran(admitted)
                 await self._next(operation_id, answer.body)
+                await send_parts(answer.rest, lambda body: self._next(operation_id, body))
             await self._complete(operation_id)
         except _Gone:
             pass

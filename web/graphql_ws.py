@@ -42,7 +42,7 @@ from schema.admission.admission import Admission, Admitted, Request
 from schema.admission.refusals import Refusal
 from schema.admission.tokens import ANONYMOUS_AUTHENTICATION, AccessTokens, Authentication
 from schema.errors import FAILURE_MESSAGES, AuthFailure
-from schema.execution.answers import Answer
+from schema.execution.answers import Answer, send_parts
 from schema.execution.run import Operations
 from web.addresses import ClientAddresses, forwarded_for
 from web.subscription_seats import Seats, too_many
@@ -387,6 +387,7 @@ class _Connection:
             address=self.address,
             transport="websocket",
             method="WS",
+            incremental=True,  # an answer in parts is several `next` messages
         )
         admitted = await self.server.admission.admit(request)
         if isinstance(admitted, Refusal):
@@ -399,6 +400,7 @@ class _Connection:
             answer = await self.server.operations.run(admitted)
             await self.server.admission.ran(admitted)
             await self._next(operation_id, answer)
+            await send_parts(answer.rest, lambda body: self._send_text(self._frame(operation_id, body)))
             await self._complete(operation_id)
             return
         await self._subscribe(operation_id, admitted)

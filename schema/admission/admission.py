@@ -44,6 +44,7 @@ from strawberry.types.field import StrawberryField
 
 from schema.admission.cost import TooCostly, estimated_cost
 from schema.admission.documents import Documents
+from schema.admission.increments import uses_increments, without_increments
 from schema.admission.persisted import NOT_FOUND, OperationManifest, PersistedMiss, PersistedQueries
 from schema.admission.refusals import (
     Refusal,
@@ -91,6 +92,9 @@ class Request:
     uploads: bool = False
     # The caller's trace (W3C `traceparent`, `tracestate`), for the operation's span.
     trace_context: dict[str, str] | None = None
+    # The transport can deliver an answer in parts (@defer, @stream): multipart/mixed over HTTP,
+    # several `next` messages over WebSocket and SSE.
+    incremental: bool = False
 
 
 @dataclass(slots=True)
@@ -107,6 +111,9 @@ class Prepared:
     cost: int
     takes_credentials: bool
     live: bool
+    # With @defer or @stream: the operation and fragments without them, for a client that takes
+    # the answer whole (schema/execution/incremental.py).
+    plain: tuple[OperationDefinitionNode, Mapping[str, FragmentDefinitionNode]] | None = None
     # Compiled read plans by kind of viewer, and object reads by field and kind of viewer
     # (schema/compiled/plans.py fills it).
     plans: dict[Hashable, Any] = field(default_factory=dict)
@@ -121,6 +128,7 @@ class Admitted:
     transport: str
     remember_as: str | None = None  # the APQ hash to store the text under once it ran
     trace_context: dict[str, str] | None = None
+    incremental: bool = False  # answered in parts: it has @defer or @stream, and the client takes parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,8 +262,16 @@ class Admission:
             if retry_after is not None:
                 return rate_limited(retry_after)
         deadline = time.monotonic() + self.limits.operation_timeout_seconds
+        incremental = request.incremental and prepared.plain is not None
         return Admitted(
-            prepared, authentication, client, deadline, request.transport, remember_as, request.trace_context
+            prepared,
+            authentication,
+            client,
+            deadline,
+            request.transport,
+            remember_as,
+            request.trace_context,
+            incremental,
         )
 
     # Step 1: the request's shape.
@@ -340,6 +356,7 @@ class Admission:
             cost=cost,
             takes_credentials=self._takes_credentials(operation),
             live=any(directive.name.value == LIVE for directive in operation.directives or ()),
+            plain=without_increments(document, operation) if uses_increments(query, document) else None,
         )
 
     def _takes_credentials(self, operation: OperationDefinitionNode) -> bool:

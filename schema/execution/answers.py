@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +26,24 @@ class Answer:
     executor: str = "resolvers"
     # A subscription's stream failed with this answer's errors, which end it.
     ends: bool = False
+    # An answer in parts (@defer, @stream): this is the first; the later ones come from `rest`.
+    rest: AsyncIterator[bytes] | None = None
 
     @property
     def has_errors(self) -> bool:
         return bool(self.codes)
+
+
+async def send_parts(rest: AsyncIterator[bytes] | None, send: Callable[[bytes], Awaitable[Any]]) -> None:
+    """Send an answer's later parts (@defer, @stream; `Answer.rest`), if it has any, one by
+    one; a transport that stops early (the client went away) closes them, ending their session."""
+    if rest is None:
+        return
+    try:
+        async for body in rest:
+            await send(body)
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]
 
 
 def timeout_answer(seconds: float) -> Answer:

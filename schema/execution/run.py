@@ -13,14 +13,17 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+import orjson
 from graphql import ExecutionResult, GraphQLError, GraphQLSchema, OperationType
 from graphql.execution.collect_fields import FragmentDetails
 from graphql.execution.execute import create_source_event_stream, map_source_to_response_event
 from graphql.execution.executor import default_field_resolver, default_type_resolver
+from graphql.execution.types import ExperimentalIncrementalExecutionResults
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from db.engine import DEADLINE
 from db.session import RequestDb
@@ -29,6 +32,7 @@ from schema.compiled.plans import CompiledReads
 from schema.execution.answers import Answer, WriteNow, errors_answer, result_answer, timeout_answer
 from schema.execution.context import Context, Services
 from schema.execution.executor import FastPathExecutor
+from schema.execution.incremental import Parts
 from schema.execution.loaders import Loaders
 from schema.execution.masking import internal_error
 from schema.execution.object_reads import ObjectReads
@@ -72,6 +76,8 @@ class Operations:
         return answer
 
     async def _run(self, admitted: Admitted) -> Answer:
+        if admitted.incremental:
+            return await self._run_in_parts(admitted)
         prepared = admitted.prepared
         statements = self._count_statements()
         started = time.perf_counter()
@@ -118,6 +124,67 @@ class Operations:
         if executor.is_awaitable(result):
             result = await result
         return result_answer(result)
+
+    # Answers in parts (@defer, @stream): graphql-core's incremental executor, on the resolvers.
+
+    async def _run_in_parts(self, admitted: Admitted) -> Answer:
+        """The first part as the answer, the later ones in its `rest`; the session lives until
+        the last part was read, and gives its connection back while each part is sent."""
+        statements = self._count_statements()
+        started = time.perf_counter()
+        deadline_token = DEADLINE.set(admitted.deadline)
+        context = self._context(admitted)
+        executor = self._executor(admitted, context, StrawberryGraphQLCoreExecutionContext)
+        try:
+            async with asyncio.timeout(max(admitted.deadline - time.monotonic(), 0)):
+                result: Any = executor.execute_operation()
+                if executor.is_awaitable(result):
+                    result = await result
+        except TimeoutError:
+            result = timeout_answer(self.timeout_seconds)
+        except Exception as bug:  # noqa: BLE001
+            result = errors_answer([internal_error(bug, admitted.prepared.name)])
+        finally:
+            DEADLINE.reset(deadline_token)
+        if not isinstance(result, ExperimentalIncrementalExecutionResults):
+            await context.db.close()
+            answer = result if isinstance(result, Answer) else result_answer(result)
+            self._record(admitted, answer, started, statements)
+            return answer
+        parts = Parts()
+        first = parts.initial(result.initial_result)
+        later = self._later_parts(admitted, context, result.subsequent_results, parts, (started, statements))
+        return Answer(first, tuple(sorted(parts.codes)), rest=later)
+
+    async def _later_parts(
+        self,
+        admitted: Admitted,
+        context: Context,
+        results: AsyncGenerator[Any, None],
+        parts: Parts,
+        measured: tuple[float, list[int] | None],
+    ) -> AsyncIterator[bytes]:
+        """The later parts, until the last or the deadline (then every pending part ends with
+        the timeout error)."""
+        deadline_token = DEADLINE.set(admitted.deadline)
+        try:
+            while True:
+                try:
+                    step = anext(results)
+                    result = await asyncio.wait_for(step, max(admitted.deadline - time.monotonic(), 0))
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    yield parts.stopped(orjson.loads(timeout_answer(self.timeout_seconds).body)["errors"][0])
+                    return
+                await context.db.release()  # nothing is held while the client reads
+                yield parts.subsequent(result)
+        finally:
+            DEADLINE.reset(deadline_token)
+            await results.aclose()
+            await context.db.close()
+            answer = Answer(b"", tuple(sorted(parts.codes)))
+            self._record(admitted, answer, *measured)
 
     # Subscriptions (the resolvers' way: schema/realtime/ multiplexes compiled ones).
 
@@ -176,18 +243,26 @@ class Operations:
             deadline=admitted.deadline,
         )
 
-    def _executor(self, admitted: Admitted, context: Context) -> FastPathExecutor:
+    def _executor(
+        self,
+        admitted: Admitted,
+        context: Context,
+        kind: type[StrawberryGraphQLCoreExecutionContext] = FastPathExecutor,
+    ) -> StrawberryGraphQLCoreExecutionContext:
+        """graphql-core's executor for the operation; without @defer and @stream (the whole
+        answer at once) unless it is answered in parts."""
         prepared = admitted.prepared
-        fragments = {
-            name: FragmentDetails(definition, None) for name, definition in prepared.fragments.items()
-        }
-        return FastPathExecutor(
+        operation, definitions = prepared.operation, prepared.fragments
+        if prepared.plain is not None and not admitted.incremental:
+            operation, definitions = prepared.plain
+        fragments = {name: FragmentDetails(definition, None) for name, definition in definitions.items()}
+        return kind(
             self.schema,
-            dict(prepared.fragments),
+            dict(definitions),
             fragments,
             None,
             context,
-            prepared.operation,
+            operation,
             prepared.variables,
             default_field_resolver,
             default_type_resolver,

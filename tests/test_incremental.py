@@ -149,3 +149,30 @@ async def test_parts_are_messages_over_websocket_and_events_over_sse(sqlite_serv
     ):
         over_sse = await events.until_end()
     assert over_sse == [("next", over_ws[0]["payload"]), ("next", over_ws[1]["payload"]), ("complete", None)]
+
+
+@pytest.mark.usefixtures("three_posts")
+async def test_the_compiled_path_reads_each_part_with_one_statement(
+    client: httpx.AsyncClient, statements: StatementCounter, settings: Settings
+) -> None:
+    """The first part without the deferred fields, then one statement per deferred fragment
+    however many objects it is on; a streamed list's later items from its part's statement."""
+    two_fragments = (
+        "{ posts(first: 3) { edges { node { title ... @defer { author { username } } } } }"
+        ' ... @defer(label: "count") { users(first: 1) { totalCount } } }'
+    )
+    counted: dict[str, int] = {}
+    for name, query in {"deferred": DEFERRED, "two": two_fragments, "streamed": STREAMED}.items():
+        with statements.count() as count:
+            parts = parts_of(await client.post("/graphql", json={"query": query}, headers=MULTIPART))
+        counted[name] = count.value
+        assert parts[-1]["hasNext"] is False
+    labels = [
+        p.get("label")
+        for p in parts_of(await client.post("/graphql", json={"query": two_fragments}, headers=MULTIPART))[0][
+            "pending"
+        ]
+    ]
+    assert sorted(map(str, labels)) == ["None", "None", "None", "count"]  # in either path's order
+    if settings.compiled_reads:
+        assert counted == {"deferred": 2, "two": 3, "streamed": 1}

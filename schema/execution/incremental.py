@@ -72,3 +72,93 @@ class Parts:
         shown = masked(errors)
         self.codes |= {error_code(error, ran=True) for error in shown}
         return [error.formatted for error in shown]
+
+
+# The compiled path's parts (schema/compiled/parts.py): the same format, built here.
+
+
+class LaterParts:
+    """What the compiled path's first part promised (`pending`), kept until it is delivered."""
+
+    def __init__(self) -> None:
+        self.pending: list[str] = []
+        self.codes: set[str] = set()
+        self.streamed: list[tuple[str, list[Any]]] = []  # (id, the items after the first ones)
+        # By the deferred fragment's place in Parts.deferred: [(id, path)] of the objects it is on.
+        self.deferred: dict[int, list[tuple[str, list[Any]]]] = {}
+        self._issued = 0
+
+    def promise(self, path: list[Any], label: str | None) -> tuple[str, dict[str, Any]]:
+        pending_id = str(self._issued)
+        self._issued += 1
+        self.pending.append(pending_id)
+        formatted: dict[str, Any] = {"id": pending_id, "path": path}
+        if label:
+            formatted["label"] = label
+        return pending_id, formatted
+
+    def streamed_part(self, has_next: bool) -> bytes:
+        incremental = [{"id": pending_id, "items": items} for pending_id, items in self.streamed if items]
+        completed = [{"id": pending_id} for pending_id, _ in self.streamed]
+        self._done([pending_id for pending_id, _ in self.streamed])
+        return orjson.dumps({"incremental": incremental, "completed": completed, "hasNext": has_next})
+
+    def deferred_part(self, index: int, deferred: Any, answer: dict[str, Any] | None) -> bytes:
+        """A deferred fragment's data on each object it was promised for, from its statement's
+        answer; an object the statement no longer finds (changed in between) ends with an error."""
+        from schema.compiled.parts import value_at
+
+        instances = self.deferred.pop(index)
+        incremental: list[dict[str, Any]] = []
+        completed: list[dict[str, Any]] = []
+        data = answer.get("data") if answer and not answer.get("errors") else None
+        for pending_id, at in instances:
+            found = value_at(data, at) if data is not None else None
+            if isinstance(found, dict):
+                incremental.append({"id": pending_id, "data": {key: found.get(key) for key in deferred.keys}})
+                completed.append({"id": pending_id})
+            else:
+                error = {
+                    "message": "This part could not be read; ask again.",
+                    "extensions": {"code": "PART_UNAVAILABLE"},
+                }
+                self.codes.add("PART_UNAVAILABLE")
+                completed.append({"id": pending_id, "errors": [error]})
+        self._done([pending_id for pending_id, _ in instances])
+        body: dict[str, Any] = {"completed": completed, "hasNext": bool(self.deferred)}
+        if incremental:
+            body = {"incremental": incremental, **body}
+        return orjson.dumps(body)
+
+    def stopped(self, error: dict[str, Any]) -> bytes:
+        self.codes.add(error["extensions"]["code"])
+        completed = [{"id": pending_id, "errors": [error]} for pending_id in self.pending]
+        self.pending, self.deferred = [], {}
+        return orjson.dumps({"completed": completed, "hasNext": False})
+
+    def _done(self, ids: list[str]) -> None:
+        finished = set(ids)
+        self.pending = [pending_id for pending_id in self.pending if pending_id not in finished]
+
+
+def compiled_parts(parts: Any, data: dict[str, Any]) -> tuple[bytes, LaterParts]:
+    """The first part from the initial statement's data (streamed lists cut to their initial
+    count), with what the later parts will bring."""
+    from schema.compiled.parts import found_at, objects_at
+
+    later = LaterParts()
+    pending: list[dict[str, Any]] = []
+    for streamed in parts.streamed:
+        for at, items in found_at(data, streamed.path):
+            if not isinstance(items, list) or len(items) <= streamed.initial_count:
+                continue
+            pending_id, formatted = later.promise(at, streamed.label)
+            later.streamed.append((pending_id, items[streamed.initial_count :]))
+            del items[streamed.initial_count :]
+            pending.append(formatted)
+    for index, deferred in enumerate(parts.deferred):
+        for at, _ in objects_at(data, deferred.path):
+            pending_id, formatted = later.promise(at, deferred.label)
+            later.deferred.setdefault(index, []).append((pending_id, at))
+            pending.append(formatted)
+    return orjson.dumps({"data": data, "pending": pending, "hasNext": bool(pending)}), later

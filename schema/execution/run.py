@@ -28,11 +28,13 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from db.engine import DEADLINE
 from db.session import RequestDb
 from schema.admission.admission import Admitted
+from schema.compiled.parts import Parts as CompiledParts
+from schema.compiled.parts import parts_of
 from schema.compiled.plans import CompiledReads
 from schema.execution.answers import Answer, WriteNow, errors_answer, result_answer, timeout_answer
 from schema.execution.context import Context, Services
 from schema.execution.executor import FastPathExecutor
-from schema.execution.incremental import Parts
+from schema.execution.incremental import LaterParts, Parts, compiled_parts
 from schema.execution.loaders import Loaders
 from schema.execution.masking import internal_error
 from schema.execution.object_reads import ObjectReads
@@ -128,10 +130,77 @@ class Operations:
     # Answers in parts (@defer, @stream): graphql-core's incremental executor, on the resolvers.
 
     async def _run_in_parts(self, admitted: Admitted) -> Answer:
-        """The first part as the answer, the later ones in its `rest`; the session lives until
-        the last part was read, and gives its connection back while each part is sent."""
+        """The first part as the answer, the later ones in its `rest`: one compiled statement
+        per part where schema/compiled/parts.py takes the shape, else the resolvers."""
         statements = self._count_statements()
         started = time.perf_counter()
+        try:
+            compiled = await self._compiled_parts(admitted, (started, statements))
+        except TimeoutError:
+            compiled = timeout_answer(self.timeout_seconds)
+        except Exception as bug:  # noqa: BLE001 - masked like any answer's
+            compiled = errors_answer([internal_error(bug, admitted.prepared.name)])
+        if compiled is not None:
+            if compiled.rest is None:
+                self._record(admitted, compiled, started, statements)
+            return compiled
+        return await self._resolved_parts(admitted, started, statements)
+
+    async def _compiled_parts(
+        self, admitted: Admitted, measured: tuple[float, list[int] | None]
+    ) -> Answer | None:
+        compiled, prepared, viewer = self.compiled, admitted.prepared, admitted.authentication.viewer
+        if compiled is None or (parts := parts_of(self.schema, prepared)) is None:
+            return None
+        plans = [
+            compiled.plan(part, viewer) for part in (parts.initial, *(d.prepared for d in parts.deferred))
+        ]
+        if any(plan is None for plan in plans):
+            return None
+        body = await compiled.read(parts.initial, plans[0], viewer, admitted.deadline)  # type: ignore[arg-type]
+        if body is None:
+            return None
+        answer = orjson.loads(body)
+        if answer.get("errors") or answer.get("data") is None:
+            return None  # the resolvers say what went wrong, in parts
+        first, later = compiled_parts(parts, answer["data"])
+        if not later.pending:
+            return Answer(orjson.dumps({"data": answer["data"]}), executor="compiled")
+        rest = self._compiled_later(admitted, parts, plans[1:], first, later, measured)
+        return Answer(first, executor="compiled", rest=rest)
+
+    async def _compiled_later(
+        self,
+        admitted: Admitted,
+        parts: CompiledParts,
+        plans: list[Any],
+        first: bytes,
+        later: LaterParts,
+        measured: tuple[float, list[int] | None],
+    ) -> AsyncIterator[bytes]:
+        """The streamed lists' other items, then each deferred fragment from its statement."""
+        compiled, viewer = self.compiled, admitted.authentication.viewer
+        assert compiled is not None
+        try:
+            if later.streamed:
+                yield later.streamed_part(has_next=bool(later.deferred))
+            for index, (deferred, plan) in enumerate(zip(parts.deferred, plans, strict=True)):
+                if index not in later.deferred:
+                    continue
+                try:
+                    body = await compiled.read(deferred.prepared, plan, viewer, admitted.deadline)
+                except TimeoutError:
+                    yield later.stopped(orjson.loads(timeout_answer(self.timeout_seconds).body)["errors"][0])
+                    return
+                yield later.deferred_part(index, deferred, None if body is None else orjson.loads(body))
+        finally:
+            self._record(admitted, Answer(first, tuple(sorted(later.codes)), "compiled"), *measured)
+
+    async def _resolved_parts(
+        self, admitted: Admitted, started: float, statements: list[int] | None
+    ) -> Answer:
+        """graphql-core's incremental executor; the session lives until the last part was read,
+        and gives its connection back while each part is sent."""
         deadline_token = DEADLINE.set(admitted.deadline)
         context = self._context(admitted)
         executor = self._executor(admitted, context, StrawberryGraphQLCoreExecutionContext)

@@ -1,5 +1,5 @@
 """The tools frontend teams use, against a real server: Apollo Client 3 and 4 (with graphql-ws and APQ;
-4 with @defer and @stream),
+4 with @defer and @stream), urql with @defer,
 the graphql-sse client, graphql-codegen with tsc, and GraphiQL in headless Chromium (tests/node
 pins them all)."""
 
@@ -91,6 +91,17 @@ def test_apollo_client_4_reads_defer_and_stream(node_tools: Path, database_url: 
     assert sorted(first["titles"]) == ["One", "Three", "Two"] and first["authors"] == [None] * 3
     assert last["titles"] == first["titles"] and last["authors"] == ["deferrer"] * 3
     assert sorted(seen["streamed"]) == ["One", "Three", "Two"]
+
+
+def test_urql_reads_defer(node_tools: Path, database_url: str, tmp_path: Path) -> None:
+    with running(database_url, log_path=tmp_path / "server.log") as server:
+        done = node(node_tools, "urql-defer.mjs", server.url)
+    assert done.returncode == 0, done.stderr + done.stdout
+    seen: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["deferred"] == [
+        {"authors": [None] * 3, "hasNext": True},
+        {"authors": ["urql"] * 3, "hasNext": False},
+    ]
 
 
 def test_codegen_types_compile(node_tools: Path, tmp_path: Path) -> None:

@@ -314,11 +314,11 @@ class _Stream:
         ended = asyncio.ensure_future(self._ended.wait())
         keep_alive = asyncio.ensure_future(self._keep_alive())
         try:
-            async with self._lock:
+            async with self._lock:  # what was written before the stream opened goes first
                 await send({"type": "http.response.start", "status": 200, "headers": _STREAM_HEADERS})
                 self._send = send
-            pending, self._pending = self._pending, []
-            await self.write(KEEP_ALIVE + b"".join(pending))
+                await self._send_now(KEEP_ALIVE + b"".join(self._pending))
+                self._pending = []
             await asyncio.wait({disconnected, ended}, return_when=asyncio.FIRST_COMPLETED)
         except _Gone:
             pass
@@ -346,18 +346,23 @@ class _Stream:
                     self.server.streams.release(self)
                     raise _Gone
                 return
-            try:
-                async with asyncio.timeout(self.limits.send_timeout_seconds):
-                    await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except TimeoutError:
-                log.warning(
-                    "dropping an SSE client that did not read for %.0f s", self.limits.send_timeout_seconds
-                )
-                self.end()
-                raise _Gone from None
-            except (OSError, RuntimeError):  # the connection went away under us
-                self.end()
-                raise _Gone from None
+            await self._send_now(chunk)
+
+    async def _send_now(self, chunk: bytes) -> None:
+        """Send under the time limit (the caller holds the lock)."""
+        assert self._send is not None
+        try:
+            async with asyncio.timeout(self.limits.send_timeout_seconds):
+                await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except TimeoutError:
+            log.warning(
+                "dropping an SSE client that did not read for %.0f s", self.limits.send_timeout_seconds
+            )
+            self.end()
+            raise _Gone from None
+        except (OSError, RuntimeError):  # the connection went away under us
+            self.end()
+            raise _Gone from None
 
     def end(self) -> None:
         self._ended.set()

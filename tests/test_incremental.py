@@ -176,3 +176,29 @@ async def test_the_compiled_path_reads_each_part_with_one_statement(
     assert sorted(map(str, labels)) == ["None", "None", "None", "count"]  # in either path's order
     if settings.compiled_reads:
         assert counted == {"deferred": 2, "two": 3, "streamed": 1}
+
+
+@pytest.mark.usefixtures("three_posts")
+@pytest.mark.parametrize(
+    ("deferred", "whole"),
+    [
+        ("{ ... @defer { posts(first: 2) { totalCount } } }", "{ posts(first: 2) { totalCount } }"),
+        (
+            "{ users(first: 2) { edges { node { username posts(first: 3) { edges @stream { node { title } } } } } } }",
+            "{ users(first: 2) { edges { node { username posts(first: 3) { edges { node { title } } } } } } }",
+        ),
+        (
+            "query ($n: Int!) { posts(first: $n) { edges { node { ...Later @defer } } } }"
+            " fragment Later on Post { title author { username } }",
+            "query ($n: Int!) { posts(first: $n) { edges { node { title author { username } } } } }",
+        ),
+    ],
+    ids=["all deferred", "a stream in each item", "a deferred named fragment"],
+)
+async def test_parts_add_up_to_the_whole_answer(client: httpx.AsyncClient, deferred: str, whole: str) -> None:
+    variables = {"n": 2}
+    expected = (await client.post("/graphql", json={"query": whole, "variables": variables})).json()
+    response = await client.post(
+        "/graphql", json={"query": deferred, "variables": variables}, headers=MULTIPART
+    )
+    assert merged(parts_of(response)) == expected["data"]

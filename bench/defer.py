@@ -5,7 +5,9 @@ rounds). Against a running server with the demo data, e.g. after `make run`:
     python bench/defer.py --url http://127.0.0.1:8000
 
 The deferred fields (each post's comments and its author's posts) are the expensive half; the
-first part should cost what the initial fields alone cost, not what the whole answer does.
+first part should cost what the initial fields alone cost, not what the whole answer does. The
+streamed list's first part comes from the statement that reads the whole list (compared with the
+whole answer and with a query for the first five alone).
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ DEFERRED_FIELDS = (
 WHOLE = f"{{ posts(first: 50) {{ edges {{ node {{ title {DEFERRED_FIELDS} }} }} }} }}"
 DEFERRED = f"{{ posts(first: 50) {{ edges {{ node {{ title ... @defer {{ {DEFERRED_FIELDS} }} }} }} }} }}"
 INITIAL = "{ posts(first: 50) { edges { node { title } } } }"
+# A stream of the same list: the compiled path reads it whole and cuts it after 5 items.
+STREAMED = (
+    f"{{ posts(first: 50) {{ edges @stream(initialCount: 5) {{ node {{ title {DEFERRED_FIELDS} }} }} }} }}"
+)
+FIRST_FIVE = f"{{ posts(first: 5) {{ edges {{ node {{ title {DEFERRED_FIELDS} }} }} }} }}"
 
 
 async def timed(client: httpx.AsyncClient, query: str, parts: bool) -> tuple[float, float]:
@@ -42,6 +49,7 @@ async def main(url: str, requests: int) -> None:
             await timed(client, WHOLE, False)
             await timed(client, DEFERRED, True)
             await timed(client, INITIAL, False)
+            await timed(client, STREAMED, True)
         for round_ in range(1, 4):
             rows: dict[str, list[float]] = {
                 "whole": [],

@@ -88,6 +88,7 @@ async def test_a_query_is_one_answer_then_complete(client: httpx.AsyncClient, me
         ]
 
 
+@pytest.mark.one_path  # the transport's own rules: the executor cannot change them
 async def test_refusals_are_events_on_the_accepted_stream(client: httpx.AsyncClient) -> None:
     """An EventSource cannot read a 4xx body: each refusal is a `next` with its errors, then `complete`."""
     refused = {
@@ -164,6 +165,7 @@ async def test_one_stream_carries_several_operations(client: httpx.AsyncClient) 
         assert (await events.next())[1]["id"] == "again"  # and the stream still serves
 
 
+@pytest.mark.one_path  # the transport's own rules: the executor cannot change them
 async def test_a_reserved_stream_refuses_what_the_protocol_refuses(client: httpx.AsyncClient) -> None:
     ada, bob = await account(client, "ada"), await account(client, "bob")
     stream = await reserve(client, ada["accessToken"])
@@ -191,6 +193,7 @@ async def test_a_reserved_stream_refuses_what_the_protocol_refuses(client: httpx
     assert (await client.delete("/graphql", params={"operationId": "a"})).status_code == 404
 
 
+@pytest.mark.one_path  # the transport's own rules: the executor cannot change them
 async def test_a_reservation_not_opened_in_time_is_dropped(sqlite_file: str, tmp_path: Path) -> None:
     for server in _server(sqlite_file, tmp_path, WS_INIT_TIMEOUT_SECONDS="1"):
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
@@ -203,6 +206,7 @@ async def test_a_reservation_not_opened_in_time_is_dropped(sqlite_file: str, tmp
 # The same rules as every other long-lived connection.
 
 
+@pytest.mark.one_path  # the transport's own rules: the executor cannot change them
 async def test_streams_end_when_their_token_expires(sqlite_file: str, tmp_path: Path) -> None:
     for server in _server(sqlite_file, tmp_path, ACCESS_TOKEN_TTL_SECONDS="2"):
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
@@ -220,6 +224,7 @@ async def test_streams_end_when_their_token_expires(sqlite_file: str, tmp_path: 
             assert 1 <= time.monotonic() - started < 5  # at the token's expiry, not before or long after
 
 
+@pytest.mark.one_path  # the transport's own rules: the executor cannot change them
 async def test_a_revoked_token_ends_the_users_streams(client: httpx.AsyncClient) -> None:
     ada = await account(client, "ada")
     token = ada["accessToken"]
@@ -234,6 +239,7 @@ async def test_a_revoked_token_ends_the_users_streams(client: httpx.AsyncClient)
         assert await others.nothing_within(0.2)  # nobody else's stream ended
 
 
+@pytest.mark.one_path  # the transport's own rules: the executor cannot change them
 async def test_sse_and_websocket_subscriptions_share_one_limit(sqlite_file: str, tmp_path: Path) -> None:
     for server in _server(sqlite_file, tmp_path, WS_MAX_SUBSCRIPTIONS_PER_CLIENT="2"):
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client, GraphQLWS(server.url) as ws:
@@ -247,6 +253,7 @@ async def test_sse_and_websocket_subscriptions_share_one_limit(sqlite_file: str,
                 assert await held.nothing_within(0.1)
 
 
+@pytest.mark.one_path  # the transport's own rules: the executor cannot change them
 async def test_a_client_that_does_not_read_is_dropped_and_the_others_hear_every_event(
     sqlite_file: str, tmp_path: Path
 ) -> None:

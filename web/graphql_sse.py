@@ -119,6 +119,8 @@ class EventStreams:
         stream = self.reserved.get(token)
         if stream is not None and not stream.opened:
             stream.end()
+            for task in stream.operations.values():  # operations posted to it before it opened
+                task.cancel()
             self.release(stream)
 
     def revoked(self, user_id: int) -> None:

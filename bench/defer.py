@@ -53,16 +53,20 @@ async def main(url: str, requests: int) -> None:
         for round_ in range(1, 4):
             rows: dict[str, list[float]] = {
                 "whole": [],
-                "first part": [],
-                "last part": [],
-                "initial alone": [],
+                "@defer first part": [],
+                "@defer last part": [],
+                "initial fields alone": [],
+                "@stream first part": [],
+                "first five alone": [],
             }
             for _ in range(requests):
                 rows["whole"].append((await timed(client, WHOLE, False))[1])
                 first, last = await timed(client, DEFERRED, True)
-                rows["first part"].append(first)
-                rows["last part"].append(last)
-                rows["initial alone"].append((await timed(client, INITIAL, False))[1])
+                rows["@defer first part"].append(first)
+                rows["@defer last part"].append(last)
+                rows["initial fields alone"].append((await timed(client, INITIAL, False))[1])
+                rows["@stream first part"].append((await timed(client, STREAMED, True))[0])
+                rows["first five alone"].append((await timed(client, FIRST_FIVE, False))[1])
             print(
                 f"round {round_}: "
                 + ", ".join(f"{k} p50 {statistics.median(v):.2f} ms" for k, v in rows.items())

@@ -7,8 +7,9 @@ fields. Each is planned and compiled like any query, so the initial part costs l
 whole answer, and each deferred fragment one statement however many objects it is on.
 
 A streamed list (`@stream(initialCount: n)`) comes from its part's statement whole: the first n
-items go in that part, the rest in the next one. A second statement for the rest would cost
-more than the rows it saves, since the statement builds the list in one go.
+items go in that part, the rest in the next one. Its first part therefore arrives when the whole
+list would (bench/defer.py); a statement per page, which needs the list's arguments rewritten
+for its first n items, is not done yet.
 
 Only shapes whose parts can be matched up by their response paths are taken: object types all
 the way down (no unions or interfaces on the way), fragments inline or spread at most once per

@@ -222,6 +222,8 @@ class Operations:
             return answer
         parts = Parts()
         first = parts.initial(result.initial_result)
+        # Nothing is held while the first part is sent, even if the transport never asks for more.
+        await context.db.release()
         later = self._later_parts(admitted, context, result.subsequent_results, parts, (started, statements))
         return Answer(first, tuple(sorted(parts.codes)), rest=later)
 

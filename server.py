@@ -191,7 +191,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.startup_refusal = str(refusal)
             await engine.dispose()
             raise
-        _end_subscriptions_before_exit(services.broker, operations.hub)
+        _end_subscriptions_before_exit(services.broker, operations.hub, event_streams)
         try:
             yield
         finally:
@@ -327,10 +327,13 @@ def _broker(settings: Settings, housekeeping: async_sessionmaker[AsyncSession]) 
     return Broker(size, retention)
 
 
-def _end_subscriptions_before_exit(broker: Broker, hub: Hub | None, grace_seconds: float = 5.0) -> None:
-    """On SIGTERM uvicorn closes WebSockets at once (code 1012). Before it does, end every
-    subscription, so each client receives `complete` for it: wrap uvicorn's handler, end the
-    subscriptions, and hand over when they are done or the grace period is over."""
+def _end_subscriptions_before_exit(
+    broker: Broker, hub: Hub | None, streams: EventStreams, grace_seconds: float = 5.0
+) -> None:
+    """On SIGTERM uvicorn closes WebSockets at once (code 1012), and waits for HTTP responses to
+    finish, which an SSE stream never does by itself. Before it goes on, end every subscription,
+    so each client receives `complete` for it, then every SSE stream: wrap uvicorn's handler, end
+    them, and hand over when they are done or the grace period is over."""
     previous = signal.getsignal(signal.SIGTERM)
     if not callable(previous) or threading.current_thread() is not threading.main_thread():
         return  # not running under uvicorn (the tests drive the app in process)
@@ -341,6 +344,7 @@ def _end_subscriptions_before_exit(broker: Broker, hub: Hub | None, grace_second
             hub.end_all()
         broker.end_all()
         await broker.wait_idle(grace_seconds)
+        streams.end_all()
         previous(signum, frame)
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -280,3 +280,26 @@ async def test_a_client_that_does_not_read_is_dropped_and_the_others_hear_every_
         assert server.log_path is not None
         log = server.log_path.read_text()
         assert log.count("dropping an SSE client that did not read") == 3, server.log()
+
+
+@pytest.mark.one_path
+async def test_sigterm_completes_subscriptions_and_ends_every_stream(
+    sqlite_file: str, tmp_path: Path
+) -> None:
+    """uvicorn waits for HTTP responses to finish on SIGTERM; an SSE stream never finishes by
+    itself, so the server ends them (after completing their subscriptions) to exit."""
+    server = Server(sqlite_file, log_path=tmp_path / "sigterm.log")
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            stream = await reserve(client)
+            async with distinct(client, POST_CREATED) as own, single(client, stream) as idle:
+                await asyncio.sleep(0.3)
+                started = time.monotonic()
+                stopping = asyncio.ensure_future(asyncio.to_thread(server.stop))
+                assert await own.until_end() == [("complete", None)]
+                assert await idle.until_end() == []
+                await stopping
+                assert time.monotonic() - started < 8  # not the 20 s after which stop() kills it
+    finally:
+        server.stop()

@@ -123,6 +123,11 @@ class EventStreams:
                 task.cancel()
             self.release(stream)
 
+    def end_all(self) -> None:
+        """The server is stopping: every stream ends (its subscriptions were completed first)."""
+        for stream in [*self.open, *self.reserved.values()]:
+            stream.end()
+
     def revoked(self, user_id: int) -> None:
         """A user's tokens were revoked: their streams whose token is now refused end."""
         for stream in [*self.open, *self.reserved.values()]:

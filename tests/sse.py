@@ -151,14 +151,11 @@ class SilentStream:
         self.writer: asyncio.StreamWriter | None = None
 
     async def open(self) -> None:
-        import socket
         from urllib.parse import quote
 
-        raw = socket.socket()
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        raw.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(raw, (self.host, self.port))
-        _, self.writer = await asyncio.open_connection(sock=raw)
+        from tests.ws import unread_connection
+
+        _, self.writer = await unread_connection(self.host, self.port)
         self.writer.write(
             (
                 f"GET /graphql?query={quote(self.query)} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"

@@ -90,6 +90,18 @@ async def close_code(ws: GraphQLWS, seconds: float = 10) -> int | None:
         return ws.ws.close_code
 
 
+async def unread_connection(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP connection with a tiny receive window, set before connecting: what the server sends a
+    client that does not read piles up in the server's own socket buffer within a few megabytes."""
+    import socket
+
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(raw, (host, port))
+    return await asyncio.open_connection(sock=raw)
+
+
 class SilentSocket:
     """A WebSocket client that subscribes and then never reads what the server sends: a raw TCP
     socket that did the handshake and writes its frames by hand (a library client would keep
@@ -103,15 +115,8 @@ class SilentSocket:
     async def open(self) -> None:
         import base64
         import os
-        import socket
 
-        raw = socket.socket()
-        # A tiny receive window, set before connecting: the server's frames pile up in its own
-        # socket buffer within a few megabytes.
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        raw.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(raw, (self.host, self.port))
-        reader, writer = await asyncio.open_connection(sock=raw)
+        reader, writer = await unread_connection(self.host, self.port)
         key = base64.b64encode(os.urandom(16)).decode()
         writer.write(
             (

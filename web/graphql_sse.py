@@ -37,7 +37,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import time
 from collections import Counter
 from typing import Any
 
@@ -64,6 +63,7 @@ from web.graphql_http import (
 )
 from web.graphql_ws import Limits
 from web.subscription_seats import Seats, too_many
+from web.token_clock import TokenClock
 
 log = logging.getLogger("quill.sse")
 
@@ -305,9 +305,9 @@ class _Stream:
         self._pending_bytes = 0
         self._lock = asyncio.Lock()
         self._ended = asyncio.Event()
-        self._expiry: asyncio.TimerHandle | None = None
         self._ending: asyncio.Future[None] | None = None
-        self._schedule_expiry()
+        self._clock = TokenClock(self.check_token)
+        self._clock.watch(authentication)
 
     # The response.
 
@@ -373,9 +373,7 @@ class _Stream:
 
     def end(self) -> None:
         self._ended.set()
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
+        self._clock.stop()
 
     async def _keep_alive(self) -> None:
         with contextlib.suppress(_Gone):
@@ -478,19 +476,6 @@ class _Stream:
         return b"event: " + kind + b"\ndata: " + data + b"\n\n"
 
     # The token's life.
-
-    def _schedule_expiry(self) -> None:
-        expires_at = self.authentication.expires_at
-        if expires_at is not None:
-            delay = max(expires_at - time.time(), 0) + 0.01
-            self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
-
-    def _expired(self) -> None:
-        expires_at = self.authentication.expires_at
-        if expires_at is not None and time.time() < expires_at:  # a timer may fire a hair early
-            self._schedule_expiry()
-            return
-        self.check_token()
 
     def check_token(self) -> None:
         """End the stream if its token is no longer accepted (expired or revoked)."""

@@ -46,6 +46,7 @@ from schema.execution.answers import Answer, send_parts
 from schema.execution.run import Operations
 from web.addresses import ClientAddresses, forwarded_for
 from web.subscription_seats import Seats, too_many
+from web.token_clock import TokenClock
 
 log = logging.getLogger("quill.websocket")
 
@@ -165,7 +166,7 @@ class _Connection:
         self._finishing: asyncio.Future[Any] | None = None
         self._steppable = inspect.iscoroutinefunction(send)  # an ASGI send is, as a rule
         self._closed = asyncio.Event()
-        self._expiry: asyncio.TimerHandle | None = None
+        self._clock = TokenClock(self.check_token)
         self._keep_alive: asyncio.Task[None] | None = None
         self._closing: asyncio.Future[None] | None = None
 
@@ -224,8 +225,7 @@ class _Connection:
     async def end(self) -> None:
         """The socket is gone: stop everything that was running for it."""
         self._closed.set()
-        if self._expiry is not None:
-            self._expiry.cancel()
+        self._clock.stop()
         if self._keep_alive is not None:
             self._keep_alive.cancel()
         if self._finishing is not None:
@@ -310,23 +310,7 @@ class _Connection:
 
     def _authenticate(self, authentication: Authentication) -> None:
         self.authentication = authentication
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
-        self._schedule_expiry()
-
-    def _schedule_expiry(self) -> None:
-        expires_at = self.authentication.expires_at
-        if expires_at is not None:
-            delay = max(expires_at - time.time(), 0) + 0.01
-            self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
-
-    def _expired(self) -> None:
-        expires_at = self.authentication.expires_at
-        if expires_at is not None and time.time() < expires_at:  # a timer may fire a hair early
-            self._schedule_expiry()
-            return
-        self.check_token()
+        self._clock.watch(authentication)
 
     def check_token(self) -> None:
         """Close the connection if its token is no longer accepted (expired or revoked)."""

@@ -17,6 +17,8 @@ import orjson
 from graphql import GraphQLError
 from graphql.execution.types import InitialIncrementalExecutionResult, SubsequentIncrementalExecutionResult
 
+from schema.compiled.parts import Deferred, found_at, objects_at, value_at
+from schema.compiled.parts import Parts as CompiledParts
 from schema.execution.masking import error_code, masked
 
 
@@ -77,12 +79,11 @@ class Parts:
 # The compiled path's parts (schema/compiled/parts.py): the same format, built here.
 
 
-class LaterParts:
+class LaterParts(Parts):
     """What the compiled path's first part promised (`pending`), kept until it is delivered."""
 
     def __init__(self) -> None:
-        self.pending: list[str] = []
-        self.codes: set[str] = set()
+        super().__init__()
         self.streamed: list[tuple[str, list[Any]]] = []  # (id, the items after the first ones)
         # By the deferred fragment's place in Parts.deferred: [(id, path)] of the objects it is on.
         self.deferred: dict[int, list[tuple[str, list[Any]]]] = {}
@@ -103,11 +104,9 @@ class LaterParts:
         self._done([pending_id for pending_id, _ in self.streamed])
         return orjson.dumps({"incremental": incremental, "completed": completed, "hasNext": has_next})
 
-    def deferred_part(self, index: int, deferred: Any, answer: dict[str, Any] | None) -> bytes:
+    def deferred_part(self, index: int, deferred: Deferred, answer: dict[str, Any] | None) -> bytes:
         """A deferred fragment's data on each object it was promised for, from its statement's
         answer; an object the statement no longer finds (changed in between) ends with an error."""
-        from schema.compiled.parts import value_at
-
         instances = self.deferred.pop(index)
         incremental: list[dict[str, Any]] = []
         completed: list[dict[str, Any]] = []
@@ -131,21 +130,17 @@ class LaterParts:
         return orjson.dumps(body)
 
     def stopped(self, error: dict[str, Any]) -> bytes:
-        self.codes.add(error["extensions"]["code"])
-        completed = [{"id": pending_id, "errors": [error]} for pending_id in self.pending]
-        self.pending, self.deferred = [], {}
-        return orjson.dumps({"completed": completed, "hasNext": False})
+        self.deferred = {}
+        return super().stopped(error)
 
     def _done(self, ids: list[str]) -> None:
         finished = set(ids)
         self.pending = [pending_id for pending_id in self.pending if pending_id not in finished]
 
 
-def compiled_parts(parts: Any, data: dict[str, Any]) -> tuple[bytes, LaterParts]:
+def compiled_parts(parts: CompiledParts, data: dict[str, Any]) -> tuple[bytes, LaterParts]:
     """The first part from the initial statement's data (streamed lists cut to their initial
     count), with what the later parts will bring."""
-    from schema.compiled.parts import found_at, objects_at
-
     later = LaterParts()
     pending: list[dict[str, Any]] = []
     for streamed in parts.streamed:

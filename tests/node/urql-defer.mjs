@@ -1,26 +1,11 @@
 // @defer through urql (@urql/core) over HTTP multipart/mixed: urql merges the parts by their
 // pending ids. Usage: node urql-defer.mjs <base url>. Prints one JSON line.
 import { Client, fetchExchange, gql } from "@urql/core";
+import { authorWithThreePosts } from "./blog-setup.mjs";
 
 const base = process.argv[2];
 
-async function post(query, variables, token) {
-  const response = await fetch(`${base}/graphql`, {
-    method: "POST",
-    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: JSON.stringify({ query, variables }),
-  });
-  return (await response.json()).data;
-}
-
-const registered = await post(
-  `mutation ($input: RegisterInput!) { register(input: $input) { ... on AuthPayload { accessToken } } }`,
-  { input: { username: "urql", email: "urql@example.com", password: "x".repeat(12) } },
-);
-const token = registered.register.accessToken;
-for (const title of ["One", "Two", "Three"]) {
-  await post(`mutation ($t: String!) { createPost(input: { title: $t, content: "c" }) { __typename } }`, { t: title }, token);
-}
+await authorWithThreePosts(base, "urql");
 
 const client = new Client({ url: `${base}/graphql`, exchanges: [fetchExchange], preferGetMethod: false });
 const DEFERRED = gql`

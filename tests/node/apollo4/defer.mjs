@@ -3,26 +3,11 @@
 // Prints one JSON line: each result Apollo emitted for the deferred query, and the streamed list.
 import { ApolloClient, InMemoryCache, HttpLink, gql } from "@apollo/client";
 import { GraphQL17Alpha9Handler } from "@apollo/client/incremental";
+import { authorWithThreePosts } from "../blog-setup.mjs";
 
 const base = process.argv[2];
 
-async function post(query, variables, token) {
-  const response = await fetch(`${base}/graphql`, {
-    method: "POST",
-    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: JSON.stringify({ query, variables }),
-  });
-  return (await response.json()).data;
-}
-
-const registered = await post(
-  `mutation ($input: RegisterInput!) { register(input: $input) { ... on AuthPayload { accessToken } } }`,
-  { input: { username: "deferrer", email: "deferrer@example.com", password: "x".repeat(12) } },
-);
-const token = registered.register.accessToken;
-for (const title of ["One", "Two", "Three"]) {
-  await post(`mutation ($t: String!) { createPost(input: { title: $t, content: "c" }) { __typename } }`, { t: title }, token);
-}
+await authorWithThreePosts(base, "deferrer");
 
 const client = new ApolloClient({
   link: new HttpLink({ uri: `${base}/graphql` }),

@@ -112,7 +112,7 @@ class Prepared:
     takes_credentials: bool
     live: bool
     # With @defer or @stream: the operation and fragments without them, for a client that takes
-    # the answer whole (schema/execution/incremental.py).
+    # the answer whole (schema/admission/increments.py).
     plain: tuple[OperationDefinitionNode, Mapping[str, FragmentDefinitionNode]] | None = None
     # Compiled read plans by kind of viewer, and object reads by field and kind of viewer
     # (schema/compiled/plans.py fills it).

@@ -6,8 +6,8 @@ rounds). Against a running server with the demo data, e.g. after `make run`:
 
 The deferred fields (each post's comments and its author's posts) are the expensive half; the
 first part should cost what the initial fields alone cost, not what the whole answer does. The
-streamed list's first part comes from the statement that reads the whole list (compared with the
-whole answer and with a query for the first five alone).
+streamed page's first part comes from a statement that reads its first five edges (and the page's
+pageInfo); it is compared with the whole answer and with a query for the first five alone.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ DEFERRED_FIELDS = (
 WHOLE = f"{{ posts(first: 50) {{ edges {{ node {{ title {DEFERRED_FIELDS} }} }} }} }}"
 DEFERRED = f"{{ posts(first: 50) {{ edges {{ node {{ title ... @defer {{ {DEFERRED_FIELDS} }} }} }} }} }}"
 INITIAL = "{ posts(first: 50) { edges { node { title } } } }"
-# A stream of the same list: the compiled path reads it whole and cuts it after 5 items.
+# A stream of the same page: the compiled path reads its first 5 edges, then the rest of the page.
 STREAMED = (
     f"{{ posts(first: 50) {{ edges @stream(initialCount: 5) {{ node {{ title {DEFERRED_FIELDS} }} }} }} }}"
 )

@@ -9,8 +9,15 @@ from typing import Any
 
 import httpx
 import pytest
+from graphql import OperationDefinitionNode, parse, print_ast
+from graphql.execution.values import get_variable_values
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from schema import build_schema
+from schema.admission.admission import Prepared
+from schema.compiled.parts import Page
+from schema.compiled.parts import Parts as CompiledParts
+from schema.compiled.parts import parts_of as compiled_parts_of
 from settings import Settings
 from tests.conftest import StatementCounter
 from tests.factories import make_post, make_user
@@ -89,6 +96,104 @@ async def test_a_streamed_list_comes_item_by_item(client: httpx.AsyncClient) -> 
 
 
 @pytest.mark.usefixtures("three_posts")
+async def test_a_streamed_page_keeps_its_page_info_and_reads_its_first_edges_alone(
+    client: httpx.AsyncClient, statements: StatementCounter, settings: Settings
+) -> None:
+    """The first part reads only the first edges, yet says what the whole page says."""
+    query = "{ posts(first: 2) { totalCount pageInfo { hasNextPage endCursor } edges@ { cursor node { title } } } }"
+    whole = (await client.post("/graphql", json={"query": query.replace("@", "")})).json()
+    streamed = query.replace("@", " @stream(initialCount: 1)")
+    with statements.count() as counted:
+        parts = parts_of(await client.post("/graphql", json={"query": streamed}, headers=MULTIPART))
+    first = parts[0]["data"]["posts"]
+    assert list(first) == ["totalCount", "pageInfo", "edges"]  # in the query's order
+    assert first["pageInfo"] == whole["data"]["posts"]["pageInfo"]  # the page's, not the first edge's
+    assert first["edges"] == whole["data"]["posts"]["edges"][:1]
+    assert merged(parts) == whole["data"]
+    if settings.compiled_reads:
+        assert counted.value == 2  # the first edge with the page's info, then the rest of the page
+
+
+def split(query: str, variables: dict[str, Any] | None = None) -> CompiledParts | None:
+    """The compiled path's parts of a query, as parts_of makes them."""
+    graphql_schema = build_schema()._schema
+    document = parse(query)
+    operation = document.definitions[0]
+    assert isinstance(operation, OperationDefinitionNode)
+    coerced = get_variable_values(graphql_schema, operation.variable_definitions or (), variables or {})
+    assert not isinstance(coerced, list), coerced
+    prepared = Prepared(
+        query=query,
+        document=document,
+        operation=operation,
+        fragments={},
+        kind=operation.operation,
+        name=None,
+        variables=coerced,
+        cost=0,
+        takes_credentials=False,
+        live=False,
+    )
+    return compiled_parts_of(graphql_schema, prepared)
+
+
+def printed(prepared: Prepared) -> str:
+    return " ".join(print_ast(prepared.operation.selection_set).split())
+
+
+def test_a_streamed_connection_is_read_as_its_first_edges_then_its_whole_page() -> None:
+    parts = split(
+        "query ($n: Int!) { posts(first: $n, orderBy: { field: TITLE }) { totalCount"
+        " edges @stream(initialCount: 2) { node { title } } } }",
+        {"n": 10},
+    )
+    assert parts is not None and parts.streamed == ()
+    assert printed(parts.initial) == (
+        "{ posts(first: $n, orderBy: { field: TITLE }) { totalCount }"
+        " _quillStream0: posts(orderBy: { field: TITLE }, first: 2) { pageInfo { hasNextPage } edges { node { title } } } }"
+    )
+    (page,) = parts.reads
+    assert isinstance(page, Page) and page.path == ("posts", "edges") and page.keys == ("totalCount", "edges")
+    assert (
+        printed(page.prepared)
+        == "{ posts(first: $n, orderBy: { field: TITLE }) { edges { node { title } } } }"
+    )
+
+
+def test_a_stream_in_each_item_reads_the_way_to_its_connections() -> None:
+    parts = split(
+        "{ users(first: 2) { edges { node { posts(first: 3) { edges @stream { node { title } } } } } } }"
+    )
+    assert parts is not None
+    assert printed(parts.initial) == (
+        "{ users(first: 2) { edges { node { _quillStream0: posts(first: 0)"
+        " { pageInfo { hasNextPage } edges { node { title } } } } } } }"
+    )
+    assert printed(parts.reads[0].prepared) == (
+        "{ users(first: 2) { edges { node { posts(first: 3) { edges { node { title } } } } } } }"
+    )
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ posts(last: 3) { edges @stream(initialCount: 1) { node { title } } } }",  # first n ≠ last n
+        "{ posts(first: 3) { edges @stream(initialCount: 3) { node { title } } } }",  # nothing follows
+    ],
+    ids=["taken with last", "no more than the first part"],
+)
+def test_other_streamed_lists_come_whole_and_are_cut(query: str) -> None:
+    parts = split(query)
+    assert parts is not None and parts.reads == () and len(parts.streamed) == 1
+    assert "_quillStream" not in printed(parts.initial)
+
+
+def test_a_deferred_fragment_in_streamed_items_goes_to_the_resolvers() -> None:
+    """Its later items would need their own pending fragments: graphql-core's executor answers."""
+    assert split("{ posts(first: 3) { edges @stream { node { title ... @defer { body } } } } }") is None
+
+
+@pytest.mark.usefixtures("three_posts")
 async def test_a_client_without_multipart_gets_the_whole_answer_in_one_statement(
     client: httpx.AsyncClient, statements: StatementCounter, settings: Settings
 ) -> None:
@@ -156,7 +261,7 @@ async def test_the_compiled_path_reads_each_part_with_one_statement(
     client: httpx.AsyncClient, statements: StatementCounter, settings: Settings
 ) -> None:
     """The first part without the deferred fields, then one statement per deferred fragment
-    however many objects it is on; a streamed list's later items from its part's statement."""
+    however many objects it is on; a streamed connection's rest of the page from its own."""
     two_fragments = (
         "{ posts(first: 3) { edges { node { title ... @defer { author { username } } } } }"
         ' ... @defer(label: "count") { users(first: 1) { totalCount } } }'
@@ -175,7 +280,7 @@ async def test_the_compiled_path_reads_each_part_with_one_statement(
     ]
     assert sorted(map(str, labels)) == ["None", "None", "None", "count"]  # in either path's order
     if settings.compiled_reads:
-        assert counted == {"deferred": 2, "two": 3, "streamed": 1}
+        assert counted == {"deferred": 2, "two": 3, "streamed": 2}
 
 
 @pytest.mark.usefixtures("three_posts")
@@ -192,8 +297,18 @@ async def test_the_compiled_path_reads_each_part_with_one_statement(
             " fragment Later on Post { title author { username } }",
             "query ($n: Int!) { posts(first: $n) { edges { node { title author { username } } } } }",
         ),
+        (
+            "query ($n: Int!) { posts(first: $n) { edges @stream(initialCount: 1) { cursor node { title } }"
+            " ... @defer { totalCount pageInfo { endCursor } } } }",
+            "query ($n: Int!) { posts(first: $n) { edges { cursor node { title } } totalCount pageInfo { endCursor } } }",
+        ),
     ],
-    ids=["all deferred", "a stream in each item", "a deferred named fragment"],
+    ids=[
+        "all deferred",
+        "a stream in each item",
+        "a deferred named fragment",
+        "a stream and a defer on one page",
+    ],
 )
 async def test_parts_add_up_to_the_whole_answer(client: httpx.AsyncClient, deferred: str, whole: str) -> None:
     variables = {"n": 2}

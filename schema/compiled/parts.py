@@ -6,10 +6,14 @@ that selects only the way to it (the same fields and arguments down from the roo
 fields. Each is planned and compiled like any query, so the initial part costs less than the
 whole answer, and each deferred fragment one statement however many objects it is on.
 
-A streamed list (`@stream(initialCount: n)`) comes from its part's statement whole: the first n
-items go in that part, the rest in the next one. Its first part therefore arrives when the whole
-list would (bench/defer.py); a statement per page, which needs the list's arguments rewritten
-for its first n items, is not done yet.
+A streamed connection (`edges @stream(initialCount: n)` on a page taken with `first`) is read
+twice: its first n edges in the initial statement, through a copy of the connection asked for
+`first: n` under an alias of ours (its `pageInfo.hasNextPage` says whether more follow), and the
+whole page, less those n, by a statement of its own for the next part (the way to the
+connection, as for a deferred fragment). Its first part therefore arrives as soon as n edges
+would, without the rest of the page (bench/defer.py). Other streamed lists (a page taken with
+`last`, whose first n items are not `last: n`) come whole from their part's statement and are
+cut there: the first n items in that part, the rest in the next one.
 
 Only shapes whose parts can be matched up by their response paths are taken: object types all
 the way down (no unions or interfaces on the way), fragments inline or spread at most once per
@@ -25,37 +29,67 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
+    ArgumentNode,
     DirectiveNode,
     FieldNode,
     FragmentSpreadNode,
     GraphQLDeferDirective,
+    GraphQLField,
     GraphQLObjectType,
     GraphQLSchema,
     GraphQLStreamDirective,
     InlineFragmentNode,
+    IntValueNode,
+    NameNode,
     OperationType,
     SelectionNode,
     SelectionSetNode,
     get_named_type,
 )
-from graphql.execution.values import get_directive_values
+from graphql.execution.values import get_argument_values, get_directive_values
 
 from schema.admission.admission import Prepared
 from schema.admission.increments import INCREMENTAL_DIRECTIVES
+from schema.relay import DEFAULT_PAGE_SIZE
 
 Path = tuple[str, ...]  # response keys from the root; lists on the way are expanded item by item
 
 
 @dataclass(frozen=True, slots=True)
 class Deferred:
+    """A deferred fragment, read by a statement of its own."""
+
     path: Path  # to the object (or list of objects) the fragment is on
     label: str | None
     keys: tuple[str, ...]  # the response keys the fragment adds there
     prepared: Prepared  # the operation that reads only the way to the fragment, and its fields
 
+    def pick(self, found: Any) -> dict[str, Any] | None:
+        """The part's payload from what its statement found on one object it was promised for."""
+        return {"data": {key: found.get(key) for key in self.keys}} if isinstance(found, dict) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A streamed connection's edges: the first ones in the initial statement, through a copy of
+    the connection under `alias`, then the rest of the page by a statement of its own."""
+
+    path: Path  # to the edges
+    label: str | None
+    initial_count: int
+    alias: str
+    keys: tuple[str, ...]  # the connection's response keys, in the query's order
+    prepared: Prepared  # the operation that reads the way to the connection, and its whole page
+
+    def pick(self, found: Any) -> dict[str, Any] | None:
+        """The edges after the first ones, from the whole page its statement found."""
+        return {"items": found[self.initial_count :]} if isinstance(found, list) else None
+
 
 @dataclass(frozen=True, slots=True)
 class Streamed:
+    """A streamed list that comes whole in its part's statement and is cut there."""
+
     path: Path  # to the list
     label: str | None
     initial_count: int
@@ -64,8 +98,8 @@ class Streamed:
 @dataclass(frozen=True, slots=True)
 class Parts:
     initial: Prepared
-    deferred: tuple[Deferred, ...]
     streamed: tuple[Streamed, ...]
+    reads: tuple[Page | Deferred, ...]  # the later parts with a statement each, in their order
 
 
 class _NotInParts(Exception):
@@ -96,7 +130,9 @@ def _parts(schema: GraphQLSchema, prepared: Prepared) -> Parts | None:
         )
         for path, label, keys, trail, fragment in splitter.deferred
     )
-    return Parts(initial, deferred, tuple(splitter.streamed))
+    streamed = [s for s in splitter.streamed if isinstance(s, Streamed)]
+    pages = [s for s in splitter.streamed if isinstance(s, Page)]
+    return Parts(initial, tuple(streamed), (*pages, *deferred))
 
 
 class _Splitter:
@@ -110,14 +146,14 @@ class _Splitter:
         self.deferred: list[
             tuple[Path, str | None, tuple[str, ...], tuple[FieldNode, ...], SelectionSetNode]
         ] = []
-        self.streamed: list[Streamed] = []
+        self.streamed: list[Streamed | Page] = []
         self._trail: tuple[FieldNode, ...] = ()
 
     def split(self, selection_set: SelectionSetNode, type_: GraphQLObjectType, path: Path) -> tuple[Any, ...]:
         kept: list[SelectionNode] = []
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
-                kept.append(self._field(selection, type_, path))
+                kept.extend(self._field(selection, type_, path))
                 continue
             fragment = self._fragment_of(selection, type_)
             defer = get_directive_values(GraphQLDeferDirective, selection, self.variables)
@@ -130,27 +166,92 @@ class _Splitter:
             kept.append(InlineFragmentNode(type_condition=None, directives=(), selection_set=split))
         return tuple(kept)
 
-    def _field(self, node: FieldNode, type_: GraphQLObjectType, path: Path) -> FieldNode:
+    def _field(self, node: FieldNode, type_: GraphQLObjectType, path: Path) -> tuple[FieldNode, ...]:
+        """The field as the initial operation asks for it: one node, or two for a connection
+        whose edges are streamed (itself without them, and the copy that reads the first ones)."""
         key = node.alias.value if node.alias else node.name.value
         stream = get_directive_values(GraphQLStreamDirective, node, self.variables)
         if stream is not None and stream.get("if", True) is not False:
+            if node.selection_set is not None:
+                _no_increments_inside(node.selection_set, self.fragments)  # later items lack them
             self.streamed.append(
                 Streamed((*path, key), stream.get("label"), int(stream.get("initialCount", 0)))
             )
         if node.selection_set is None:
-            return _without_directives(node)
+            return (_without_directives(node),)
         definition = type_.fields.get(node.name.value)
         target = get_named_type(definition.type) if definition is not None else None
-        if not isinstance(target, GraphQLObjectType):
+        if definition is None or not isinstance(target, GraphQLObjectType):
             raise _NotInParts("an abstract type or an unknown field on the way")
         outer, self._trail = self._trail, (*self._trail, node)
         try:
             selections = self.split(node.selection_set, target, (*path, key))
         finally:
             self._trail = outer
-        return dataclasses.replace(
+        field = dataclasses.replace(
             _without_directives(node), selection_set=SelectionSetNode(selections=selections)
         )
+        return self._paged(field, definition, (*path, key)) or (field,)
+
+    def _paged(
+        self, connection: FieldNode, definition: GraphQLField, path: Path
+    ) -> tuple[FieldNode, ...] | None:
+        """For a connection whose `edges` are streamed, taken with `first` (or by default): itself
+        without the edges (if it asks for more) and a copy, under an alias, that reads the first
+        ones; the rest of the page gets an operation of its own. None for any other field."""
+        assert connection.selection_set is not None
+        edges = next(
+            (
+                (index, node)
+                for index, node in enumerate(connection.selection_set.selections)
+                if isinstance(node, FieldNode) and node.name.value == "edges"
+            ),
+            None,
+        )
+        if edges is None or "first" not in definition.args:
+            return None
+        index, edges_node = edges
+        # Validation lets no other selection of these edges stand beside the streamed one.
+        edges_path = (*path, edges_node.alias.value if edges_node.alias else "edges")
+        place, streamed = next(
+            (
+                (place, s)
+                for place, s in enumerate(self.streamed)
+                if s.path == edges_path and isinstance(s, Streamed)
+            ),
+            (None, None),
+        )
+        arguments = get_argument_values(definition, connection, self.variables)
+        first = arguments.get("first")
+        if streamed is None or place is None or arguments.get("last") is not None:
+            return None
+        if (DEFAULT_PAGE_SIZE if first is None else first) <= streamed.initial_count:
+            return None  # the page holds no more than the first part does: nothing follows
+        alias = f"_quillStream{place}"
+        copy = dataclasses.replace(
+            connection,
+            alias=NameNode(value=alias),
+            arguments=_with_first(connection.arguments, streamed.initial_count),
+            selection_set=SelectionSetNode(selections=(_HAS_NEXT_PAGE, edges_node)),
+        )
+        rest = tuple(node for i, node in enumerate(connection.selection_set.selections) if i != index)
+        whole_page = dataclasses.replace(connection, selection_set=SelectionSetNode(selections=(edges_node,)))
+        self.streamed[place] = Page(
+            path=edges_path,
+            label=streamed.label,
+            initial_count=streamed.initial_count,
+            alias=alias,
+            keys=tuple(dict.fromkeys(_keys(connection.selection_set, self.fragments))),
+            prepared=self.operation(
+                _way_to(
+                    self.prepared.operation.selection_set,
+                    self._trail,
+                    SelectionSetNode(selections=(whole_page,)),
+                )
+            ),
+        )
+        kept = dataclasses.replace(connection, selection_set=SelectionSetNode(selections=rest))
+        return (kept, copy) if rest else (copy,)
 
     def _fragment_of(self, selection: Any, type_: GraphQLObjectType) -> SelectionSetNode:
         if isinstance(selection, FragmentSpreadNode):
@@ -169,6 +270,21 @@ class _Splitter:
             self.prepared.operation, selection_set=SelectionSetNode(selections=selections)
         )
         return dataclasses.replace(self.prepared, operation=operation, plans={}, plain=None)
+
+
+_HAS_NEXT_PAGE = FieldNode(
+    name=NameNode(value="pageInfo"),
+    arguments=(),
+    directives=(),
+    selection_set=SelectionSetNode(
+        selections=(FieldNode(name=NameNode(value="hasNextPage"), arguments=(), directives=()),)
+    ),
+)
+
+
+def _with_first(arguments: Any, first: int) -> tuple[ArgumentNode, ...]:
+    kept = tuple(argument for argument in arguments or () if argument.name.value != "first")
+    return (*kept, ArgumentNode(name=NameNode(value="first"), value=IntValueNode(value=str(first))))
 
 
 def _way_to(

@@ -11,13 +11,14 @@ Errors in every part are masked like a whole answer's (schema/execution/masking.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 from graphql import GraphQLError
 from graphql.execution.types import InitialIncrementalExecutionResult, SubsequentIncrementalExecutionResult
 
-from schema.compiled.parts import Deferred, found_at, objects_at, value_at
+from schema.compiled.parts import Deferred, Page, found_at, objects_at, value_at
 from schema.compiled.parts import Parts as CompiledParts
 from schema.execution.masking import error_code, masked
 
@@ -85,8 +86,8 @@ class LaterParts(Parts):
     def __init__(self) -> None:
         super().__init__()
         self.streamed: list[tuple[str, list[Any]]] = []  # (id, the items after the first ones)
-        # By the deferred fragment's place in Parts.deferred: [(id, path)] of the objects it is on.
-        self.deferred: dict[int, list[tuple[str, list[Any]]]] = {}
+        # By the read's place in Parts.reads: [(id, path)] of the objects or lists it is promised for.
+        self.reads: dict[int, list[tuple[str, list[Any]]]] = {}
         self._issued = 0
 
     def promise(self, path: list[Any], label: str | None) -> tuple[str, dict[str, Any]]:
@@ -104,17 +105,17 @@ class LaterParts(Parts):
         self._done([pending_id for pending_id, _ in self.streamed])
         return orjson.dumps({"incremental": incremental, "completed": completed, "hasNext": has_next})
 
-    def deferred_part(self, index: int, deferred: Deferred, answer: dict[str, Any] | None) -> bytes:
-        """A deferred fragment's data on each object it was promised for, from its statement's
-        answer; an object the statement no longer finds (changed in between) ends with an error."""
-        instances = self.deferred.pop(index)
+    def read_part(self, index: int, read: Page | Deferred, answer: dict[str, Any] | None) -> bytes:
+        """A later part from its statement's answer: what `read` picks at each path it was
+        promised for; a path the statement no longer finds (changed in between) ends with an error."""
+        instances = self.reads.pop(index)
         incremental: list[dict[str, Any]] = []
         completed: list[dict[str, Any]] = []
         data = answer.get("data") if answer and not answer.get("errors") else None
         for pending_id, at in instances:
-            found = value_at(data, at) if data is not None else None
-            if isinstance(found, dict):
-                incremental.append({"id": pending_id, "data": {key: found.get(key) for key in deferred.keys}})
+            picked = read.pick(value_at(data, at)) if data is not None else None
+            if picked is not None:
+                incremental.append({"id": pending_id, **picked})
                 completed.append({"id": pending_id})
             else:
                 error = {
@@ -124,13 +125,13 @@ class LaterParts(Parts):
                 self.codes.add("PART_UNAVAILABLE")
                 completed.append({"id": pending_id, "errors": [error]})
         self._done([pending_id for pending_id, _ in instances])
-        body: dict[str, Any] = {"completed": completed, "hasNext": bool(self.deferred)}
+        body: dict[str, Any] = {"completed": completed, "hasNext": bool(self.reads)}
         if incremental:
             body = {"incremental": incremental, **body}
         return orjson.dumps(body)
 
     def stopped(self, error: dict[str, Any]) -> bytes:
-        self.deferred = {}
+        self.reads = {}
         return super().stopped(error)
 
     def _done(self, ids: list[str]) -> None:
@@ -139,8 +140,9 @@ class LaterParts(Parts):
 
 
 def compiled_parts(parts: CompiledParts, data: dict[str, Any]) -> tuple[bytes, LaterParts]:
-    """The first part from the initial statement's data (streamed lists cut to their initial
-    count), with what the later parts will bring."""
+    """The first part from the initial statement's data (a streamed connection's first edges
+    put in place, other streamed lists cut to their initial count), with what the later parts
+    will bring."""
     later = LaterParts()
     pending: list[dict[str, Any]] = []
     for streamed in parts.streamed:
@@ -151,9 +153,30 @@ def compiled_parts(parts: CompiledParts, data: dict[str, Any]) -> tuple[bytes, L
             later.streamed.append((pending_id, items[streamed.initial_count :]))
             del items[streamed.initial_count :]
             pending.append(formatted)
-    for index, deferred in enumerate(parts.deferred):
-        for at, _ in objects_at(data, deferred.path):
-            pending_id, formatted = later.promise(at, deferred.label)
-            later.deferred.setdefault(index, []).append((pending_id, at))
+    for index, read in enumerate(parts.reads):  # pages first: a deferred fragment may be in one
+        places = _first_edges(data, read) if isinstance(read, Page) else objects_at(data, read.path)
+        for at, _ in places:
+            pending_id, formatted = later.promise(at, read.label)
+            later.reads.setdefault(index, []).append((pending_id, at))
             pending.append(formatted)
     return orjson.dumps({"data": data, "pending": pending, "hasNext": bool(pending)}), later
+
+
+def _first_edges(data: dict[str, Any], page: Page) -> Iterator[tuple[list[Any], None]]:
+    """Puts the copy's first edges into each connection of the page's path (where the query put
+    the connection, its keys in the query's order) and gives the edge lists with more to come."""
+    *way, connection_key, edges_key = page.path
+    for at, parent in list(objects_at(data, tuple(way))):
+        copy = parent.get(page.alias)
+        if not isinstance(copy, dict):
+            continue
+        connection = {**(parent.get(connection_key) or {}), edges_key: copy[edges_key]}
+        in_order = {key: connection[key] for key in page.keys if key in connection}
+        rebuilt = {
+            (connection_key if key == page.alias else key): (in_order if key == page.alias else value)
+            for key, value in parent.items()
+        }
+        parent.clear()
+        parent.update(rebuilt)
+        if copy["pageInfo"]["hasNextPage"]:
+            yield [*at, connection_key, edges_key], None

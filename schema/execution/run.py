@@ -153,7 +153,7 @@ class Operations:
         if compiled is None or (parts := parts_of(self.schema, prepared)) is None:
             return None
         plans = [
-            compiled.plan(part, viewer) for part in (parts.initial, *(d.prepared for d in parts.deferred))
+            compiled.plan(part, viewer) for part in (parts.initial, *(read.prepared for read in parts.reads))
         ]
         if any(plan is None for plan in plans):
             return None
@@ -178,21 +178,22 @@ class Operations:
         later: LaterParts,
         measured: tuple[float, list[int] | None],
     ) -> AsyncIterator[bytes]:
-        """The streamed lists' other items, then each deferred fragment from its statement."""
+        """The cut lists' other items, then each streamed connection's rest of the page and each
+        deferred fragment, from its own statement."""
         compiled, viewer = self.compiled, admitted.authentication.viewer
         assert compiled is not None
         try:
             if later.streamed:
-                yield later.streamed_part(has_next=bool(later.deferred))
-            for index, (deferred, plan) in enumerate(zip(parts.deferred, plans, strict=True)):
-                if index not in later.deferred:
+                yield later.streamed_part(has_next=bool(later.reads))
+            for index, (read, plan) in enumerate(zip(parts.reads, plans, strict=True)):
+                if index not in later.reads:
                     continue
                 try:
-                    body = await compiled.read(deferred.prepared, plan, viewer, admitted.deadline)
+                    body = await compiled.read(read.prepared, plan, viewer, admitted.deadline)
                 except TimeoutError:
                     yield later.stopped(orjson.loads(timeout_answer(self.timeout_seconds).body)["errors"][0])
                     return
-                yield later.deferred_part(index, deferred, None if body is None else orjson.loads(body))
+                yield later.read_part(index, read, None if body is None else orjson.loads(body))
         finally:
             self._record(admitted, Answer(first, tuple(sorted(later.codes)), "compiled"), *measured)
 

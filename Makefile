@@ -49,8 +49,8 @@ schema: install
 # cannot depend on the executor (pyproject.toml).
 test: install
 	scripts/install-test-deps
-	$(BIN)/pytest
-	COMPILED_READS=0 $(BIN)/pytest -m "not one_path"
+	$(BIN)/pytest --durations=25
+	COMPILED_READS=0 $(BIN)/pytest -m "not one_path" --durations=10
 
 # Side by side with the peer servers of ../shared/bench (about 15 minutes; see bench/run.py).
 bench: install

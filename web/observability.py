@@ -62,6 +62,10 @@ class Observer:
     def __init__(self, metrics: Metrics | None) -> None:
         self.metrics = metrics
 
+    @property
+    def recording(self) -> bool:
+        return self.metrics is not None or log.isEnabledFor(logging.INFO)
+
     def operation_finished(self, record: OperationRecord) -> None:
         if self.metrics is not None:
             self.metrics.observe_operation(record)

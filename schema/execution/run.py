@@ -354,7 +354,7 @@ class Operations:
         self, admitted: Admitted, answer: Answer, started: float, statements: list[int] | None
     ) -> None:
         observer = self.services.observer
-        if observer is None:
+        if observer is None or not observer.recording:
             return
         prepared = admitted.prepared
         observer.operation_finished(

@@ -64,6 +64,7 @@ class Lookup:
     target: str | None  # None: the Node interface
     arguments: tuple[tuple[str, str | None], ...]  # (argument, the column it matches; None: an ID)
     many: bool = False
+    one_of: bool = False  # the keys can also be given as `by: {key: value}` (a @oneOf input)
 
 
 @dataclass
@@ -129,7 +130,7 @@ class SchemaShape:
             self.lookups.append(Lookup(name, None, ((argument, None),), many=many))
         elif isinstance(spec, LookupSpec):
             keys = tuple((key.argument, key.column) for key in spec.keys)
-            self.lookups.append(Lookup(name, target.name, keys))
+            self.lookups.append(Lookup(name, target.name, keys, one_of=spec.one_of))
         elif not graphql_field.args:  # the viewer's own row
             self.lookups.append(Lookup(name, target.name, ()))
 
@@ -262,7 +263,8 @@ class Draw:
             arguments = ""
             if lookup.arguments:
                 argument, column = draw(st.sampled_from(lookup.arguments))
-                arguments = f"({argument}: {self.key_value(lookup, column, draw)})"
+                given = f"{argument}: {self.key_value(lookup, column, draw)}"
+                arguments = f"(by: {{{given}}})" if lookup.one_of and draw(st.booleans()) else f"({given})"
             if lookup.target is not None:
                 return f"{lookup.name}{arguments} {{ {draw(self.selection(lookup.target, depth))} }}"
             fragments = [

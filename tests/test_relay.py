@@ -100,7 +100,13 @@ def _posts_after(cursor: str, field: str) -> str:
         ),
         ('{ node(id: "nope") { id } }', "id", "id: 'nope' is not a valid ID."),
         ('{ post(id: "VXNlcjox") { id } }', "id", "id: expected the ID of a Post, got a User's."),
-        ('{ user(id: "VXNlcjox", username: "a") { id } }', "id", "Give exactly one of id or username."),
+        ('{ user(id: "VXNlcjox", username: "a") { id } }', "id", "Give exactly one of by, id or username."),
+        (
+            '{ user(by: {id: "VXNlcjox"}, username: "a") { id } }',
+            "username",
+            "Give exactly one of by, id or username.",
+        ),
+        ('{ user(by: {id: "nope"}) { id } }', "id", "id: 'nope' is not a valid ID."),
     ],
 )
 async def test_bad_arguments_are_clear_typed_errors(

@@ -49,7 +49,7 @@ def test_tightened_nullability_is_named() -> None:
     # An output that may now be null breaks clients that trusted it; an argument that is now
     # required breaks every call that leaves it out.
     looser_output = _edited("  isSuperuser: Boolean!\n", "  isSuperuser: Boolean\n")
-    required_argument = _edited("  user(id: ID = null, username", "  user(id: ID!, username")
+    required_argument = _edited("  user(by: UserBy = null,", "  user(by: UserBy!,")
 
     output_changes = breaking_changes(committed, looser_output)
     argument_changes = breaking_changes(committed, required_argument)
@@ -58,7 +58,7 @@ def test_tightened_nullability_is_named() -> None:
         ("FIELD_CHANGED_KIND", "Field User.isSuperuser changed type from Boolean! to Boolean.")
     ]
     assert [c.type.name for c in argument_changes] == ["ARG_CHANGED_KIND"]
-    assert "Query.user(id:) has changed type from ID to ID!" in argument_changes[0].description
+    assert "Query.user(by:) has changed type from UserBy to UserBy!" in argument_changes[0].description
 
 
 def test_a_removed_enum_value_is_named() -> None:

@@ -23,7 +23,7 @@ from graphql import (
 )
 from strawberry.exceptions import StrawberryInputCoercionError
 
-from schema.admission.rules import alias_limit, depth_limit
+from schema.admission.rules import OneOfInputs, alias_limit, depth_limit
 from schema.lru import BytesLru
 
 # A parsed document holds about this many bytes per byte of its text (graphql-core's AST nodes,
@@ -56,6 +56,7 @@ class Documents:
             *specified_rules,
             depth_limit(max_depth),
             alias_limit(max_aliases),
+            OneOfInputs,
         ]
         if not introspection:
             rules.append(NoSchemaIntrospectionCustomRule)

@@ -1,19 +1,29 @@
-"""Validation rules beyond the specification's: how deep an operation nests and how many
-aliases a document holds. Both follow fragments (a fragment counts where it is spread) and
-remember what each fragment adds, so a document cannot make them do exponential work."""
+"""Validation rules beyond graphql-core's: how deep an operation nests and how many aliases a
+document holds (both follow fragments, where they are spread, and remember what each fragment
+adds, so a document cannot make them do exponential work); and the spec's @oneOf literal checks,
+which graphql-core 3.3 leaves to execution (Strawberry has a rule of its own, but it fails on a
+variable the operation does not declare)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLInputObjectType,
     InlineFragmentNode,
+    NonNullTypeNode,
+    NullValueNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
     ValidationContext,
     ValidationRule,
+    VariableNode,
+    get_named_type,
 )
 
 
@@ -106,3 +116,55 @@ def alias_limit(max_aliases: int) -> type[ValidationRule]:
                 )
 
     return AliasLimit
+
+
+class OneOfInputs(ValidationRule):
+    """A @oneOf input written in the document sets exactly one field, to a value that is not
+    null: a literal, or a variable declared non-null (the spec's ValuesOfCorrectType)."""
+
+    def __init__(self, context: ValidationContext) -> None:
+        super().__init__(context)
+        self.operations = [d for d in context.document.definitions if isinstance(d, OperationDefinitionNode)]
+        self.nullable_variables: set[str] = set()
+
+    def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
+        self.nullable_variables = _nullable_variables([node])
+
+    def enter_fragment_definition(self, node: FragmentDefinitionNode, *_: Any) -> None:
+        # A fragment may be spread in any operation: a variable nullable in one of them is refused.
+        self.nullable_variables = _nullable_variables(self.operations)
+
+    def enter_object_value(self, node: ObjectValueNode, *_: Any) -> None:
+        input_type = get_named_type(self.context.get_input_type())
+        if not isinstance(input_type, GraphQLInputObjectType) or not _is_one_of(input_type):
+            return
+        if len(node.fields) != 1:
+            self._report(f"OneOf Input Object '{input_type.name}' must specify exactly one key.", node)
+            return
+        [field] = node.fields
+        if isinstance(field.value, NullValueNode):
+            self._report(f"Field '{input_type.name}.{field.name.value}' must be non-null.", field)
+        elif isinstance(field.value, VariableNode) and field.value.name.value in self.nullable_variables:
+            self._report(
+                f"Variable '${field.value.name.value}' must be non-nullable to be used for "
+                f"OneOf Input Object '{input_type.name}'.",
+                field,
+            )
+
+    def _report(self, message: str, node: Any) -> None:
+        self.context.report_error(GraphQLError(message, node))
+
+
+def _is_one_of(input_type: GraphQLInputObjectType) -> bool:
+    # Strawberry marks its @oneOf inputs on their definition, not graphql-core's flag.
+    definition = input_type.extensions.get("strawberry-definition")
+    return input_type.is_one_of or bool(getattr(definition, "is_one_of", False))
+
+
+def _nullable_variables(operations: list[OperationDefinitionNode]) -> set[str]:
+    return {
+        definition.variable.name.value
+        for operation in operations
+        for definition in operation.variable_definitions or ()
+        if not isinstance(definition.type, NonNullTypeNode)
+    }

@@ -181,9 +181,7 @@ class ReadPlanner:
     def _lookup(self, query: GraphQLObjectType, nodes: list[FieldNode], spec: LookupSpec) -> Value:
         node_type = self._node_type(query.fields[nodes[0].name.value])
         arguments = self.arguments(query, nodes[0])
-        given = [
-            (key, arguments.get(key.argument)) for key in spec.keys if arguments.get(key.argument) is not None
-        ]
+        given = spec.given(arguments)
         if len(given) != 1:
             raise NotCompilable("a lookup needs exactly one key")  # the resolver's error
         [(key, value)] = given

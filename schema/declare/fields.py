@@ -29,6 +29,7 @@ from strawberry.types.lazy_type import LazyType
 
 from schema.declare.nodes import NodeType, node_type_of
 from schema.declare.specs import (
+    BY,
     SPEC,
     ColumnSpec,
     Condition,
@@ -125,7 +126,9 @@ def connection_node_type(connection_field: StrawberryField) -> NodeType:
     return found
 
 
-def _argument(name: str, annotation: Any, default: Any = UNSET) -> StrawberryArgument:
+def _argument(
+    name: str, annotation: Any, default: Any = UNSET, deprecation_reason: str | None = None
+) -> StrawberryArgument:
     # Omitted arguments arrive as UNSET: graphql-core and Strawberry then skip them instead of
     # converting six nulls per connection field.
     return StrawberryArgument(
@@ -133,16 +136,19 @@ def _argument(name: str, annotation: Any, default: Any = UNSET) -> StrawberryArg
         graphql_name=None,
         type_annotation=StrawberryAnnotation(annotation),
         default=default,
+        deprecation_reason=deprecation_reason,
     )
 
 
 # Root lookups.
 
 
-def lookup(*keys: Key, description: str | None = None) -> Any:
+def lookup(*keys: Key, one_of: str | None = None, description: str | None = None) -> Any:
     """One row of the field's type by exactly one of `keys` (each an argument); null when there
-    is none the viewer may see. With one key its argument is required."""
-    spec = LookupSpec(keys)
+    is none the viewer may see. With one key its argument is required. `one_of` names a @oneOf
+    input made of the keys, taken as the argument `by` (`user(by: {username: "ada"})`); the
+    flat arguments then stay for old clients, deprecated."""
+    spec = LookupSpec(keys, one_of=one_of is not None)
 
     def resolve(root: Any, info: strawberry.Info, **arguments: Any) -> Any:
         return info.context.loaders.lookup(info, spec, arguments)
@@ -150,13 +156,26 @@ def lookup(*keys: Key, description: str | None = None) -> Any:
     field = StrawberryField(
         base_resolver=StrawberryResolver(resolve), description=description, metadata={SPEC: spec}
     )
+    if len(keys) == 1:
+        field.arguments = [_argument(keys[0].argument, keys[0].type or strawberry.ID)]
+        return field
+    deprecated = f"Use `{BY}`." if one_of else None
     field.arguments = [
-        _argument(key.argument, key.type or strawberry.ID)
-        if len(keys) == 1
-        else _argument(key.argument, (key.type or strawberry.ID) | None, default=None)
-        for key in keys
+        _argument(key.argument, (key.type or strawberry.ID) | None, None, deprecated) for key in keys
     ]
+    if one_of is not None:
+        field.arguments.insert(0, _argument(BY, _one_of_input(one_of, keys) | None, None))
     return field
+
+
+def _one_of_input(name: str, keys: tuple[Key, ...]) -> Any:
+    """A @oneOf input with a field per key: GraphQL itself refuses none or two of them."""
+    annotations = {key.argument: (key.type or strawberry.ID) | None for key in keys}
+    namespace: dict[str, Any] = {"__annotations__": annotations, **dict.fromkeys(annotations, UNSET)}
+    names = " or ".join(f"`{key.argument}`" for key in keys)
+    return strawberry.input(
+        type(name, (), namespace), name=name, one_of=True, description=f"Exactly one of {names}."
+    )
 
 
 def by_id(argument: str = "id") -> Key:

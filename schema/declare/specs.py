@@ -6,17 +6,19 @@ these; nothing else says which column a field prints or which link a relation fo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement
+from strawberry import UNSET
 from strawberry.types.field import StrawberryField
 
 from db.visibility import Viewer
 from db.where import Where
 
 SPEC = "quill"  # the metadata key
+BY = "by"  # a lookup's @oneOf argument
 
 Rule = Callable[[Viewer], Where]
 
@@ -69,6 +71,28 @@ class LookupSpec:
     """One row by exactly one of `keys`; null when there is none the viewer may see."""
 
     keys: tuple[Key, ...]
+    # With several keys, the argument `by` (a @oneOf input, one field per key) names the row too:
+    # `user(by: {username: "ada"})`. The flat arguments stay, deprecated.
+    one_of: bool = False
+
+    def given(self, arguments: Mapping[str, Any]) -> list[tuple[Key, Any]]:
+        """The keys the arguments give a value for, flat or inside `by` (the resolvers' and the
+        compiled planner's arguments alike: `by` arrives as the input's object)."""
+        given = [
+            (key, arguments[key.argument]) for key in self.keys if arguments.get(key.argument) is not None
+        ]
+        chosen = arguments.get(BY)
+        if chosen is not None and chosen is not UNSET:
+            for key in self.keys:
+                value = getattr(chosen, key.argument, None)
+                if value is not None and value is not UNSET:
+                    given.append((key, value))
+        return given
+
+    def argument_names(self) -> str:
+        """The ways to name the row, for an error: "by, id or username"."""
+        names = ([BY] if self.one_of else []) + [key.argument for key in self.keys]
+        return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,13 +110,10 @@ class Loaders:
 
     def lookup(self, info: Info, spec: LookupSpec, arguments: dict[str, Any]) -> Any:
         node_type = _returned_node_type(info)
-        given = [
-            (key, arguments.get(key.argument)) for key in spec.keys if arguments.get(key.argument) is not None
-        ]
+        given = spec.given(arguments)
         if len(given) != 1:
-            names = " or ".join(key.argument for key in spec.keys)
             argument = given[0][0].argument if given else spec.keys[0].argument
-            raise BadInput(f"Give exactly one of {names}.", argument=argument)
+            raise BadInput(f"Give exactly one of {spec.argument_names()}.", argument=argument)
         [(key, value)] = given
         columns = columns_for(info, node_type)
         if key.column is None:

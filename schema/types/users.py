@@ -73,7 +73,8 @@ class Queries:
     user: User | None = lookup(
         by_id(),
         by_column("username", normalize=str.lower),
-        description="One user by ID or by username (give exactly one), or null.",
+        one_of="UserBy",
+        description='One user, or null: `user(by: {username: "ada"})` or `user(by: {id: ...})`.',
     )
     users: Connection[User] = connection(
         description=f"All users, in id order unless `orderBy` says otherwise. {CONNECTION_ARGS_DOC}"

@@ -506,7 +506,8 @@ async def test_generated_queries_answer_as_the_resolvers(pair: Pair) -> None:
         # SQLite's parser stack (100 deep) may refuse a deep generated query: then the shape is
         # remembered as refused and the resolvers answer it (still equal, checked above).
         refused = pair.engine == "sqlite" and reads.statements.refused_reads > refusals
-        # A query that reads no row (`nodes(ids: [])`) needs no statement: the resolvers answer it.
+        # A query that reads no row (`nodes(ids: [])`) has no plan (plans.py: `reads_rows`), and
+        # the resolvers answer it without a statement; one that reads rows always sends one.
         reads_nothing = executor == "resolvers" and pair.last_statements == 0
         assert executor == (
             "compiled" if pair.compiles and not (refused or reads_nothing) else "resolvers"

@@ -79,6 +79,11 @@ CASES = [
         "too many tokens", "{ " + "posts { totalCount } " * 130 + "}", expected=codes("GRAPHQL_PARSE_FAILED")
     ),
     Case("a field that does not exist", "{ nope }", expected=codes("GRAPHQL_VALIDATION_FAILED")),
+    Case(
+        "a @oneOf input given two keys",
+        '{ user(by: {id: "VXNlcjox", username: "ada"}) { username } }',
+        expected=codes("GRAPHQL_VALIDATION_FAILED"),
+    ),
     Case("too deep", DEEP, expected=codes("QUERY_TOO_DEEP")),
     Case(
         "too many aliases",

@@ -186,7 +186,7 @@ class Admission:
     async def admit(self, request: Request) -> Admitted | Refusal:
         started = time.perf_counter()
         admitted = await self._admit(request)
-        if isinstance(admitted, Refusal) and self.observer is not None:
+        if isinstance(admitted, Refusal) and self.observer is not None and self.observer.recording:
             name, kind = self._described(request)
             self.observer.operation_finished(
                 OperationRecord(

@@ -148,6 +148,8 @@ def lookup(*keys: Key, one_of: str | None = None, description: str | None = None
     is none the viewer may see. With one key its argument is required. `one_of` names a @oneOf
     input made of the keys, taken as the argument `by` (`user(by: {username: "ada"})`); the
     flat arguments then stay for old clients, deprecated."""
+    if one_of is not None and len(keys) < 2:
+        raise ValueError(f"{one_of}: a @oneOf input needs two keys or more")
     spec = LookupSpec(keys, one_of=one_of is not None)
 
     def resolve(root: Any, info: strawberry.Info, **arguments: Any) -> Any:

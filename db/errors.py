@@ -21,6 +21,16 @@ class NotFound(WriteRefused):
         self.kind, self.pk = kind, pk
 
 
+class StaleVersion(WriteRefused):
+    """The row is no longer at the version the client edited: someone changed it since."""
+
+    def __init__(self, kind: str, pk: int, current: int) -> None:
+        super().__init__(
+            f"This {kind} has changed since the version you edited; it is now at version {current}."
+        )
+        self.kind, self.pk, self.current = kind, pk, current
+
+
 class NotAllowed(WriteRefused):
     def __init__(self, message: str) -> None:
         super().__init__(message)

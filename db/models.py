@@ -97,6 +97,14 @@ def _created_at() -> Any:
     return mapped_column(UtcDateTime, default=utcnow, server_default=func.now())
 
 
+def _version() -> Any:
+    """A row's edit count: 1 when written, one more with every change (db/writes.py), so a
+    client can say which version it edited and a write over someone else's change is refused."""
+    # The database's default only: a Python-side one would be a parameter of the compiled
+    # INSERTs (schema/compiled/sql.py), which give only the columns they write.
+    return mapped_column(Integer, server_default="1")
+
+
 def _keyset_indexes(table: str, *keys: tuple[str, ...]) -> tuple[Index, ...]:
     """One index per (parent?, sort key, id) combination a keyset page walks in order.
 
@@ -163,6 +171,7 @@ class Post(Base):
     content: Mapped[str] = mapped_column(Text)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     date_posted: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, server_default=func.now())
+    version: Mapped[int] = _version()
 
     author: Mapped[User] = relationship(back_populates="posts", lazy="raise")
 
@@ -199,6 +208,7 @@ class Task(Base):
     )
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = _created_at()
+    version: Mapped[int] = _version()
 
     owner: Mapped[User] = relationship(back_populates="tasks", lazy="raise")
     notes: Mapped[list[Note]] = relationship(
@@ -217,6 +227,7 @@ class Note(Base):
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
+    version: Mapped[int] = _version()
 
     task: Mapped[Task] = relationship(back_populates="notes", lazy="raise")
 
@@ -235,6 +246,7 @@ class Comment(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
+    version: Mapped[int] = _version()
 
 
 class RefreshToken(Base):

@@ -13,12 +13,12 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, Table, delete, insert, select, update
+from sqlalchemy import ColumnElement, Insert, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.access import check_row
-from db.errors import AccountGone, WriteRefused, is_foreign_key_violation
+from db.errors import AccountGone, NotFound, StaleVersion, WriteRefused, is_foreign_key_violation
 from db.pagination import AnyRow
 from db.visibility import Guard, Viewer
 
@@ -75,22 +75,67 @@ def _insert_returning(table: Table) -> Insert:
 
 
 async def update_row(
-    session: AsyncSession, guard: Guard, viewer: Viewer, pk: int, values: dict[str, Any]
+    session: AsyncSession,
+    guard: Guard,
+    viewer: Viewer,
+    pk: int,
+    values: dict[str, Any],
+    *,
+    expected_version: int | None = None,
 ) -> AnyRow:
-    """Change a row the viewer may change; the row as it is now."""
+    """Change a row the viewer may change, counting one more version; the row as it is now.
+    With `expected_version`, only if the row is still at that version (StaleVersion if not):
+    the condition is part of the UPDATE, so of two writers that edited one version, one wins."""
     await check(session, guard, viewer, pk)
     table = guard.table
+    where = _at_version(table, pk, expected_version)
     if values:
-        changed = update(table).where(table.c.id == pk).values(**values)
+        changed = update(table).where(*where).values(**values, **_next_version(table))
         if session.get_bind().dialect.update_returning:
-            return (await session.execute(changed.returning(*table.c))).one()
-        await session.execute(changed)  # MariaDB: its UPDATE has no RETURNING
-    return (await session.execute(select(*table.c).where(table.c.id == pk))).one()
+            row = (await session.execute(changed.returning(*table.c))).one_or_none()
+        else:  # MariaDB: its UPDATE has no RETURNING; rowcount counts the rows matched
+            written = await session.execute(changed)
+            row = None if written.rowcount == 0 else await _read(session, table, pk)  # type: ignore[attr-defined]
+    else:
+        row = (await session.execute(select(*table.c).where(*where))).one_or_none()
+    if row is None:
+        raise await _refusal(session, guard, pk)
+    return row
 
 
-async def delete_row(session: AsyncSession, guard: Guard, viewer: Viewer, pk: int) -> AnyRow:
+async def delete_row(
+    session: AsyncSession, guard: Guard, viewer: Viewer, pk: int, *, expected_version: int | None = None
+) -> AnyRow:
     """Delete a row the viewer may delete (its children go with it: ON DELETE CASCADE); the row
-    as it was."""
+    as it was. With `expected_version`, only if the row is still at that version."""
     await check(session, guard, viewer, pk)
     table = guard.table
-    return (await session.execute(delete(table).where(table.c.id == pk).returning(*table.c))).one()
+    deleted = delete(table).where(*_at_version(table, pk, expected_version)).returning(*table.c)
+    row = (await session.execute(deleted)).one_or_none()
+    if row is None:
+        raise await _refusal(session, guard, pk)
+    return row
+
+
+def _at_version(table: Table, pk: int, expected_version: int | None) -> list[ColumnElement[bool]]:
+    if expected_version is None:
+        return [table.c.id == pk]
+    return [table.c.id == pk, table.c.version == expected_version]
+
+
+def _next_version(table: Table) -> dict[str, Any]:
+    """What every change of a versioned row also sets."""
+    return {"version": table.c.version + 1} if "version" in table.c else {}
+
+
+async def _read(session: AsyncSession, table: Table, pk: int) -> AnyRow | None:
+    return (await session.execute(select(*table.c).where(table.c.id == pk))).one_or_none()
+
+
+async def _refusal(session: AsyncSession, guard: Guard, pk: int) -> WriteRefused:
+    """Why a row that passed the check was not written: it moved past the expected version, or
+    it was deleted in between."""
+    row = await _read(session, guard.table, pk)
+    if row is None:
+        return NotFound(guard.kind, pk)
+    return StaleVersion(guard.kind, pk, row.version)

@@ -78,6 +78,18 @@ class AuthenticationRequiredError(Error):
     reason: AuthenticationFailure  # type: ignore[valid-type]
 
 
+@strawberry.type(
+    description=(
+        "The object has changed since the version the client edited (`expectedVersion`); "
+        "nothing was written. Read it again, merge, and retry with `currentVersion`."
+    )
+)
+class StaleVersionError(Error):
+    # Nullable like NotFoundError's, so one selection may ask both for `id`.
+    id: strawberry.ID | None = strawberry.field(description="The object's ID.")
+    current_version: int = strawberry.field(description="The version the object is at now.")
+
+
 @strawberry.type(description="The value is already taken (for example a username).")
 class ConflictError(Error):
     field: str

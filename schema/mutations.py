@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
+import strawberry
 from strawberry.types.base import StrawberryObjectDefinition
 
 from db import writes
-from db.errors import AccountGone, Conflict, NotAllowed, NotFound, WriteRefused
+from db.errors import AccountGone, Conflict, NotAllowed, NotFound, StaleVersion, WriteRefused
 from db.events import EventOf
 from db.read_connections import DataRefused
 from db.visibility import Guard
@@ -28,11 +29,26 @@ from schema.errors import (
     NotFoundError,
     PermissionDeniedError,
     Refused,
+    StaleVersionError,
 )
 from schema.execution.context import Info
 from schema.execution.object_reads import NOT_READ
 from schema.realtime.events import emit
 from schema.relay import to_global_id
+
+VERSION_DOC = (
+    "1 when written, one more with every change. Give it back as `expectedVersion` to change or "
+    "delete the object only if no one has changed it since."
+)
+ExpectedVersion = Annotated[
+    int | None,
+    strawberry.argument(
+        description=(
+            "Write only if the object is still at this `version`; otherwise nothing is written and "
+            "the answer is a StaleVersionError with the current version. Omitted: the last write wins."
+        )
+    ),
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -107,17 +123,33 @@ async def update_linked(
     event: EventOf | None,
     payload: T,
     field: str,
+    *,
+    expected_version: int | None = None,
 ) -> T:
     """Change row `pk` of `node_type`, if the viewer may (`guard`, db/writes.py's update_row),
-    and announce `event` for it; `payload` linked to the row. In one statement where it can, as
-    insert_linked says; a refusal is then told by the ORM path's check."""
+    and if given, only while it is at `expected_version`; announce `event` for it; `payload`
+    linked to the row. In one statement where it can, as insert_linked says; a refusal is then
+    told by the ORM path's check."""
     done = None
     if values:
-        done = await _in_one_statement(info, "update", node_type, values, event, payload, field, guard, pk)
+        done = await _in_one_statement(
+            info,
+            "update",
+            node_type,
+            values,
+            event,
+            payload,
+            field,
+            guard,
+            pk,
+            expected_version=expected_version,
+        )
     if done is not None:
         return done
     async with info.context.db.write() as session:
-        row = await writes.update_row(session, guard, info.context.viewer, pk, values)
+        row = await writes.update_row(
+            session, guard, info.context.viewer, pk, values, expected_version=expected_version
+        )
         if event is not None:
             await emit(info, session, event.of(row))
     ids: dict[str, Any] = {field: pk}
@@ -135,6 +167,8 @@ async def _in_one_statement(
     guard: Guard | None,
     guarded_id: int | None,
     gone: Callable[[], WriteRefused] = AccountGone,
+    *,
+    expected_version: int | None = None,
 ) -> T | None:
     """`payload` linked to the row written on the compiled path's own connection (on PostgreSQL
     with the payload's JSON already read); None when nothing was written that way (see
@@ -145,7 +179,10 @@ async def _in_one_statement(
     nodes = objects.payload_nodes(info._raw_info.field_nodes, _type_name(payload), field)
     broker = info.context.services.broker
     outbox_event = event if broker.resumable else None  # without a log: delivered at once, below
-    written = Write(kind, node_type.table, tuple(values), outbox_event, guard)
+    versioned = expected_version is not None
+    written = Write(kind, node_type.table, tuple(values), outbox_event, guard, versioned)
+    if versioned:
+        values = {**values, "expected_version": expected_version}
     # SQLite: this process's writers take turns (db/engine.py's write_turns), this one too, so
     # it never meets the lock held by one of them; only another process can hold it then.
     try:
@@ -174,6 +211,9 @@ def refusal_as_error(refused: Exception) -> Error | None:
         return PermissionDeniedError(message=str(refused))
     if isinstance(refused, Conflict):
         return ConflictError(message=str(refused), field=refused.field)
+    if isinstance(refused, StaleVersion):
+        global_id = to_global_id(refused.kind.capitalize(), refused.pk)
+        return StaleVersionError(message=str(refused), id=global_id, current_version=refused.current)
     if isinstance(refused, AccountGone):
         return authentication_required(AuthFailure.ACCOUNT_GONE)
     return None
@@ -191,7 +231,7 @@ def typed_refusals(resolver: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable
         except Refused as refused:
             answer: Any = refused.error
             return answer
-        except (NotFound, NotAllowed, Conflict, AccountGone) as refused:
+        except (NotFound, NotAllowed, Conflict, StaleVersion, AccountGone) as refused:
             error: Any = refusal_as_error(refused)
             return error
 

@@ -33,6 +33,8 @@ CREATE_POST = """mutation ($input: CreatePostInput!) { createPost(input: $input)
   __typename ... on PostPayload { post { id title author { username } } } } }"""
 UPDATE_POST = """mutation ($id: ID!, $input: UpdatePostInput!) { updatePost(id: $id, input: $input) {
   __typename ... on PostPayload { post { id title } } } }"""
+UPDATE_POST_AT = """mutation ($id: ID!, $input: UpdatePostInput!, $v: Int) {
+  updatePost(id: $id, input: $input, expectedVersion: $v) { __typename ... on PostPayload { post { id version } } } }"""
 ADD_NOTE = """mutation ($taskId: ID!, $input: AddNoteInput!) { addNote(taskId: $taskId, input: $input) {
   __typename ... on NotePayload { note { id body task { title } } } } }"""
 ADD_COMMENT = """mutation ($postId: ID!, $input: CommentInput!) { addComment(postId: $postId, input: $input) {
@@ -106,6 +108,10 @@ async def _post_to_change(author: User, session: AsyncSession) -> dict[str, Any]
     return {"id": to_global_id("Post", post.id), "input": {"title": "Changed"}}
 
 
+async def _post_at_version(author: User, session: AsyncSession) -> dict[str, Any]:
+    return {**await _post_to_change(author, session), "v": 1}
+
+
 async def _task_to_note(author: User, session: AsyncSession) -> dict[str, Any]:
     task = await make_task(session, author)
     return {"taskId": to_global_id("Task", task.id), "input": {"body": "Counted."}}
@@ -134,6 +140,8 @@ async def _comment_to_change(author: User, session: AsyncSession) -> dict[str, A
 CASES = {
     "createPost": Case(CREATE_POST, _new_post, lambda d: d["createPost"]["post"]["author"], {"username": "writer"}, checked=False),
     "updatePost": Case(UPDATE_POST, _post_to_change, lambda d: d["updatePost"]["post"]["title"], "Changed", checked=True, update=True),
+    # The version's condition is part of the UPDATE: no statement more.
+    "updatePost at its version": Case(UPDATE_POST_AT, _post_at_version, lambda d: d["updatePost"]["post"]["version"], 2, checked=True, update=True),
     "addNote": Case(ADD_NOTE, _task_to_note, lambda d: d["addNote"]["note"]["body"], "Counted.", checked=True),
     # The post must exist: its foreign key says so, in the INSERT itself.
     "addComment": Case(ADD_COMMENT, _post_to_comment, lambda d: d["addComment"]["comment"]["body"], "Counted.", checked=False),

@@ -531,13 +531,16 @@ class Write:
     `guard`: only if the viewer may change the guard's row `w_guard_id` (db/writes.py's check:
     a note's task; an updated row itself); otherwise nothing is written and the statement
     returns no row. `event` (where the broker keeps an outbox, db/events.py): also that event's
-    outbox row, its payload built from the written row (parameter `w_announced_at`)."""
+    outbox row, its payload built from the written row (parameter `w_announced_at`).
+    `versioned`: an update only if the row is still at version `w_expected_version` (every
+    update counts one more version, as db/writes.py's do)."""
 
     kind: str
     table: Table
     columns: tuple[str, ...]
     event: EventOf | None = None
     guard: Guard | None = None
+    versioned: bool = False
 
 
 class _WriteBuilder(_Builder):
@@ -594,12 +597,17 @@ def compile_outbox(dialect: Dialect) -> CompiledRead:
 
 def _dml(written: Write, only_if: Where) -> Any:
     table = written.table
-    values = {
+    values: dict[str, ColumnElement[Any]] = {
         name: bindparam(f"w_{name}", type_=table.c[name].type, required=True) for name in written.columns
     }
     if written.kind == "update":
         assert written.guard is not None, "an update is guarded by its row"
-        dml: Any = update(table).where(_may_change(written.guard, only_if, correlated=True)).values(values)
+        where = [_may_change(written.guard, only_if, correlated=True)]
+        if written.versioned:
+            where.append(table.c.version == bindparam("w_expected_version", type_=Integer(), required=True))
+        if "version" in table.c:
+            values["version"] = table.c.version + 1
+        dml: Any = update(table).where(*where).values(values)
     elif written.guard is None:
         dml = insert(table).values(values)
     else:

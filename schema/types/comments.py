@@ -16,9 +16,22 @@ from db.pagination import AnyRow
 from db.visibility import everyone
 from schema.declare import after, column, contains, declared, equals, node, to_one
 from schema.declare.subscriptions import added, by, changed, parent
-from schema.errors import AuthenticationRequiredError, NotFoundError, PermissionDeniedError, ValidationError
+from schema.errors import (
+    AuthenticationRequiredError,
+    NotFoundError,
+    PermissionDeniedError,
+    StaleVersionError,
+    ValidationError,
+)
 from schema.execution.context import Info
-from schema.mutations import insert_linked, signed_in, typed_refusals, update_linked
+from schema.mutations import (
+    VERSION_DOC,
+    ExpectedVersion,
+    insert_linked,
+    signed_in,
+    typed_refusals,
+    update_linked,
+)
 from schema.realtime.events import emit
 from schema.realtime.streams import Change
 from schema.relay import Node, pk_of
@@ -44,6 +57,7 @@ class CommentFilter:
 class Comment(Node):
     body: str = column()
     created_at: datetime = column()
+    version: int = column(description=VERSION_DOC)
     author: Annotated[User, strawberry.lazy("schema.types.users")] = to_one("user_id")
     post: Annotated[Post, strawberry.lazy("schema.types.posts")] = to_one("post_id")
 
@@ -68,8 +82,9 @@ class DeleteCommentSuccess:
 
 Refusals = ValidationError | NotFoundError | PermissionDeniedError | AuthenticationRequiredError
 AddCommentResult = Annotated[CommentPayload | Refusals, strawberry.union("AddCommentResult")]
-UpdateCommentResult = Annotated[CommentPayload | Refusals, strawberry.union("UpdateCommentResult")]
-DeleteCommentResult = Annotated[DeleteCommentSuccess | Refusals, strawberry.union("DeleteCommentResult")]
+EditRefusals = Refusals | StaleVersionError
+UpdateCommentResult = Annotated[CommentPayload | EditRefusals, strawberry.union("UpdateCommentResult")]
+DeleteCommentResult = Annotated[DeleteCommentSuccess | EditRefusals, strawberry.union("DeleteCommentResult")]
 
 
 def _body(input: CommentInput) -> str:
@@ -103,22 +118,40 @@ class Mutations:
 
     @strawberry.mutation(description="Change a comment's body; only its author or a superuser may.")
     @typed_refusals
-    async def update_comment(self, info: Info, id: strawberry.ID, input: CommentInput) -> UpdateCommentResult:
+    async def update_comment(
+        self, info: Info, id: strawberry.ID, input: CommentInput, expected_version: ExpectedVersion = None
+    ) -> UpdateCommentResult:
         signed_in(info)
         pk = pk_of(id, "Comment", argument="id")
         values = {"body": _body(input)}
         updated = _event_of("updated")
         return await update_linked(
-            info, COMMENTS, visibility.COMMENTS, pk, values, updated, CommentPayload(), "comment"
+            info,
+            COMMENTS,
+            visibility.COMMENTS,
+            pk,
+            values,
+            updated,
+            CommentPayload(),
+            "comment",
+            expected_version=expected_version,
         )
 
     @strawberry.mutation(description="Delete a comment; its author, the post's author or a superuser may.")
     @typed_refusals
-    async def delete_comment(self, info: Info, id: strawberry.ID) -> DeleteCommentResult:
+    async def delete_comment(
+        self, info: Info, id: strawberry.ID, expected_version: ExpectedVersion = None
+    ) -> DeleteCommentResult:
         signed_in(info)
         pk = pk_of(id, "Comment", argument="id")
         async with info.context.db.write() as session:
-            row = await writes.delete_row(session, visibility.COMMENT_DELETES, info.context.viewer, pk)
+            row = await writes.delete_row(
+                session,
+                visibility.COMMENT_DELETES,
+                info.context.viewer,
+                pk,
+                expected_version=expected_version,
+            )
             await emit(info, session, _event("deleted", row))
         return DeleteCommentSuccess(deleted_id=id)
 

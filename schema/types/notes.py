@@ -16,9 +16,16 @@ from db.visibility import can_see_note
 from schema.declare import after, column, contains, node, to_one
 from schema.declare.nodes import declared
 from schema.declare.subscriptions import added, by, changed, parent
-from schema.errors import AuthenticationRequiredError, NotFoundError, ValidationError
+from schema.errors import AuthenticationRequiredError, NotFoundError, StaleVersionError, ValidationError
 from schema.execution.context import Info
-from schema.mutations import insert_linked, signed_in, typed_refusals, update_linked
+from schema.mutations import (
+    VERSION_DOC,
+    ExpectedVersion,
+    insert_linked,
+    signed_in,
+    typed_refusals,
+    update_linked,
+)
 from schema.realtime.events import emit
 from schema.realtime.streams import Change
 from schema.relay import Node, pk_of
@@ -39,6 +46,7 @@ class NoteFilter:
 class Note(Node):
     body: str = column()
     created_at: datetime = column()
+    version: int = column(description=VERSION_DOC)
     # A visible note's task is visible.
     task: Annotated[Task, strawberry.lazy("schema.types.tasks")] = to_one("task_id")
 
@@ -74,11 +82,12 @@ AddNoteResult = Annotated[
     strawberry.union("AddNoteResult"),
 ]
 UpdateNoteResult = Annotated[
-    NotePayload | ValidationError | NotFoundError | AuthenticationRequiredError,
+    NotePayload | ValidationError | NotFoundError | StaleVersionError | AuthenticationRequiredError,
     strawberry.union("UpdateNoteResult"),
 ]
 DeleteNoteResult = Annotated[
-    DeleteNoteSuccess | NotFoundError | AuthenticationRequiredError, strawberry.union("DeleteNoteResult")
+    DeleteNoteSuccess | NotFoundError | StaleVersionError | AuthenticationRequiredError,
+    strawberry.union("DeleteNoteResult"),
 ]
 
 
@@ -100,23 +109,37 @@ class Mutations:
 
     @strawberry.mutation(description="Change a note's body.")
     @typed_refusals
-    async def update_note(self, info: Info, id: strawberry.ID, input: UpdateNoteInput) -> UpdateNoteResult:
+    async def update_note(
+        self, info: Info, id: strawberry.ID, input: UpdateNoteInput, expected_version: ExpectedVersion = None
+    ) -> UpdateNoteResult:
         signed_in(info)
         pk = pk_of(id, "Note", argument="id")
         check = Checker()
         values = changes(body=check.text("body", input.body, max_length=NOTE_BODY_MAX))
         check.done()
         return await update_linked(
-            info, NOTES, visibility.NOTES, pk, values, NOTE_UPDATED, NotePayload(), "note"
+            info,
+            NOTES,
+            visibility.NOTES,
+            pk,
+            values,
+            NOTE_UPDATED,
+            NotePayload(),
+            "note",
+            expected_version=expected_version,
         )
 
     @strawberry.mutation(description="Delete a note.")
     @typed_refusals
-    async def delete_note(self, info: Info, id: strawberry.ID) -> DeleteNoteResult:
+    async def delete_note(
+        self, info: Info, id: strawberry.ID, expected_version: ExpectedVersion = None
+    ) -> DeleteNoteResult:
         signed_in(info)
         pk = pk_of(id, "Note", argument="id")
         async with info.context.db.write() as session:
-            row = await writes.delete_row(session, visibility.NOTES, info.context.viewer, pk)
+            row = await writes.delete_row(
+                session, visibility.NOTES, info.context.viewer, pk, expected_version=expected_version
+            )
             # Who may hear of a note that is gone is its task's owner (streams.py's sees_gone).
             owner_id = await session.scalar(select(tasks.c.owner_id).where(tasks.c.id == row.task_id))
             await emit(info, session, Event("note", "deleted", pk, owner_id=owner_id, parent_id=row.task_id))

@@ -15,9 +15,22 @@ from db.visibility import everyone
 from schema.declare import after, before, by_id, column, connection, contains, equals, lookup, node, to_one
 from schema.declare.nodes import declared
 from schema.declare.subscriptions import added, by, changed
-from schema.errors import AuthenticationRequiredError, NotFoundError, PermissionDeniedError, ValidationError
+from schema.errors import (
+    AuthenticationRequiredError,
+    NotFoundError,
+    PermissionDeniedError,
+    StaleVersionError,
+    ValidationError,
+)
 from schema.execution.context import Info
-from schema.mutations import insert_linked, signed_in, typed_refusals, update_linked
+from schema.mutations import (
+    VERSION_DOC,
+    ExpectedVersion,
+    insert_linked,
+    signed_in,
+    typed_refusals,
+    update_linked,
+)
 from schema.realtime.events import emit
 from schema.realtime.streams import Change
 from schema.relay import CONNECTION_ARGS_DOC, Connection, Node, pk_of
@@ -42,6 +55,7 @@ class Post(Node):
     title: str = column()
     content: str = column()
     date_posted: datetime = column()
+    version: int = column(description=VERSION_DOC)
     author: Annotated[User, strawberry.lazy("schema.types.users")] = to_one("user_id")
     comments: Connection[Annotated[Comment, strawberry.lazy("schema.types.comments")]] = connection(
         "post_id", description=f"The comments on this post. {CONNECTION_ARGS_DOC}"
@@ -87,11 +101,20 @@ CreatePostResult = Annotated[
     PostPayload | ValidationError | AuthenticationRequiredError, strawberry.union("CreatePostResult")
 ]
 UpdatePostResult = Annotated[
-    PostPayload | ValidationError | NotFoundError | PermissionDeniedError | AuthenticationRequiredError,
+    PostPayload
+    | ValidationError
+    | NotFoundError
+    | PermissionDeniedError
+    | StaleVersionError
+    | AuthenticationRequiredError,
     strawberry.union("UpdatePostResult"),
 ]
 DeletePostResult = Annotated[
-    DeletePostSuccess | NotFoundError | PermissionDeniedError | AuthenticationRequiredError,
+    DeletePostSuccess
+    | NotFoundError
+    | PermissionDeniedError
+    | StaleVersionError
+    | AuthenticationRequiredError,
     strawberry.union("DeletePostResult"),
 ]
 
@@ -111,7 +134,9 @@ class Mutations:
 
     @strawberry.mutation(description="Change a post's title or content; only its author or a superuser may.")
     @typed_refusals
-    async def update_post(self, info: Info, id: strawberry.ID, input: UpdatePostInput) -> UpdatePostResult:
+    async def update_post(
+        self, info: Info, id: strawberry.ID, input: UpdatePostInput, expected_version: ExpectedVersion = None
+    ) -> UpdatePostResult:
         signed_in(info)
         pk = pk_of(id, "Post", argument="id")
         check = Checker()
@@ -121,16 +146,28 @@ class Mutations:
         )
         check.done()
         return await update_linked(
-            info, POSTS, visibility.POSTS, pk, values, POST_UPDATED, PostPayload(), "post"
+            info,
+            POSTS,
+            visibility.POSTS,
+            pk,
+            values,
+            POST_UPDATED,
+            PostPayload(),
+            "post",
+            expected_version=expected_version,
         )
 
     @strawberry.mutation(description="Delete a post; only its author or a superuser may.")
     @typed_refusals
-    async def delete_post(self, info: Info, id: strawberry.ID) -> DeletePostResult:
+    async def delete_post(
+        self, info: Info, id: strawberry.ID, expected_version: ExpectedVersion = None
+    ) -> DeletePostResult:
         signed_in(info)
         pk = pk_of(id, "Post", argument="id")
         async with info.context.db.write() as session:
-            row = await writes.delete_row(session, visibility.POSTS, info.context.viewer, pk)
+            row = await writes.delete_row(
+                session, visibility.POSTS, info.context.viewer, pk, expected_version=expected_version
+            )
             await emit(info, session, Event("post", "deleted", pk, owner_id=row.user_id))
         return DeletePostSuccess(deleted_id=id)
 

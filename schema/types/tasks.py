@@ -16,9 +16,9 @@ from db.visibility import can_see_task
 from schema.declare import after, by_id, column, connection, contains, equals, lookup, node, to_one
 from schema.declare.nodes import declared, linked, node_type_named
 from schema.declare.subscriptions import by, changed
-from schema.errors import AuthenticationRequiredError, NotFoundError, ValidationError
+from schema.errors import AuthenticationRequiredError, NotFoundError, StaleVersionError, ValidationError
 from schema.execution.context import Info
-from schema.mutations import signed_in, typed_refusals, update_linked
+from schema.mutations import VERSION_DOC, ExpectedVersion, signed_in, typed_refusals, update_linked
 from schema.realtime.events import emit
 from schema.realtime.streams import Change
 from schema.relay import CONNECTION_ARGS_DOC, Connection, Node, pk_of
@@ -44,6 +44,7 @@ class Task(Node):
     title: str = column()
     status: TaskStatus = column()  # type: ignore[valid-type]
     created_at: datetime = column()
+    version: int = column(description=VERSION_DOC)
     owner: Annotated[User, strawberry.lazy("schema.types.users")] = to_one("owner_id")
     notes: Connection[Annotated[Note, strawberry.lazy("schema.types.notes")]] = connection(
         "task_id", description=f"This task's notes. {CONNECTION_ARGS_DOC}"
@@ -93,11 +94,12 @@ CreateTaskResult = Annotated[
     TaskPayload | ValidationError | AuthenticationRequiredError, strawberry.union("CreateTaskResult")
 ]
 UpdateTaskResult = Annotated[
-    TaskPayload | ValidationError | NotFoundError | AuthenticationRequiredError,
+    TaskPayload | ValidationError | NotFoundError | StaleVersionError | AuthenticationRequiredError,
     strawberry.union("UpdateTaskResult"),
 ]
 DeleteTaskResult = Annotated[
-    DeleteTaskSuccess | NotFoundError | AuthenticationRequiredError, strawberry.union("DeleteTaskResult")
+    DeleteTaskSuccess | NotFoundError | StaleVersionError | AuthenticationRequiredError,
+    strawberry.union("DeleteTaskResult"),
 ]
 
 
@@ -127,7 +129,9 @@ class Mutations:
 
     @strawberry.mutation(description="Change a task's title or status. Someone else's task is not found.")
     @typed_refusals
-    async def update_task(self, info: Info, id: strawberry.ID, input: UpdateTaskInput) -> UpdateTaskResult:
+    async def update_task(
+        self, info: Info, id: strawberry.ID, input: UpdateTaskInput, expected_version: ExpectedVersion = None
+    ) -> UpdateTaskResult:
         signed_in(info)
         pk = pk_of(id, "Task", argument="id")
         check = Checker()
@@ -137,15 +141,29 @@ class Mutations:
         )
         check.done()
         updated = EventOf("task", "updated", owner="owner_id")
-        return await update_linked(info, TASKS, visibility.TASKS, pk, values, updated, TaskPayload(), "task")
+        return await update_linked(
+            info,
+            TASKS,
+            visibility.TASKS,
+            pk,
+            values,
+            updated,
+            TaskPayload(),
+            "task",
+            expected_version=expected_version,
+        )
 
     @strawberry.mutation(description="Delete a task and its notes.")
     @typed_refusals
-    async def delete_task(self, info: Info, id: strawberry.ID) -> DeleteTaskResult:
+    async def delete_task(
+        self, info: Info, id: strawberry.ID, expected_version: ExpectedVersion = None
+    ) -> DeleteTaskResult:
         signed_in(info)
         pk = pk_of(id, "Task", argument="id")
         async with info.context.db.write() as session:
-            row = await writes.delete_row(session, visibility.TASKS, info.context.viewer, pk)
+            row = await writes.delete_row(
+                session, visibility.TASKS, info.context.viewer, pk, expected_version=expected_version
+            )
             await emit(info, session, Event("task", "deleted", pk, owner_id=row.owner_id))
         return DeleteTaskSuccess(deleted_id=id)
 

@@ -40,6 +40,7 @@ from db.engine import (
     write_turns,
 )
 from db.events import Broker, DatabaseLog, RedisStreams
+from db.idempotency import IdempotencyKeys
 from db.passwords import Passwords
 from db.read_connections import ReadConnections, read_connections
 from schema import build_schema
@@ -108,18 +109,24 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ttl = timedelta(seconds=settings.access_token_ttl_seconds)
     tokens = AccessTokens(settings.signing_key(), ttl, Revocations(ttl.total_seconds()))
     housekeeping_sessions = create_sessionmaker(housekeeping)
+    sessionmaker = create_sessionmaker(engine)
+    turns = write_turns(settings.database_url)
+    idempotency = IdempotencyKeys(
+        sessionmaker, timedelta(seconds=settings.idempotency_retention_seconds), turns
+    )
     services = Services(
         settings=settings,
-        sessionmaker=create_sessionmaker(engine),
+        sessionmaker=sessionmaker,
         tokens=tokens,
         passwords=Passwords.from_settings(settings),
         avatars=Avatars(settings.media_dir, settings.max_avatar_bytes),
         broker=_broker(settings, housekeeping_sessions),
         housekeeping=housekeeping_sessions,
         login_attempts=_login_attempts(settings),
-        write_turns=write_turns(settings.database_url),
+        write_turns=turns,
         observer=observer,
         statements=statements,
+        idempotency=idempotency,
     )
     manifest = _manifest(settings)
     persisted = PersistedQueries(_query_store(settings), manifest)
@@ -146,6 +153,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         manifest=manifest,
         rate_limiter=_rate_limiter(settings),
         observer=observer,
+        idempotency=idempotency,
     )
     compiled = CompiledReads(settings.compiled_reads, reads, engine.dialect)
     compiled.bind(schema)
@@ -383,7 +391,12 @@ def _middleware(settings: Settings, metrics: Metrics | None) -> list[Middleware]
     if origins := settings.cors():
         middleware.append(
             Middleware(
-                CORSMiddleware, **origins, allow_methods=["GET", "POST", "PUT", "DELETE"], allow_headers=["*"]
+                CORSMiddleware,
+                **origins,
+                allow_methods=["GET", "POST", "PUT", "DELETE"],
+                allow_headers=["*"],
+                # What a browser's script may read of an answer beyond the plain headers.
+                expose_headers=["Idempotent-Replayed", "Retry-After"],
             )
         )
     return middleware

@@ -182,6 +182,8 @@ class Settings:
     event_broker_url: str | None = None
     # How long a subscription's cursor stays good: events are kept this long.
     event_retention_seconds: int = 24 * 3600
+    # How long a mutation's answer is kept under its Idempotency-Key (db/idempotency.py).
+    idempotency_retention_seconds: int = 24 * 3600
     # WebSockets (web/graphql_ws.py): the wait for connection_init, the time a send may take
     # before a client that does not read is dropped, and how many subscriptions a socket, a
     # client address and the process may hold.
@@ -310,6 +312,7 @@ class Settings:
             redis_url=os.environ.get("REDIS_URL") or None,
             event_broker_url=os.environ.get("EVENT_BROKER_URL") or os.environ.get("REDIS_URL") or None,
             event_retention_seconds=_int("EVENT_RETENTION_SECONDS", 24 * 3600),
+            idempotency_retention_seconds=_int("IDEMPOTENCY_RETENTION_SECONDS", 24 * 3600),
             trusted_proxies=_trusted_proxies(),
             login_attempts_burst=_int("LOGIN_ATTEMPTS_BURST", 10),
             login_attempt_refill_seconds=_int("LOGIN_ATTEMPT_REFILL_SECONDS", 90),

@@ -281,6 +281,21 @@ class TokenRevocation(Base):
     revoked_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
+class IdempotencyKey(Base):
+    """A mutation's answer kept under the key its client sent with it (db/idempotency.py): a
+    retry with the same key gets this answer instead of writing again. `answer` is null while
+    the first request runs. Kept for IDEMPOTENCY_RETENTION_SECONDS."""
+
+    __tablename__ = "idempotency_keys"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # the request's (db/idempotency.py)
+    # The response body; MariaDB's TEXT holds 64 KB, less than a post's payload may take.
+    answer: Mapped[str | None] = mapped_column(Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
 class EventOutbox(Base):
     """Committed changes on their way to subscribers (db/events.py): written in the mutation's
     own transaction, so an event exists exactly when its change does. On SQLite the table is the

@@ -91,9 +91,10 @@ async def distinct(
     token: str | None = None,
     method: str = "POST",
     operation_name: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> AsyncIterator[Events]:
     """One operation on a stream of its own (distinct connections mode)."""
-    headers = {"Accept": "text/event-stream", **bearer(token)}
+    headers = {"Accept": "text/event-stream", **bearer(token), **(headers or {})}
     body = {"query": query, "variables": variables, "operationName": operation_name}
     if method == "GET":
         params = {"query": query, **({"variables": json.dumps(variables)} if variables else {})}

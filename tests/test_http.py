@@ -174,3 +174,5 @@ async def test_cors_allows_local_frontends_in_development_only(
     assert answer.json() == {"data": {"__typename": "Query"}}  # CORS binds browsers, not the server
     assert (preflight.headers.get("access-control-allow-origin") == origin) is allowed, preflight.headers
     assert (answer.headers.get("access-control-allow-origin") == origin) is allowed
+    if allowed:  # a script may read whether its mutation was answered from an idempotency key
+        assert "Idempotent-Replayed" in answer.headers["access-control-expose-headers"]

@@ -137,7 +137,7 @@ class GraphQLHTTP:
         if isinstance(payload, list):
             if not payload or len(payload) > self.max_batch:
                 raise RequestProblem(request_error(f"A batch must hold 1 to {self.max_batch} operations."))
-            answered = [await self._one(base, item, media_type) for item in payload]
+            answered = [await self._one(_nth(base, i), item, media_type) for i, item in enumerate(payload)]
             await send_bytes(send, 200, b"[" + b",".join(one.body for one in answered) + b"]", media_type)
             return
         base["incremental"] = MULTIPART in (header(headers, b"accept") or "")
@@ -163,7 +163,8 @@ class GraphQLHTTP:
             )
         answer = await self.operations.run(admitted)
         await self.admission.ran(admitted)
-        return _Answered(answer.body, 200, {}, answer.has_errors, answer.rest)
+        headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
+        return _Answered(answer.body, 200, headers, answer.has_errors, answer.rest)
 
     async def _read_post(self, scope: Scope, receive: Receive) -> Any:
         content_type = (header(scope["headers"], b"content-type") or "").split(";")[0].strip().lower()
@@ -314,7 +315,15 @@ def request_base(
         "method": scope["method"],
         "uploads": uploads,
         "trace_context": {name.decode(): value for name, value in trace.items()} or None,
+        "idempotency_key": header(headers, b"idempotency-key"),
     }
+
+
+def _nth(base: dict[str, Any], index: int) -> dict[str, Any]:
+    """The base of a batch's operation `index`: its idempotency key is the request's `#index`,
+    so a retried batch is answered operation by operation."""
+    key = base.get("idempotency_key")
+    return base if key is None else {**base, "idempotency_key": f"{key}#{index}"}
 
 
 def graphql_request(payload: dict[str, Any], base: dict[str, Any]) -> Request:

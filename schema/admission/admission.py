@@ -15,7 +15,9 @@ answers: an `Admitted` operation, ready to run (schema/execution/run.py), or a `
 7. the cost, from the coerced values (schema/admission/cost.py);
 8. the viewer: the bearer token, its expiry and revocations;
 9. the rate limit, charged the cost;
-10. the deadline: when the operation must be over.
+10. a mutation's idempotency key (`Idempotency-Key`, or `extensions.idempotencyKey`): claimed
+    for this request, or the first answer given under it (db/idempotency.py);
+11. the deadline: when the operation must be over.
 
 Steps 3 to 7 depend only on the text, the operation name and the variables, so they are done
 once and remembered (`Prepared`, bounded by bytes); a known request costs a dictionary lookup,
@@ -42,6 +44,8 @@ from graphql import (
 from graphql.execution.values import VariableValues, get_variable_values
 from strawberry.types.field import StrawberryField
 
+from db.errors import is_database_unavailable
+from db.idempotency import Answered, Claimed, IdempotencyKeys, OtherRequest, Running, fingerprint, key_problem
 from schema.admission.cost import TooCostly, estimated_cost
 from schema.admission.documents import Documents
 from schema.admission.increments import uses_increments, without_increments
@@ -95,6 +99,7 @@ class Request:
     # The transport can deliver an answer in parts (@defer, @stream): multipart/mixed over HTTP,
     # several `next` messages over WebSocket and SSE.
     incremental: bool = False
+    idempotency_key: str | None = None  # the Idempotency-Key header's value
 
 
 @dataclass(slots=True)
@@ -129,6 +134,8 @@ class Admitted:
     remember_as: str | None = None  # the APQ hash to store the text under once it ran
     trace_context: dict[str, str] | None = None
     incremental: bool = False  # answered in parts: it has @defer or @stream, and the client takes parts
+    claimed: Claimed | None = None  # its idempotency key, under which its answer is to be kept
+    answered: bytes | None = None  # the answer given before under its idempotency key: not run again
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +163,7 @@ class Admission:
         manifest: OperationManifest | None = None,
         rate_limiter: RateLimiter | None = None,
         observer: OperationObserver | None = None,
+        idempotency: IdempotencyKeys | None = None,
     ) -> None:
         self.schema = schema
         self.documents = documents
@@ -165,6 +173,7 @@ class Admission:
         self.manifest = manifest
         self.rate_limiter = rate_limiter
         self.observer = observer
+        self.idempotency = idempotency
         self.prepared: BytesLru[Prepared | Refusal] = BytesLru(limits.max_prepared_bytes)
 
     # What a transport checks before it decodes a frame.
@@ -261,8 +270,12 @@ class Admission:
             retry_after = await self.rate_limiter.charge(client, prepared.cost)
             if retry_after is not None:
                 return rate_limited(retry_after)
+        claim = await self._claim(request, prepared, authentication)
+        if isinstance(claim, Refusal):
+            return claim
         deadline = time.monotonic() + self.limits.operation_timeout_seconds
-        incremental = request.incremental and prepared.plain is not None
+        # An answer kept under a key is kept whole.
+        incremental = request.incremental and prepared.plain is not None and claim is None
         return Admitted(
             prepared,
             authentication,
@@ -272,7 +285,55 @@ class Admission:
             remember_as,
             request.trace_context,
             incremental,
+            claim if isinstance(claim, Claimed) else None,
+            claim.body if isinstance(claim, Answered) else None,
         )
+
+    # Step 10: a mutation's idempotency key.
+
+    async def _claim(
+        self, request: Request, prepared: Prepared, authentication: Authentication
+    ) -> Claimed | Answered | Refusal | None:
+        """None when the request gives no key or is no mutation (reads are safe to repeat)."""
+        key = request.idempotency_key
+        if key is None and request.extensions:
+            key = request.extensions.get("idempotencyKey")
+        if key is None or prepared.kind is not OperationType.MUTATION:
+            return None
+        problem = key_problem(key) if isinstance(key, str) else "An Idempotency-Key is a string."
+        if problem is not None:
+            return request_error(problem, code="BAD_IDEMPOTENCY_KEY")
+        viewer_id = authentication.viewer.id
+        if viewer_id is None:
+            return request_error(
+                "An Idempotency-Key needs a signed-in viewer: answers are kept per viewer.",
+                code="IDEMPOTENCY_KEY_NEEDS_VIEWER",
+            )
+        if self.idempotency is None:
+            return request_error("This server keeps no idempotency keys.", code="IDEMPOTENCY_KEY_NOT_KEPT")
+        given = fingerprint(prepared.query, prepared.name, request.variables)
+        try:
+            claim = await self.idempotency.claim(viewer_id, key, given)
+        except Exception as error:
+            if not is_database_unavailable(error):
+                raise
+            return request_error(
+                "The database is unavailable; try again shortly.", 503, "DATABASE_UNAVAILABLE"
+            )
+        if isinstance(claim, OtherRequest):
+            return request_error(
+                "This Idempotency-Key was first sent with another request; a new request needs a new key.",
+                422,
+                "IDEMPOTENCY_KEY_REUSED",
+            )
+        if isinstance(claim, Running):
+            return request_error(
+                "The first request with this Idempotency-Key has not been answered yet; retry shortly. "
+                "(If its server stopped, it may have written: read before you write again.)",
+                409,
+                "IDEMPOTENCY_KEY_IN_USE",
+            )
+        return claim
 
     # Step 1: the request's shape.
 

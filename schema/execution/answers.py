@@ -28,6 +28,8 @@ class Answer:
     ends: bool = False
     # An answer in parts (@defer, @stream): this is the first; the later ones come from `rest`.
     rest: AsyncIterator[bytes] | None = None
+    # The answer kept under the request's idempotency key: the operation did not run again.
+    replayed: bool = False
 
     @property
     def has_errors(self) -> bool:
@@ -52,6 +54,13 @@ def timeout_answer(seconds: float) -> Answer:
         "extensions": {"code": "OPERATION_TIMEOUT", "limitSeconds": seconds},
     }
     return Answer(orjson.dumps({"data": None, "errors": [error]}), ("OPERATION_TIMEOUT",))
+
+
+def replayed_answer(body: bytes) -> Answer:
+    """The answer first given under an idempotency key (db/idempotency.py), as it was."""
+    errors = orjson.loads(body).get("errors") or ()
+    codes = {str((error.get("extensions") or {}).get("code", "INTERNAL_SERVER_ERROR")) for error in errors}
+    return Answer(body, tuple(sorted(codes)), executor="replayed", replayed=True)
 
 
 def result_answer(result: ExecutionResult) -> Answer:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from db.idempotency import IdempotencyKeys
 from db.passwords import Passwords
 from db.session import RequestDb
 from db.visibility import Viewer
@@ -50,6 +51,8 @@ class Services:
     # What each operation did goes to the observer (logs, metrics); the counter counts its SQL.
     observer: OperationObserver | None = None
     statements: StatementCounter | None = None
+    # Mutations' answers kept under their clients' Idempotency-Keys (db/idempotency.py).
+    idempotency: IdempotencyKeys | None = None
 
 
 @dataclass(slots=True)

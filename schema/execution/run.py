@@ -31,7 +31,14 @@ from schema.admission.admission import Admitted
 from schema.compiled.parts import Parts as CompiledParts
 from schema.compiled.parts import parts_of
 from schema.compiled.plans import CompiledReads
-from schema.execution.answers import Answer, WriteNow, errors_answer, result_answer, timeout_answer
+from schema.execution.answers import (
+    Answer,
+    WriteNow,
+    errors_answer,
+    replayed_answer,
+    result_answer,
+    timeout_answer,
+)
 from schema.execution.context import Context, Services
 from schema.execution.executor import FastPathExecutor
 from schema.execution.incremental import LaterParts, Parts, compiled_parts
@@ -70,11 +77,17 @@ class Operations:
     # Queries and mutations.
 
     async def run(self, admitted: Admitted) -> Answer:
+        if admitted.answered is not None:
+            return replayed_answer(admitted.answered)
         if self.tracer is None:
-            return await self._run(admitted)
-        with self.tracer.operation(admitted) as finished:
             answer = await self._run(admitted)
-            finished(answer.codes)
+        else:
+            with self.tracer.operation(admitted) as finished:
+                answer = await self._run(admitted)
+                finished(answer.codes)
+        if admitted.claimed is not None and self.services.idempotency is not None:
+            # Whatever it answered, errors too: a retry must not write what this one may have.
+            await self.services.idempotency.keep(admitted.claimed, answer.body)
         return answer
 
     async def _run(self, admitted: Admitted) -> Answer:

@@ -4,9 +4,10 @@ answer, and writes nothing again.
 The admission step claims the key before the mutation runs (`claim`); the run keeps its answer
 under it (`keep`). A claim is one short transaction of its own, so two requests with one key
 cannot both run: on every engine the primary key (viewer, key) lets one insert win, and the
-other finds the row. The answer is kept in a second transaction after the mutation's own, so a
-process that dies between the two leaves the key claimed with no answer: it then answers
-"in use" until the retention ends, the safe side (the write may have happened).
+other finds the row (its INSERT waits for the winner's transaction). The answer is kept in a
+second transaction after the mutation's own, so a process that dies between the two leaves the
+key claimed with no answer: it then answers "in use" until the retention ends, the safe side
+(the write may have happened).
 """
 
 from __future__ import annotations
@@ -14,15 +15,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import orjson
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from db.engine import WRITE_TRANSACTION
+from db.errors import is_foreign_key_violation
 from db.models import IdempotencyKey, table_of, utcnow
 
 keys = table_of(IdempotencyKey)
@@ -77,6 +84,8 @@ class IdempotencyKeys:
     """The table of keys on the request engine. `write_turns`: SQLite's writers of this process
     take turns (db/engine.py), these short transactions too."""
 
+    PURGE_EVERY_SECONDS = 60.0
+
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -84,25 +93,31 @@ class IdempotencyKeys:
         write_turns: asyncio.Lock | None = None,
     ) -> None:
         self.sessions, self.retention, self.write_turns = sessions, retention, write_turns
+        self._purged_at = -math.inf  # on time.monotonic()'s clock
 
     async def claim(self, user_id: int, key: str, fingerprint: str) -> Claim:
-        """Claim `key` for the viewer's request, or say what already holds it. The viewer's
-        keys past the retention are dropped first, so a key may be used again after it."""
-        async with self._turn(), self.sessions() as session, session.begin():
-            now = utcnow()
-            mine = keys.c.user_id == user_id
-            await session.execute(delete(keys).where(mine, keys.c.created_at < now - self.retention))
+        """Claim `key` for the viewer's request, or say what already holds it. A key past the
+        retention is free again; now and then the expired keys of everyone are dropped."""
+        now = utcnow()
+        cutoff = now - self.retention
+        where = (keys.c.user_id == user_id, keys.c.key == key)
+        values = {"user_id": user_id, "key": key, "fingerprint": fingerprint, "created_at": now}
+        async with self._write() as session:
+            if time.monotonic() - self._purged_at > self.PURGE_EVERY_SECONDS:
+                self._purged_at = time.monotonic()
+                await session.execute(delete(keys).where(keys.c.created_at < cutoff))
             try:
-                async with session.begin_nested():
-                    values = {"user_id": user_id, "key": key, "fingerprint": fingerprint, "created_at": now}
-                    await session.execute(insert(keys).values(values))
-                return Claimed(user_id, key)
-            except IntegrityError:
-                found = (
-                    await session.execute(
-                        select(keys.c.fingerprint, keys.c.answer).where(mine, keys.c.key == key)
-                    )
-                ).one_or_none()
+                if await _inserted(session, values):
+                    return Claimed(user_id, key)
+                found = (await session.execute(select(keys).where(*where))).one_or_none()
+                if found is not None and found.created_at < cutoff:  # expired: the key is free
+                    await session.execute(delete(keys).where(*where))
+                    await _inserted(session, values)
+                    return Claimed(user_id, key)
+            except IntegrityError as error:
+                if not is_foreign_key_violation(error):
+                    raise
+                found = None
         if found is None:
             # The viewer's account is gone (the foreign key refused the row): the mutation runs
             # and answers so; there is nothing to keep.
@@ -116,8 +131,30 @@ class IdempotencyKeys:
     async def keep(self, claimed: Claimed, body: bytes) -> None:
         """Keep the claimed request's answer for its retries."""
         where = (keys.c.user_id == claimed.user_id, keys.c.key == claimed.key)
-        async with self._turn(), self.sessions() as session, session.begin():
+        async with self._write() as session:
             await session.execute(update(keys).where(*where).values(answer=body.decode()))
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncSession]:
+        """One write transaction (on SQLite BEGIN IMMEDIATE, after this process's other writers)."""
+        async with self._turn(), self.sessions() as session:
+            await session.connection(execution_options=WRITE_TRANSACTION)
+            yield session
+            await session.commit()
 
     def _turn(self) -> contextlib.AbstractAsyncContextManager[Any]:
         return self.write_turns if self.write_turns is not None else contextlib.nullcontext()
+
+
+async def _inserted(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert the key's row unless the key has one (then False); one statement on every engine,
+    which waits for a concurrent claim of the same key to commit or roll back."""
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        statement: Any = postgresql.insert(keys).on_conflict_do_nothing()
+    elif name == "sqlite":
+        statement = sqlite.insert(keys).on_conflict_do_nothing()
+    else:  # MariaDB: IGNORE also turns a foreign key refusal into no row
+        statement = insert(keys).prefix_with("IGNORE")
+    result = await session.execute(statement, values)
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.applications import Starlette
 
+from db.idempotency import Claimed, IdempotencyKeys, keys
 from db.models import Post, User, table_of
 from tests import sse
 from tests.api import REGISTER
@@ -232,3 +235,19 @@ async def test_one_key_across_http_websocket_and_sse(database_url: str, tmp_path
     )
     assert over_sse == first
     assert count.json()["data"]["me"]["posts"]["totalCount"] == 1
+
+
+async def test_expired_keys_of_everyone_are_dropped_now_and_then(
+    app: Starlette, session: AsyncSession, author: User
+) -> None:
+    """A claim past PURGE_EVERY_SECONDS since the last one drops every viewer's expired keys
+    (not only the claimer's), so the table holds about a retention's worth of answers."""
+    other = await make_user(session, username="quiet", email="quiet@example.com")
+    store: IdempotencyKeys = app.state.services.idempotency
+    await store.claim(other.id, "old", "f")
+    forgetful = IdempotencyKeys(app.state.services.sessionmaker, timedelta(0), store.write_turns)
+    await asyncio.sleep(0.01)
+    assert isinstance(await forgetful.claim(author.id, "new", "f"), Claimed)
+    await session.rollback()
+    left = (await session.execute(select(keys.c.user_id, keys.c.key))).all()
+    assert [tuple(row) for row in left] == [(author.id, "new")]

@@ -150,7 +150,7 @@ async def update_linked(
         row = await writes.update_row(
             session, guard, info.context.viewer, pk, values, expected_version=expected_version
         )
-        if event is not None:
+        if event is not None and values:  # an update that gives no field changes nothing
             await emit(info, session, event.of(row))
     ids: dict[str, Any] = {field: pk}
     return linked(payload, **ids)

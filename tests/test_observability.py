@@ -51,6 +51,20 @@ def request_log(app: object) -> Iterator[JsonLines]:
     logger.removeHandler(handler)
 
 
+async def test_a_replayed_mutation_is_logged_as_replayed(
+    client: httpx.AsyncClient, request_log: JsonLines, session: Any, token_for: Any
+) -> None:
+    """The retry of a mutation under its idempotency key ran no SQL of its own: the log says so."""
+    author = await make_user(session)
+    create = 'mutation Write { createPost(input: {title: "t", content: "c"}) { __typename } }'
+    headers = {"Authorization": f"Bearer {token_for(author)}", "Idempotency-Key": "logged"}
+    for _ in range(2):
+        assert (await client.post("/graphql", json={"query": create}, headers=headers)).status_code == 200
+    first, retry = (line["operations"][0] for line in request_log.requests())
+    assert first["executor"] != "replayed"
+    assert retry["name"] == "Write" and retry["executor"] == "replayed" and retry["sqlStatements"] == 0
+
+
 async def test_one_json_line_per_request_with_its_operation(
     client: httpx.AsyncClient,
     request_log: JsonLines,

@@ -77,8 +77,10 @@ class Operations:
     # Queries and mutations.
 
     async def run(self, admitted: Admitted) -> Answer:
-        if admitted.answered is not None:
-            return replayed_answer(admitted.answered)
+        if admitted.answered is not None:  # logged and counted like any operation, run or not
+            answer = replayed_answer(admitted.answered)
+            self._record(admitted, answer, time.perf_counter(), None)
+            return answer
         if self.tracer is None:
             answer = await self._run(admitted)
         else:

@@ -112,7 +112,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     sessionmaker = create_sessionmaker(engine)
     turns = write_turns(settings.database_url)
     idempotency = IdempotencyKeys(
-        sessionmaker, timedelta(seconds=settings.idempotency_retention_seconds), turns
+        sessionmaker,
+        timedelta(seconds=settings.idempotency_retention_seconds),
+        turns,
+        # The compiled path's connections are opened (lifespan, below) only where it is on.
+        direct=reads if settings.compiled_reads else None,
     )
     services = Services(
         settings=settings,

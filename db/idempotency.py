@@ -17,13 +17,13 @@ import contextlib
 import hashlib
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Dialect, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.engine import WRITE_TRANSACTION
 from db.errors import is_foreign_key_violation
 from db.models import IdempotencyKey, table_of, utcnow
+from db.read_connections import PostgresReads, ReadConnections, ReadFailed, ReadTimeout, SqliteReads
 
 keys = table_of(IdempotencyKey)
 
@@ -91,9 +92,16 @@ class IdempotencyKeys:
         sessions: async_sessionmaker[AsyncSession],
         retention: timedelta,
         write_turns: asyncio.Lock | None = None,
+        *,
+        direct: ReadConnections | None = None,
     ) -> None:
         self.sessions, self.retention, self.write_turns = sessions, retention, write_turns
+        # The compiled path's own connections (db/read_connections.py), where they write: a
+        # claim and a kept answer are then one statement each, with no ORM session around them
+        # (on PostgreSQL and SQLite about 2 ms less each). The ORM way does the rest.
+        self.direct = direct if isinstance(direct, PostgresReads | SqliteReads) else None
         self._purged_at = -math.inf  # on time.monotonic()'s clock
+        self._statements: dict[str, _Statement] = {}
 
     async def claim(self, user_id: int, key: str, fingerprint: str) -> Claim:
         """Claim `key` for the viewer's request, or say what already holds it. A key past the
@@ -102,8 +110,11 @@ class IdempotencyKeys:
         cutoff = now - self.retention
         where = (keys.c.user_id == user_id, keys.c.key == key)
         values = {"user_id": user_id, "key": key, "fingerprint": fingerprint, "created_at": now}
-        async with self._write() as session:
-            if time.monotonic() - self._purged_at > self.PURGE_EVERY_SECONDS:
+        purge = time.monotonic() - self._purged_at > self.PURGE_EVERY_SECONDS
+        if not purge and await self._directly("claim", values):
+            return Claimed(user_id, key)
+        async with self._write() as session:  # the key is taken, or the direct way cannot say
+            if purge:
                 self._purged_at = time.monotonic()
                 await session.execute(delete(keys).where(keys.c.created_at < cutoff))
             try:
@@ -130,9 +141,42 @@ class IdempotencyKeys:
 
     async def keep(self, claimed: Claimed, body: bytes) -> None:
         """Keep the claimed request's answer for its retries."""
+        values = {"user_id": claimed.user_id, "key": claimed.key, "answer": body.decode()}
+        if await self._directly("keep", values):
+            return
         where = (keys.c.user_id == claimed.user_id, keys.c.key == claimed.key)
         async with self._write() as session:
-            await session.execute(update(keys).where(*where).values(answer=body.decode()))
+            await session.execute(update(keys).where(*where).values(answer=values["answer"]))
+
+    async def _directly(self, name: str, values: dict[str, Any]) -> bool:
+        """Run statement `name` on the direct connection: True when it wrote its row; False when
+        it did not (the key is taken, a foreign key refused it, the lock was busy, the database
+        failed it: nothing was written then) or there is no direct way."""
+        direct = self.direct
+        if direct is None:
+            return False
+        statement = self._statement(name)
+        deadline = time.monotonic() + DIRECT_SECONDS
+        try:
+            if isinstance(direct, SqliteReads):
+                if not direct.writes:
+                    return False
+                async with self._turn():
+                    row = direct.write_row(
+                        statement.sql, statement.arguments(values), _nothing_after, deadline
+                    )
+                return row is not None
+            return (
+                await direct.fetch_written(statement.sql, statement.arguments(values), deadline) is not None
+            )
+        except (ReadFailed, ReadTimeout):
+            return False
+
+    def _statement(self, name: str) -> _Statement:
+        if name not in self._statements:
+            dialect = self.sessions.kw["bind"].dialect
+            self._statements[name] = _Statement.of(_DIRECT[name](dialect.name), dialect)
+        return self._statements[name]
 
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncSession]:
@@ -146,15 +190,63 @@ class IdempotencyKeys:
         return self.write_turns if self.write_turns is not None else contextlib.nullcontext()
 
 
+DIRECT_SECONDS = 5.0  # a direct statement's time limit
+
+
+def _claim_statement(dialect_name: str) -> Any:
+    parameters = {name: bindparam(name, type_=keys.c[name].type) for name in CLAIM_COLUMNS}
+    return _insert_once(dialect_name).values(parameters).returning(keys.c.user_id)
+
+
+def _keep_statement(dialect_name: str) -> Any:
+    where = (keys.c.user_id == bindparam("user_id"), keys.c.key == bindparam("key"))
+    return update(keys).where(*where).values(answer=bindparam("answer")).returning(keys.c.user_id)
+
+
+CLAIM_COLUMNS = ("user_id", "key", "fingerprint", "created_at")
+_DIRECT = {"claim": _claim_statement, "keep": _keep_statement}
+
+
+def _nothing_after(row: dict[str, Any]) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Statement:
+    """A statement compiled once for the direct connections: its text and its parameters in
+    order, each through its type's processor (SQLite keeps timestamps as text)."""
+
+    sql: str
+    names: tuple[str, ...]
+    processors: dict[str, Callable[[Any], Any]]
+
+    @classmethod
+    def of(cls, statement: Any, dialect: Dialect) -> _Statement:
+        compiled = statement.compile(dialect=dialect)
+        names = tuple(compiled.positiontup or ())
+        processors = {
+            name: compiled._bind_processors[name] for name in names if name in compiled._bind_processors
+        }
+        return cls(compiled.string, names, processors)
+
+    def arguments(self, values: dict[str, Any]) -> list[Any]:
+        return [
+            self.processors[name](values[name]) if name in self.processors else values[name]
+            for name in self.names
+        ]
+
+
+def _insert_once(dialect_name: str) -> Any:
+    """An INSERT that skips a key already taken, on each engine."""
+    if dialect_name == "postgresql":
+        return postgresql.insert(keys).on_conflict_do_nothing()
+    if dialect_name == "sqlite":
+        return sqlite.insert(keys).on_conflict_do_nothing()
+    return insert(keys).prefix_with("IGNORE")  # MariaDB: IGNORE also turns a foreign key refusal into no row
+
+
 async def _inserted(session: AsyncSession, values: dict[str, Any]) -> bool:
     """Insert the key's row unless the key has one (then False); one statement on every engine,
     which waits for a concurrent claim of the same key to commit or roll back."""
-    name = session.get_bind().dialect.name
-    if name == "postgresql":
-        statement: Any = postgresql.insert(keys).on_conflict_do_nothing()
-    elif name == "sqlite":
-        statement = sqlite.insert(keys).on_conflict_do_nothing()
-    else:  # MariaDB: IGNORE also turns a foreign key refusal into no row
-        statement = insert(keys).prefix_with("IGNORE")
-    result = await session.execute(statement, values)
+    result = await session.execute(_insert_once(session.get_bind().dialect.name), values)
     return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.applications import Starlette
 
@@ -21,6 +21,7 @@ from db.idempotency import Claimed, IdempotencyKeys, keys
 from db.models import Post, User, table_of
 from tests import sse
 from tests.api import REGISTER
+from tests.conftest import StatementCounter
 from tests.factories import make_user
 from tests.servers import Server
 from tests.ws import GraphQLWS
@@ -251,3 +252,34 @@ async def test_expired_keys_of_everyone_are_dropped_now_and_then(
     await session.rollback()
     left = (await session.execute(select(keys.c.user_id, keys.c.key))).all()
     assert [tuple(row) for row in left] == [(author.id, "new")]
+
+
+@pytest.mark.one_path  # counts the compiled path's statements
+async def test_a_claim_and_a_kept_answer_are_one_statement_each(
+    app: Starlette, client: httpx.AsyncClient, statements: StatementCounter, author: User,
+    token_for: Callable[[User], str], engine_name: str,
+) -> None:  # fmt: skip
+    """On PostgreSQL and SQLite the key is claimed and the answer kept on the compiled path's
+    own connections: one statement each beside the mutation's, none through the ORM session."""
+    through_orm: list[str] = []
+
+    def sent_by_orm(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        through_orm.append(statement)
+
+    token = token_for(author)
+    await _post(client, _create("Warm"), token, key="warm")  # the minute's purge goes first
+    event.listen(app.state.engine.sync_engine, "before_cursor_execute", sent_by_orm)
+    try:
+        with statements.count() as keyed:
+            await _post(client, _create("Keyed"), token, key="counted")
+        with statements.count() as plain:
+            await _post(client, _create("Plain"), token, key=None)
+    finally:
+        event.remove(app.state.engine.sync_engine, "before_cursor_execute", sent_by_orm)
+    claims = [sql for sql in keyed.statements if "idempotency_keys" in sql]
+    if engine_name not in ("postgresql", "sqlite"):  # MariaDB: the ORM session claims and keeps
+        assert any("idempotency_keys" in sql for sql in through_orm)
+        return
+    assert len(claims) == 2 and claims[0].startswith("INSERT") and claims[1].startswith("UPDATE"), claims
+    assert len(keyed.statements) == len(plain.statements) + 2
+    assert not any("idempotency_keys" in sql for sql in through_orm)

@@ -17,13 +17,13 @@ import contextlib
 import hashlib
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Dialect, bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,6 +32,7 @@ from db.engine import WRITE_TRANSACTION
 from db.errors import is_foreign_key_violation
 from db.models import IdempotencyKey, table_of, utcnow
 from db.read_connections import PostgresReads, ReadConnections, ReadFailed, ReadTimeout, SqliteReads
+from db.statements import CompiledStatement, compile_positional
 
 keys = table_of(IdempotencyKey)
 
@@ -101,7 +102,7 @@ class IdempotencyKeys:
         # (on PostgreSQL and SQLite about 2 ms less each). The ORM way does the rest.
         self.direct = direct if isinstance(direct, PostgresReads | SqliteReads) else None
         self._purged_at = -math.inf  # on time.monotonic()'s clock
-        self._statements: dict[str, _Statement] = {}
+        self._statements: dict[str, CompiledStatement] = {}
 
     async def claim(self, user_id: int, key: str, fingerprint: str) -> Claim:
         """Claim `key` for the viewer's request, or say what already holds it. A key past the
@@ -172,10 +173,10 @@ class IdempotencyKeys:
         except (ReadFailed, ReadTimeout):
             return False
 
-    def _statement(self, name: str) -> _Statement:
+    def _statement(self, name: str) -> CompiledStatement:
         if name not in self._statements:
             dialect = self.sessions.kw["bind"].dialect
-            self._statements[name] = _Statement.of(_DIRECT[name](dialect.name), dialect)
+            self._statements[name] = compile_positional(_DIRECT[name](dialect.name), dialect)
         return self._statements[name]
 
     @contextlib.asynccontextmanager
@@ -209,31 +210,6 @@ _DIRECT = {"claim": _claim_statement, "keep": _keep_statement}
 
 def _nothing_after(row: dict[str, Any]) -> None:
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class _Statement:
-    """A statement compiled once for the direct connections: its text and its parameters in
-    order, each through its type's processor (SQLite keeps timestamps as text)."""
-
-    sql: str
-    names: tuple[str, ...]
-    processors: dict[str, Callable[[Any], Any]]
-
-    @classmethod
-    def of(cls, statement: Any, dialect: Dialect) -> _Statement:
-        compiled = statement.compile(dialect=dialect)
-        names = tuple(compiled.positiontup or ())
-        processors = {
-            name: compiled._bind_processors[name] for name in names if name in compiled._bind_processors
-        }
-        return cls(compiled.string, names, processors)
-
-    def arguments(self, values: dict[str, Any]) -> list[Any]:
-        return [
-            self.processors[name](values[name]) if name in self.processors else values[name]
-            for name in self.names
-        ]
 
 
 def _insert_once(dialect_name: str) -> Any:

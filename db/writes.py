@@ -90,7 +90,7 @@ async def update_row(
     table = guard.table
     where = _at_version(table, pk, expected_version)
     if values:
-        changed = update(table).where(*where).values(**values, **_next_version(table))
+        changed = update(table).where(*where).values(**values, **next_version(table))
         if session.get_bind().dialect.update_returning:
             row = (await session.execute(changed.returning(*table.c))).one_or_none()
         else:  # MariaDB: its UPDATE has no RETURNING; rowcount counts the rows matched
@@ -120,11 +120,16 @@ async def delete_row(
 def _at_version(table: Table, pk: int, expected_version: int | None) -> list[ColumnElement[bool]]:
     if expected_version is None:
         return [table.c.id == pk]
-    return [table.c.id == pk, table.c.version == expected_version]
+    return [table.c.id == pk, at_version(table, expected_version)]
 
 
-def _next_version(table: Table) -> dict[str, Any]:
-    """What every change of a versioned row also sets."""
+def at_version(table: Table, version: Any) -> ColumnElement[bool]:
+    """The row is still at `version` (a value, or a parameter of a compiled write)."""
+    return table.c.version == version
+
+
+def next_version(table: Table) -> dict[str, Any]:
+    """What every change of a versioned row also sets (this module's and the compiled writes)."""
     return {"version": table.c.version + 1} if "version" in table.c else {}
 
 

@@ -24,10 +24,11 @@ from graphql import FieldNode, GraphQLError, GraphQLSchema, OperationType
 
 from db.events import EventOf, outbox_row
 from db.read_connections import DataRefused, PostgresReads, ReadConnections, ReadFailed, SqliteReads
+from db.statements import CompiledStatement
 from db.visibility import Viewer
 from db.where import EVERYTHING
 from schema.compiled.planner import ReadPlanner
-from schema.compiled.sql import VIEWERS, CompiledRead, ReadStatements, Write, compile_dml, compile_outbox
+from schema.compiled.sql import VIEWERS, ReadStatements, Write, compile_dml, compile_outbox
 from schema.compiled.tree import MISSING_ROW, Fields, NotCompilable, looks_up_rows, params_of, reads_rows
 
 if TYPE_CHECKING:
@@ -90,11 +91,11 @@ class WritePlan:
     (compile_dml), the outbox row is `outbox`, and the payload is read after the commit."""
 
     fields: Fields
-    statement: CompiledRead
+    statement: CompiledStatement
     params: Mapping[str, Any]
     viewer_names: tuple[str, ...]
     may_miss_rows: bool
-    outbox: CompiledRead | None = None
+    outbox: CompiledStatement | None = None
 
     def arguments(self, viewer: Viewer, values: Mapping[str, Any]) -> tuple[Any, ...]:
         given = {**self.params, **{f"w_{name}": value for name, value in values.items()}}
@@ -370,7 +371,10 @@ def _planned_as(viewer: Viewer) -> Viewer:
 
 
 def _write_plan(
-    fields: Fields, statement: CompiledRead, params: dict[str, Any], outbox: CompiledRead | None = None
+    fields: Fields,
+    statement: CompiledStatement,
+    params: dict[str, Any],
+    outbox: CompiledStatement | None = None,
 ) -> WritePlan:
     viewer_names = tuple(name for name, value in params.items() if value is VIEWER_SLOT)
     return WritePlan(fields, statement, params, viewer_names, looks_up_rows(fields), outbox)

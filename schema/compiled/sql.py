@@ -27,7 +27,7 @@ Statements are compiled once per shape; each node's parameters are renamed to it
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,8 +58,10 @@ from sqlalchemy.sql.visitors import replacement_traverse
 from db.events import OUTBOX_COLUMNS, EventOf, outbox
 from db.models import UtcDateTime
 from db.pagination import Listing, _ordering, _position
+from db.statements import CompiledStatement, NamedParameters, compile_positional
 from db.visibility import VIEWER_ID, Guard
 from db.where import EVERYTHING, Where
+from db.writes import at_version, next_version
 from schema.compiled.dialects import MAX_OBJECT_KEYS, JsonSql, constant
 from schema.compiled.tree import (
     MISSING_ROW,
@@ -428,27 +430,10 @@ def _value_columns(value: Value) -> Sequence[str]:
 # Compiling.
 
 
-@dataclass(frozen=True, slots=True)
-class CompiledRead:
-    """A statement compiled once for a shape: its text and, in order, the parameters it takes."""
-
-    sql: str
-    names: tuple[str, ...]
-    processors: Mapping[str, Callable[[Any], Any]]
-    constants: Mapping[str, Any]  # values SQLAlchemy bound itself (LIMIT 1, say)
-
-    def arguments(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
-        processors, given = self.processors, {**self.constants, **params}
-        return tuple(
-            processors[name](given[name]) if name in processors and name != VIEWERS else given[name]
-            for name in self.names
-        )
-
-
 VIEWERS = "viewers"  # the parameter of a statement compiled for a list of viewers
 
 
-def compile_read(fields: Fields, dialect: Dialect, *, for_viewers: bool = False) -> CompiledRead:
+def compile_read(fields: Fields, dialect: Dialect, *, for_viewers: bool = False) -> CompiledStatement:
     """The statement of a read tree. `for_viewers`: once for each viewer of a list (the
     parameter VIEWERS), as `{"data":[[viewer id, answer], ...]}`, where each answer is what the
     tree gives that viewer: a subscription's event, read once for all its subscribers."""
@@ -462,16 +447,12 @@ def compile_read(fields: Fields, dialect: Dialect, *, for_viewers: bool = False)
     return _compiled(statement, dialect)
 
 
-def _compiled(statement: Any, dialect: Dialect) -> CompiledRead:
-    compiled = statement.compile(dialect=dialect)
-    if not compiled.positional:
-        raise NotCompilable(f"{dialect.name} takes named parameters")
-    names = tuple(compiled.positiontup or ())
-    processors: dict[str, Any] = {
-        name: compiled._bind_processors[name] for name in names if name in compiled._bind_processors
-    }
-    constants = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
-    return CompiledRead(compiled.string, names, processors, constants)
+def _compiled(statement: Any, dialect: Dialect) -> CompiledStatement:
+    try:
+        # The list of viewers is built by the plan (schema/compiled/plans.py), not by its type.
+        return compile_positional(statement, dialect, unprocessed=(VIEWERS,))
+    except NamedParameters as refused:
+        raise NotCompilable(str(refused)) from None
 
 
 class ReadStatements:
@@ -482,13 +463,13 @@ class ReadStatements:
         self.dialect = dialect
         self.max_entries = max_entries
         self.refused_reads = 0  # reads the engine refused, or that had a shape it refused before
-        self._compiled: OrderedDict[Hashable, CompiledRead | None] = OrderedDict()
+        self._compiled: OrderedDict[Hashable, CompiledStatement | None] = OrderedDict()
 
     @property
     def json(self) -> JsonSql:
         return JsonSql.for_dialect(self.dialect.name)
 
-    def get(self, fields: Fields, *, for_viewers: bool = False) -> CompiledRead:
+    def get(self, fields: Fields, *, for_viewers: bool = False) -> CompiledStatement:
         key = (shape_of(fields), for_viewers)
         if key in self._compiled:
             self._compiled.move_to_end(key)
@@ -499,7 +480,7 @@ class ReadStatements:
             return compiled
         return self._remember(key, compile_read(fields, self.dialect, for_viewers=for_viewers))
 
-    def get_write(self, fields: Fields, written: Write, only_if: Where = EVERYTHING) -> CompiledRead:
+    def get_write(self, fields: Fields, written: Write, only_if: Where = EVERYTHING) -> CompiledStatement:
         key = (shape_of(fields), written, only_if.shape)
         compiled = self._compiled.get(key)
         if compiled is not None:
@@ -507,7 +488,7 @@ class ReadStatements:
             return compiled
         return self._remember(key, compile_write(fields, self.dialect, written, only_if))
 
-    def _remember(self, key: Hashable, compiled: CompiledRead) -> CompiledRead:
+    def _remember(self, key: Hashable, compiled: CompiledStatement) -> CompiledStatement:
         self._compiled[key] = compiled
         while len(self._compiled) > self.max_entries:
             self._compiled.popitem(last=False)
@@ -566,7 +547,7 @@ class _WriteBuilder(_Builder):
 
 def compile_write(
     fields: Fields, dialect: Dialect, written: Write, only_if: Where = EVERYTHING
-) -> CompiledRead:
+) -> CompiledStatement:
     """One statement that writes a row (and its outbox row) and returns the row's columns and
     `data`, the response body of the read tree `fields`, whose root object (node 0) is that row.
     With a guard, `only_if` is its rule for the viewer (parameters `g_<name>`). Only PostgreSQL
@@ -583,13 +564,13 @@ def compile_write(
     return _compiled(statement, dialect)
 
 
-def compile_dml(dialect: Dialect, written: Write, only_if: Where = EVERYTHING) -> CompiledRead:
+def compile_dml(dialect: Dialect, written: Write, only_if: Where = EVERYTHING) -> CompiledStatement:
     """The write alone, returning the written row (SQLite, where the payload is read after it
     and the outbox row is a statement of its own: compile_outbox)."""
     return _compiled(_dml(written, only_if), dialect)
 
 
-def compile_outbox(dialect: Dialect) -> CompiledRead:
+def compile_outbox(dialect: Dialect) -> CompiledStatement:
     """An outbox row (db/events.py), its values as parameters named as OUTBOX_COLUMNS."""
     values = {name: bindparam(name, type_=outbox.c[name].type, required=True) for name in OUTBOX_COLUMNS}
     return _compiled(insert(outbox).values(values), dialect)
@@ -604,9 +585,8 @@ def _dml(written: Write, only_if: Where) -> Any:
         assert written.guard is not None, "an update is guarded by its row"
         where = [_may_change(written.guard, only_if, correlated=True)]
         if written.versioned:
-            where.append(table.c.version == bindparam("w_expected_version", type_=Integer(), required=True))
-        if "version" in table.c:
-            values["version"] = table.c.version + 1
+            where.append(at_version(table, bindparam("w_expected_version", type_=Integer(), required=True)))
+        values.update(next_version(table))
         dml: Any = update(table).where(*where).values(values)
     elif written.guard is None:
         dml = insert(table).values(values)

@@ -16,6 +16,8 @@ from schema.execution.masking import error_code, masked
 # then the stream yields it, to be sent by the subscription's own task.
 WriteNow = Callable[[bytes], bool]
 
+REPLAYED = "replayed"  # the executor of an answer given again under its idempotency key
+
 
 @dataclass(frozen=True, slots=True)
 class Answer:
@@ -28,12 +30,15 @@ class Answer:
     ends: bool = False
     # An answer in parts (@defer, @stream): this is the first; the later ones come from `rest`.
     rest: AsyncIterator[bytes] | None = None
-    # The answer kept under the request's idempotency key: the operation did not run again.
-    replayed: bool = False
 
     @property
     def has_errors(self) -> bool:
         return bool(self.codes)
+
+    @property
+    def replayed(self) -> bool:
+        """The answer kept under the request's idempotency key: the operation did not run again."""
+        return self.executor == REPLAYED
 
 
 async def send_parts(rest: AsyncIterator[bytes] | None, send: Callable[[bytes], Awaitable[Any]]) -> None:
@@ -60,7 +65,7 @@ def replayed_answer(body: bytes) -> Answer:
     """The answer first given under an idempotency key (db/idempotency.py), as it was."""
     errors = orjson.loads(body).get("errors") or ()
     codes = {str((error.get("extensions") or {}).get("code", "INTERNAL_SERVER_ERROR")) for error in errors}
-    return Answer(body, tuple(sorted(codes)), executor="replayed", replayed=True)
+    return Answer(body, tuple(sorted(codes)), executor=REPLAYED)
 
 
 def result_answer(result: ExecutionResult) -> Answer:

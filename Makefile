@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run serve migrate seed schema test lint bench bench-writes bench-subscriptions breakdown clean
+.PHONY: install run serve migrate seed schema test lint bench bench-writes bench-search bench-subscriptions breakdown clean
 
 GRAPHIQL := web/graphiql/node_modules/.package-lock.json
 
@@ -59,6 +59,10 @@ bench: install
 # Writes (M1-M3) with a new row per request, and one server process against two (after `make bench`).
 bench-writes: install
 	$(BIN)/python bench/writes.py
+
+# Full-text search against a hand-written server over the same index (after `make bench`).
+bench-search: install
+	$(BIN)/python bench/search.py
 
 # Subscribers one process holds and how fast an event reaches the last (PostgreSQL + Redis; ~10 minutes).
 bench-subscriptions: install

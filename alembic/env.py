@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
 from db.models import Base
+from db.search import SEARCH_COLUMNS, SEARCH_INDEXES, SEARCH_TABLES
 from settings import database_url
 
 config = context.config
@@ -20,9 +21,20 @@ target_metadata = Base.metadata
 
 
 def _include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
-    """Objects meant for some databases only (info={"dialects": (...)}) are ignored elsewhere."""
+    """Objects meant for some databases only (info={"dialects": (...)}) are ignored elsewhere,
+    and so are the search indexes that migration 0010 makes outside the models."""
+    if reflected and compare_to is None and _is_search_object(type_, name or ""):
+        return False
     dialects = getattr(obj, "info", {}).get("dialects")
     return dialects is None or context.get_context().dialect.name in dialects
+
+
+def _is_search_object(type_: str, name: str) -> bool:
+    if type_ == "column":
+        return name in SEARCH_COLUMNS
+    if type_ == "index":
+        return name in SEARCH_INDEXES
+    return type_ == "table" and any(name == t or name.startswith(f"{t}_") for t in SEARCH_TABLES)
 
 
 def _configure(**kwargs: object) -> None:

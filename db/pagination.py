@@ -116,7 +116,8 @@ class Listing:
     name: str  # part of every cached statement's key
     id: KeyedColumnElement[int]
     columns: Mapping[str, ColumnElement[Any]]
-    sort_keys: Mapping[str, KeyedColumnElement[Any]]
+    # Columns, or expressions of the row (a search's rank: db/search.py).
+    sort_keys: Mapping[str, ColumnElement[Any]]
     # Columns every page selects whatever the query asks for (ids the loaders need).
     always: tuple[str, ...] = field(default=("id",))
 
@@ -124,7 +125,7 @@ class Listing:
         names = dict.fromkeys([*self.always, *(name for name in fields if name in self.columns)])
         return [self.columns[name].label(name) for name in names]
 
-    def sort_column(self, order: Order) -> KeyedColumnElement[Any]:
+    def sort_column(self, order: Order) -> ColumnElement[Any]:
         return self.sort_keys[order.key]
 
     def keyset_of(self, row: AnyRow, order: Order) -> Keyset:

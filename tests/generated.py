@@ -27,11 +27,10 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schema.declare.nodes import find_node_type, node_type_named
+from db.search import SEARCHED_COLUMNS, words
+from schema.declare.nodes import RELEVANCE, find_node_type, node_type_named
 from schema.declare.specs import Condition, LookupSpec, spec_of
 from schema.relay import to_global_id
-
-PAGE_ARGUMENTS = {"first", "last", "after", "before", "filter", "orderBy"}
 
 
 def _unwrap(type_: Any) -> Any:
@@ -43,9 +42,9 @@ def _unwrap(type_: Any) -> Any:
 @dataclass(frozen=True)
 class FilterField:
     name: str
-    kind: str  # "id", "text", "instant", "enum", "boolean"
+    kind: str  # "id", "text", "instant", "enum", "boolean", "count"
     condition: Condition | None
-    choices: tuple[str, ...] = ()  # an enum's values
+    choices: tuple[str, ...] = ()  # an enum's values, a count filter's bounds
 
 
 @dataclass(frozen=True)
@@ -54,6 +53,7 @@ class ListField:
     target: str
     orders: tuple[str, ...]
     filters: tuple[FilterField, ...]
+    searchable: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ class SchemaShape:
             filter_input: GraphQLInputObjectType = _unwrap(graphql_field.args["filter"].type)
             for filter_name, input_field in filter_input.fields.items():
                 filters.append(_filter_field(filter_name, input_field))
-        return ListField(name, target, orders, tuple(filters))
+        return ListField(name, target, orders, tuple(filters), searchable="search" in graphql_field.args)
 
     def _read_lookup(self, name: str, graphql_field: Any, target: Any) -> None:
         spec = spec_of(graphql_field.extensions.get("strawberry-definition"))
@@ -145,6 +145,8 @@ def _filter_field(name: str, input_field: Any) -> FilterField:
     type_ = _unwrap(input_field.type)
     if isinstance(type_, GraphQLEnumType):
         return FilterField(name, "enum", condition, tuple(type_.values))
+    if isinstance(type_, GraphQLInputObjectType):  # a CountFilter: bounds on a related count
+        return FilterField(name, "count", None, tuple(type_.fields))
     kind = {"ID": "id", "String": "text", "DateTime": "instant", "Boolean": "boolean"}[type_.name]
     return FilterField(name, kind, condition, ())
 
@@ -156,6 +158,7 @@ class Pools:
 
     ids: dict[str, list[str]]
     columns: dict[tuple[str, str], list[Any]]
+    words: dict[str, list[str]]  # by node type: the words its searched text holds
 
     @classmethod
     async def read(cls, session: AsyncSession, shape: SchemaShape) -> Pools:
@@ -183,7 +186,14 @@ class Pools:
             assert node_type is not None, type_name
             values = (await session.execute(select(node_type.table.c[column]).distinct())).scalars()
             columns[(type_name, column)] = sorted(values, key=str)
-        return cls(ids, columns)
+        found: dict[str, list[str]] = {}
+        for name in shape.node_types:
+            table = node_type_named(name).table
+            searched = SEARCHED_COLUMNS.get(table.name, ())
+            if searched:
+                rows = await session.execute(select(*(table.c[column] for column in searched)))
+                found[name] = sorted({word for row in rows for text in row for word in words(text)})
+        return cls(ids, columns, found)
 
 
 class Draw:
@@ -229,9 +239,13 @@ class Draw:
         def connection(draw: st.DrawFn) -> str:
             direction = draw(st.sampled_from(["first", "last"]))
             arguments = [f"{direction}: {draw(st.integers(0, 4))}"]
+            search = draw(self.search(list_field.target)) if list_field.searchable else None
+            if search is not None:
+                arguments.append(f"search: {_quoted(search)}")
+            orders = [o for o in list_field.orders if o != RELEVANCE or search is not None]
             wants_order: bool = draw(st.booleans())
-            if list_field.orders and wants_order:
-                order = draw(st.sampled_from(list_field.orders))
+            if orders and wants_order:
+                order = draw(st.sampled_from(orders))
                 arguments.append(
                     f"orderBy: {{field: {order}, direction: {draw(st.sampled_from(['ASC', 'DESC']))}}}"
                 )
@@ -256,6 +270,12 @@ class Draw:
             return f"{list_field.name}({', '.join(arguments)}) {{ {' '.join(pieces)} }}"
 
         return connection()
+
+    def search(self, type_name: str) -> st.SearchStrategy[str | None]:
+        """No search, or one to three words of the type's text (in any case), or one it lacks."""
+        pool = self.pools.words.get(type_name) or ["nothing"]
+        some = st.lists(st.sampled_from(pool), min_size=1, max_size=3).map(" ".join)
+        return st.one_of(st.none(), some, some.map(str.upper), st.just("zyzzyva"))
 
     def lookup(self, lookup: Lookup, depth: int) -> st.SearchStrategy[str]:
         @st.composite
@@ -295,6 +315,11 @@ class Draw:
             return st.sampled_from(filter_field.choices)
         if kind == "boolean":
             return st.sampled_from(["true", "false"])
+        if kind == "count":
+            bounds = st.lists(st.sampled_from(filter_field.choices), min_size=1, max_size=2, unique=True)
+            return st.tuples(bounds, st.integers(0, 3)).map(
+                lambda drawn: "{" + ", ".join(f"{bound}: {drawn[1]}" for bound in drawn[0]) + "}"
+            )
         if kind == "id":
             target = condition.id_of if condition and condition.id_of else type_name
             return st.sampled_from(self.pools.ids[target]).map(_quoted)

@@ -225,6 +225,12 @@ EDGE_CASES = [
     '{ users(filter: {usernameStartsWith: "%"}) { totalCount } }',
     "{ tasks(filter: {status: IN_PROGRESS}) { totalCount edges { node { title } } } }",
     '{ tasks(filter: {titleContains: "TASK 3"}) { edges { node { title notes(filter: {bodyContains: "NOTE 1"}) { totalCount edges { node { body } } } } } } }',
+    # Searches: by rank (the default), both ways, nested, with a filter, words the text lacks.
+    '{ posts(search: "content post", first: 3) { totalCount edges { cursor node { title } } pageInfo { startCursor endCursor hasNextPage hasPreviousPage } } }',
+    '{ posts(search: "POST", last: 2, orderBy: {field: RELEVANCE, direction: ASC}) { edges { cursor node { title } } pageInfo { startCursor endCursor hasNextPage hasPreviousPage } } }',
+    '{ users(first: 3) { edges { node { username posts(search: "post \\"quoted\\" -not", first: 2) { totalCount edges { cursor node { title } } } } } } }',
+    '{ posts(search: "post", filter: {titleContains: "a"}, orderBy: {field: DATE_POSTED}) { totalCount edges { node { title } } } }',
+    '{ posts(search: "zyzzyva") { totalCount edges { cursor } pageInfo { hasNextPage } } }',
     # Only a count: one row even where the list is empty.
     "{ tasks { totalCount } users { totalCount } }",
     '{ posts(filter: {titleContains: "nothing like it"}) { totalCount pageInfo { hasNextPage } } }',
@@ -246,6 +252,8 @@ ERRORS = [
     '{ user(by: {id: "VXNlcjox"}, username: "ada") { username } }',
     "{ user { username } }",
     "{ posts { edges { node { nope } } } }",
+    "{ posts(orderBy: {field: RELEVANCE}) { totalCount } }",
+    f'{{ posts(search: "{"word " * 50}") {{ totalCount }} }}',
 ]
 
 # Outside what the compiler expresses: the resolvers answer, on either app.
@@ -499,6 +507,8 @@ async def test_generated_queries_answer_as_the_resolvers(pair: Pair) -> None:
 
     collect()
     assert any("(by: {" in query for query, _ in drawn), "no lookup drawn in its @oneOf form"
+    assert any("search: " in query for query, _ in drawn), "no search drawn"
+    assert any("Count: {" in query for query, _ in drawn), "no filter on a related count drawn"
     reads = pair.compiled.app.state.compiled_reads  # type: ignore[attr-defined]
     for query, viewer in drawn:
         refusals = reads.statements.refused_reads

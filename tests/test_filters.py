@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import TaskStatus, User
 from schema.relay import to_global_id
-from tests.conftest import GraphQLClient
-from tests.factories import T0, make_note, make_post, make_task, make_user
+from tests.conftest import GraphQLClient, StatementCounter
+from tests.factories import T0, make_comment, make_note, make_post, make_task, make_user
 
 
 def titles(connection: dict) -> list[str]:  # type: ignore[type-arg]
@@ -92,3 +92,56 @@ async def test_username_prefix_is_literal(gql: GraphQLClient, session: AsyncSess
     assert await names("a*") == []  # nor is * (SQLite's GLOB)
     assert await names("a%") == []
     assert await names("") == ["ada", "adam", "a_z", "abz", "bob"]
+
+
+async def test_filters_on_how_many_related_rows_count_only_what_the_viewer_sees(
+    gql: GraphQLClient,
+    session: AsyncSession,
+    token_for: Callable[[User], str],
+    statements: StatementCounter,
+    compiled_reads: bool,
+) -> None:
+    ada = await make_user(session, username="ada")
+    bob = await make_user(session, username="bob")
+    cyd = await make_user(session, username="cyd")
+    root = await make_user(session, username="root", is_superuser=True)
+    for _ in range(3):
+        await make_post(session, ada)
+    first = await make_post(session, bob)
+    await make_comment(session, first, ada)
+    await make_comment(session, first, cyd)
+    chores = await make_task(session, ada, title="Chores")
+    await make_task(session, ada, title="Taxes")
+    await make_task(session, bob, title="Bills")
+    await make_note(session, chores, body="milk")
+    query = """query ($u: UserFilter, $t: TaskFilter, $p: PostFilter) {
+      users(filter: $u, orderBy: {field: USERNAME}) { totalCount edges { node { username } } }
+      tasks(filter: $t, orderBy: {field: TITLE}) { edges { node { title } } }
+      posts(filter: $p) { edges { node { author { username } } } }
+    }"""
+
+    async def read(token: str | None = None, **filters: object) -> dict[str, list[str]]:
+        with statements.count() as sent:
+            data = (await gql(query, filters, token=token))["data"]
+        if compiled_reads:
+            assert sent.value == 1, sent.statements
+        assert data["users"]["totalCount"] == len(data["users"]["edges"])
+        return {
+            "users": [e["node"]["username"] for e in data["users"]["edges"]],
+            "tasks": titles(data["tasks"]),
+            "posts": [e["node"]["author"]["username"] for e in data["posts"]["edges"]],
+        }
+
+    assert (await read(u={"postCount": {"atLeast": 2}}))["users"] == ["ada"]
+    assert (await read(u={"postCount": {"atMost": 1}}))["users"] == ["bob", "cyd", "root"]
+    assert (await read(u={"postCount": {"atLeast": 1, "atMost": 1}}))["users"] == ["bob"]
+    assert (await read(u={"postCount": {"equals": 0}, "usernameStartsWith": "c"}))["users"] == ["cyd"]
+    assert (await read(p={"commentCount": {"atLeast": 1}}))["posts"] == ["bob"]
+    # Tasks are private: a count of them is the viewer's own, or all for a superuser.
+    assert (await read(u={"taskCount": {"atLeast": 1}}))["users"] == []
+    assert (await read(token_for(bob), u={"taskCount": {"atLeast": 1}}))["users"] == ["bob"]
+    assert (await read(token_for(root), u={"taskCount": {"atLeast": 2}}))["users"] == ["ada"]
+    assert (await read(token_for(root), u={"taskCount": {"atLeast": 1}}))["users"] == ["ada", "bob"]
+    # Tasks with no notes.
+    assert (await read(token_for(ada), t={"noteCount": {"equals": 0}}))["tasks"] == ["Taxes"]
+    assert (await read(token_for(root), t={"noteCount": {"atMost": 0}}))["tasks"] == ["Bills", "Taxes"]

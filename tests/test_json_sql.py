@@ -164,8 +164,8 @@ async def test_mariadb_timestamps_ids_and_cursors_print_as_the_api_does(mariadb_
         [
             ("at", json.datetime(rows.c.at)),
             ("id", json.global_id("Post", rows.c.id)),
-            ("atCursor", json.cursor("AT:ASC", rows.c.at, True, rows.c.id)),
-            ("keyCursor", json.cursor("KEY:ASC", rows.c.key, False, rows.c.id)),
+            ("atCursor", json.cursor("AT:ASC", rows.c.at, "datetime", rows.c.id)),
+            ("keyCursor", json.cursor("KEY:ASC", rows.c.key, "text", rows.c.id)),
             ("key64", json.base64(rows.c.key, url=False)),
         ]
     )

@@ -30,7 +30,7 @@ session whose TimeZone is UTC, which every connection that runs these statements
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from sqlalchemy import (
@@ -61,6 +61,10 @@ def constant(value: str) -> ColumnElement[str]:
     assert "'" not in value, value
     assert "\\" not in value, value
     return literal_column(f"'{value}'", Text)
+
+
+# How a cursor prints its sort key: as orjson prints the value the resolvers read.
+KeyKind = Literal["text", "datetime", "number"]
 
 
 class JsonSql:
@@ -140,7 +144,7 @@ class JsonSql:
         return self.base64(constant(f"{type_name}:") + cast(pk, String), url=False)
 
     def cursor(
-        self, token: str, key: ColumnElement[Any] | None, key_is_datetime: bool, pk: ColumnElement[int]
+        self, token: str, key: ColumnElement[Any] | None, key_kind: KeyKind, pk: ColumnElement[int]
     ) -> ColumnElement[str]:
         """schema/relay.py's encode_cursor: base64url of `["TOKEN",[key,id]]` (or `[id]`)."""
         raise NotImplementedError
@@ -191,12 +195,14 @@ class PostgresJson(JsonSql):
         return func.convert_to(body, constant("UTF8"), type_=LargeBinary)
 
     def cursor(
-        self, token: str, key: ColumnElement[Any] | None, key_is_datetime: bool, pk: ColumnElement[int]
+        self, token: str, key: ColumnElement[Any] | None, key_kind: KeyKind, pk: ColumnElement[int]
     ) -> ColumnElement[str]:
         text = constant(f'["{token}",[')
         if key is not None:
-            key_json = func.to_json(key if key_is_datetime else cast(key, Text))
-            text = text.op("||")(cast(key_json, Text)).op("||")(constant(","))
+            key_text = cast(key, Text)
+            if key_kind != "number":
+                key_text = cast(func.to_json(key if key_kind == "datetime" else key_text), Text)
+            text = text.op("||")(key_text).op("||")(constant(","))
         text = text.op("||")(cast(pk, String)).op("||")(constant("]]"))
         return self.base64(text, url=True)
 
@@ -269,10 +275,10 @@ class SqliteJson(JsonSql):
         return cast(constant('{"data":').op("||")(data).op("||")(constant("}")), LargeBinary)
 
     def cursor(
-        self, token: str, key: ColumnElement[Any] | None, key_is_datetime: bool, pk: ColumnElement[int]
+        self, token: str, key: ColumnElement[Any] | None, key_kind: KeyKind, pk: ColumnElement[int]
     ) -> ColumnElement[str]:
         # json_array prints like orjson: no spaces, strings escaped alike.
-        values = [pk] if key is None else [self.datetime(key) if key_is_datetime else key, pk]
+        values = [pk] if key is None else [self.datetime(key) if key_kind == "datetime" else key, pk]
         return self.base64(func.json_array(constant(token), func.json_array(*values)), url=True)
 
 
@@ -340,11 +346,15 @@ class MariaDBJson(JsonSql):
         return cast(func.concat(constant('{"data":'), data, constant("}")), LargeBinary)
 
     def cursor(
-        self, token: str, key: ColumnElement[Any] | None, key_is_datetime: bool, pk: ColumnElement[int]
+        self, token: str, key: ColumnElement[Any] | None, key_kind: KeyKind, pk: ColumnElement[int]
     ) -> ColumnElement[str]:
         parts: list[ColumnElement[Any]] = [constant(f'["{token}",[')]
         if key is not None:
-            key_json = func.json_quote(self.datetime(key)) if key_is_datetime else _orjson_string(key)
+            key_json: ColumnElement[Any] = key
+            if key_kind == "datetime":
+                key_json = func.json_quote(self.datetime(key))
+            elif key_kind == "text":
+                key_json = _orjson_string(key)
             parts += [key_json, constant(",")]
         parts += [pk, constant("]]")]
         return self.base64(func.concat(*parts), url=True)

@@ -3,10 +3,10 @@
 The walk follows graphql-core's rules for the response's shape (field collection with fragments,
 `@skip`/`@include`, aliases, merged selections, key order), and the fields' declarations
 (schema/declare/) for what each field reads: a column, a to-one object, a connection, a lookup.
-Arguments are decoded as the resolvers decode them (the same `order_of`, `window_of`, `pk_of`
-and filter conditions), so a bad argument raises the same BadInput, and the caller then lets the
-resolvers answer with their error. Visibility comes from the node types' rules, through the same
-`Where`s the resolvers' reads use.
+Arguments are decoded as the resolvers decode them (the same NodeType.order_of, `window_of`,
+`pk_of`, filter conditions and search), so a bad argument raises the same BadInput, and the
+caller then lets the resolvers answer with their error. Visibility comes from the node types'
+rules, through the same `Where`s the resolvers' reads use.
 
 A field without a declaration raises NotCompilable (tests/test_coverage.py keeps every field
 either declared or listed as answered by the resolvers only).
@@ -72,7 +72,7 @@ from schema.declare.specs import (
     ViewerSpec,
     spec_of,
 )
-from schema.relay import MAX_PAGE_SIZE, from_global_id, order_of, pk_of, window_of
+from schema.relay import MAX_PAGE_SIZE, from_global_id, pk_of, window_of
 
 # A nested page's parent type and the column of the page's table that holds the parent's id.
 Link = tuple[str, str] | None
@@ -294,7 +294,8 @@ class ReadPlanner:
         node_type = self._node_type(definition)
         arguments = self.arguments(parent, nodes[0])
         listing = node_type.listing(self.viewer)
-        order = order_of(arguments.get("order_by"))
+        search = arguments.get("search")
+        order = node_type.order_of(arguments.get("order_by"), search)
         window = window_of(
             listing,
             order,
@@ -308,7 +309,7 @@ class ReadPlanner:
         link = (parent.name, spec.link) if spec.link is not None else None
         return Page(
             listing=listing,
-            where=node_type.where(self.viewer, arguments.get("filter")),
+            where=node_type.where(self.viewer, arguments.get("filter"), search),
             order=order,
             window=window,
             parts=self._connection_parts(connection, nodes, node_type.name, link),

@@ -62,7 +62,7 @@ from db.statements import CompiledStatement, NamedParameters, compile_positional
 from db.visibility import VIEWER_ID, Guard
 from db.where import EVERYTHING, Where
 from db.writes import at_version, next_version
-from schema.compiled.dialects import MAX_OBJECT_KEYS, JsonSql, constant
+from schema.compiled.dialects import MAX_OBJECT_KEYS, JsonSql, KeyKind, constant
 from schema.compiled.tree import (
     MISSING_ROW,
     Array,
@@ -311,8 +311,14 @@ class _PageRows:
         return self.cursor_of(rows.c.sort_key if self.sort_key is not None else None, rows.c.id)
 
     def cursor_of(self, key: ColumnElement[Any] | None, pk: ColumnElement[int]) -> ColumnElement[str]:
-        prints_as_datetime = key is not None and isinstance(self.sort_key.type, UtcDateTime)  # type: ignore[union-attr]
-        return self.builder.json.cursor(self.page.order.token, key, prints_as_datetime, pk)
+        return self.builder.json.cursor(self.page.order.token, key, self.key_kind, pk)
+
+    @property
+    def key_kind(self) -> KeyKind:
+        sort_type = self.sort_key.type if self.sort_key is not None else None
+        if isinstance(sort_type, UtcDateTime):
+            return "datetime"
+        return "number" if isinstance(sort_type, Integer) else "text"
 
     def total_count(self) -> ColumnElement[Any]:
         alias, _, where = self._filtered("c", positioned=False)

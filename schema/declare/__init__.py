@@ -8,6 +8,7 @@ class Post(Node):
 """
 
 from schema.declare.fields import (
+    CountFilter,
     after,
     before,
     by_column,
@@ -15,6 +16,7 @@ from schema.declare.fields import (
     column,
     connection,
     contains,
+    counted,
     equals,
     expression,
     lookup,
@@ -36,6 +38,7 @@ from schema.declare.nodes import (
 from schema.declare.specs import resolver_only
 
 __all__ = [
+    "CountFilter",
     "NodeType",
     "after",
     "before",
@@ -44,6 +47,7 @@ __all__ = [
     "column",
     "connection",
     "contains",
+    "counted",
     "declared",
     "equals",
     "expression",

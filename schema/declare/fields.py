@@ -27,6 +27,7 @@ from strawberry.types.field import StrawberryField
 from strawberry.types.fields.resolver import StrawberryResolver
 from strawberry.types.lazy_type import LazyType
 
+from db.search import MAX_SEARCH_LENGTH
 from schema.declare.nodes import NodeType, node_type_of
 from schema.declare.specs import (
     BY,
@@ -34,6 +35,7 @@ from schema.declare.specs import (
     ColumnSpec,
     Condition,
     ConnectionSpec,
+    CountCondition,
     ExpressionSpec,
     Key,
     LookupSpec,
@@ -76,6 +78,14 @@ def to_one(link: str, *, description: str | None = None) -> Any:
     return strawberry.field(resolver=resolve, description=description, metadata={SPEC: spec})
 
 
+SEARCH_DOC = (
+    f"Only the rows holding every word of this text (at most {MAX_SEARCH_LENGTH} characters; "
+    "anything but letters and digits only separates words), best matches first unless `orderBy` "
+    "says otherwise. Matching follows the database: PostgreSQL and SQLite match word forms "
+    "(`run` finds `running`), MariaDB whole words of 3 letters or more."
+)
+
+
 def connection(link: str | None = None, *, description: str | None = None) -> Any:
     """A page of the node type's rows: those whose `link` column holds this row's id, or (no
     link, on a root type) all the viewer may see. Its arguments (first/after/last/before,
@@ -105,6 +115,7 @@ class _ConnectionField(StrawberryField):
                 _argument("before", str | None),
                 *([_argument("filter", node_type.filter | None)] if node_type.filter is not None else []),
                 _argument("order_by", node_type.order | None),
+                *([_argument("search", str | None, description=SEARCH_DOC)] if node_type.searchable else []),
             ]
         return self._arguments
 
@@ -127,7 +138,11 @@ def connection_node_type(connection_field: StrawberryField) -> NodeType:
 
 
 def _argument(
-    name: str, annotation: Any, default: Any = UNSET, deprecation_reason: str | None = None
+    name: str,
+    annotation: Any,
+    default: Any = UNSET,
+    deprecation_reason: str | None = None,
+    description: str | None = None,
 ) -> StrawberryArgument:
     # Omitted arguments arrive as UNSET: graphql-core and Strawberry then skip them instead of
     # converting six nulls per connection field.
@@ -137,6 +152,7 @@ def _argument(
         type_annotation=StrawberryAnnotation(annotation),
         default=default,
         deprecation_reason=deprecation_reason,
+        description=description,
     )
 
 
@@ -238,6 +254,19 @@ def after(column: str, *, description: str | None = None) -> Any:
 
 def before(column: str, *, description: str | None = None) -> Any:
     return _condition(Condition(column, "before"), description)
+
+
+@strawberry.input(description="How many related rows there are (counting only those the viewer may see).")
+class CountFilter:
+    at_least: int | None = None
+    at_most: int | None = None
+    equals: int | None = None
+
+
+def counted(of: str, link: str, *, description: str | None = None) -> Any:
+    """Rows with so many rows of the node type `of` whose `link` column holds their id:
+    `post_count: CountFilter | None = counted("Post", "user_id")`."""
+    return strawberry.field(default=None, description=description, metadata={SPEC: CountCondition(of, link)})
 
 
 def starts_with(column: str, *, lower: bool = False, description: str | None = None) -> Any:

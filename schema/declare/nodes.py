@@ -10,34 +10,40 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
 
 import strawberry
-from sqlalchemy import ColumnElement, Table
+from sqlalchemy import ColumnElement, Integer, Table, func, select
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 from strawberry.utils.str_converters import to_camel_case
 
 from db.models import Base, table_of
-from db.pagination import AnyRow, Listing
+from db.pagination import AnyRow, Listing, Order
+from db.search import MAX_SEARCH_LENGTH, search_rank, search_where
 from db.text import starts_with
 from db.visibility import Viewer, only_where, viewer_params
-from db.where import Where, all_of, condition, like_escape
+from db.where import Where, all_of, condition, like_escape, param
 from schema.declare.specs import (
     ColumnSpec,
     Condition,
+    CountCondition,
     ExpressionSpec,
     Rule,
     Spec,
     ToOneSpec,
     spec_of,
 )
-from schema.relay import OrderDirection, pk_of, to_global_id
+from schema.errors import BadInput
+from schema.relay import OrderDirection, order_of, pk_of, to_global_id
 
 T = TypeVar("T")
+
+RELEVANCE = "RELEVANCE"  # the order of a search's best matches (searchable types only)
 
 
 @dataclass(eq=False)
@@ -51,6 +57,7 @@ class NodeType:
     sort: tuple[str, ...]
     filter: type | None
     order: type
+    searchable: bool = False  # its lists take `search` (db/search.py; migration 0010 made the index)
     # Python field name -> what it reads; GraphQL field name -> Python field name.
     fields: dict[str, Spec] = field(default_factory=dict)
     graphql_names: dict[str, str] = field(default_factory=dict)
@@ -105,11 +112,31 @@ class NodeType:
 
     # Filters.
 
-    def where(self, viewer: Viewer, filter: Any) -> Where:
-        """The rows of a list: what the viewer sees, narrowed by the filter input (if given)."""
-        if filter is None:
-            return self.rows(viewer)
-        return self.rows(viewer) & filter_where(self.table, filter)
+    def where(self, viewer: Viewer, filter: Any, search: str | None = None) -> Where:
+        """The rows of a list: what the viewer sees, narrowed by the filter input and the
+        search (if given)."""
+        where = self.rows(viewer)
+        if search is not None and len(search) > MAX_SEARCH_LENGTH:
+            raise BadInput(
+                f"search: at most {MAX_SEARCH_LENGTH} characters, got {len(search)}.",
+                argument="search",
+                max=MAX_SEARCH_LENGTH,
+            )
+        if filter is not None:
+            where = where & filter_where(self.table, filter, viewer)
+        if search is not None:
+            where = where & search_where(self.table.c.id, search)
+        return where
+
+    def order_of(self, order_by: Any, search: str | None = None) -> Order:
+        """The ordering a list's arguments ask for: `orderBy`, else the best matches first for a
+        search, else by id."""
+        if order_by is None and search is not None:
+            return Order(key=RELEVANCE, descending=True)
+        order = order_of(order_by)
+        if order.key == RELEVANCE and search is None:
+            raise BadInput("orderBy: RELEVANCE needs a search.", argument="orderBy")
+        return order
 
 
 @functools.cache
@@ -132,7 +159,8 @@ def _listing(node_type: NodeType, kind: str) -> Listing:
         name=f"{table.name}:{kind}" if ruled else table.name,
         id=table.c.id,
         columns=columns,
-        sort_keys={"ID": table.c.id, **{name.upper(): table.c[name] for name in node_type.sort}},
+        sort_keys={"ID": table.c.id, **{name.upper(): table.c[name] for name in node_type.sort}}
+        | ({RELEVANCE: search_rank(table.c.id)} if node_type.searchable else {}),
     )
 
 
@@ -204,13 +232,15 @@ def node(
     visible: Rule,
     sort: tuple[str, ...] = (),
     filter: type | None = None,
+    searchable: bool = False,
     plural: str | None = None,
 ) -> Callable[[type[T]], type[T]]:
     """Declare a Strawberry type (decorated first) as backed by `model`'s table.
 
     `visible`: the rule (db/visibility.py) that says which rows a viewer sees; `sort`: the
     columns its lists can be ordered by besides id; `filter`: the input type whose fields are
-    conditions (schema/declare/fields.py)."""
+    conditions (schema/declare/fields.py); `searchable`: its lists take `search`, and can be
+    ordered by RELEVANCE (db/search.py)."""
 
     def declare(cls: type[T]) -> type[T]:
         definition: StrawberryObjectDefinition = cls.__strawberry_definition__  # type: ignore[attr-defined]
@@ -222,7 +252,8 @@ def node(
             visible=visible,
             sort=sort,
             filter=filter,
-            order=_order_input(definition.name, sort, noun),
+            order=_order_input(definition.name, sort, noun, searchable),
+            searchable=searchable,
         )
         for strawberry_field in definition.fields:
             spec = spec_of(strawberry_field)
@@ -246,9 +277,10 @@ def _graphql_name(strawberry_field: StrawberryField) -> str:
     return strawberry_field.graphql_name or to_camel_case(strawberry_field.python_name)
 
 
-def _order_input(type_name: str, sort: tuple[str, ...], noun: str) -> type:
+def _order_input(type_name: str, sort: tuple[str, ...], noun: str, searchable: bool) -> type:
     """The `orderBy` input of the type's lists: a field among its sort keys, and a direction."""
-    keys = Enum(f"{type_name}OrderField", {name: name for name in ("ID", *(key.upper() for key in sort))})  # type: ignore[misc]
+    names = ("ID", *(key.upper() for key in sort), *([RELEVANCE] if searchable else []))
+    keys = Enum(f"{type_name}OrderField", {name: name for name in names})  # type: ignore[misc]
     fields = strawberry.enum(keys)
     namespace = {
         "__annotations__": {"field": fields, "direction": OrderDirection},
@@ -263,17 +295,49 @@ def _order_input(type_name: str, sort: tuple[str, ...], noun: str) -> type:
 # Filter inputs: each field holds a Condition (schema/declare/fields.py).
 
 
-def filter_where(table: Table, filter: Any) -> Where:
+def filter_where(table: Table, filter: Any, viewer: Viewer) -> Where:
     definition: StrawberryObjectDefinition = type(filter).__strawberry_definition__
     conditions = []
     for strawberry_field in definition.fields:
         spec = spec_of(strawberry_field)
         value = getattr(filter, strawberry_field.python_name)
-        if not isinstance(spec, Condition) or value is None:
+        if value is None:
             continue
-        argument = f"filter.{_graphql_name(strawberry_field)}"
-        conditions.append(_condition(table, strawberry_field.python_name, spec, value, argument))
+        name = strawberry_field.python_name
+        if isinstance(spec, Condition):
+            argument = f"filter.{_graphql_name(strawberry_field)}"
+            conditions.append(_condition(table, name, spec, value, argument))
+        elif isinstance(spec, CountCondition):
+            conditions.append(_count_condition(table, name, spec, value, viewer))
     return all_of(*conditions)
+
+
+def _count_condition(table: Table, name: str, spec: CountCondition, value: Any, viewer: Viewer) -> Where:
+    """The number of related rows the viewer may see (their own rule, so a count never tells of
+    rows it hides), compared with each bound the CountFilter gives."""
+    related = _BY_NAME[spec.of]
+    seen = related.rows(viewer)
+    link = related.table.c[spec.link]
+
+    def counted() -> ColumnElement[int]:
+        rows = select(func.count()).select_from(related.table).where(link == table.c.id, *seen.clauses())
+        return rows.scalar_subquery()
+
+    bounds = [
+        (op, bound)
+        for op, bound in (("at_least", value.at_least), ("at_most", value.at_most), ("equals", value.equals))
+        if bound is not None
+    ]
+
+    def comparison(op: str) -> Callable[[], ColumnElement[bool]]:
+        compare = {"at_least": operator.ge, "at_most": operator.le, "equals": operator.eq}[op]
+        return lambda: compare(counted(), param(f"{name}_{op}", Integer()))
+
+    return Where(
+        shape=(name, related.name, spec.link, tuple(op for op, _ in bounds), seen.shape),
+        params={**seen.params, **{f"{name}_{op}": bound for op, bound in bounds}},
+        makers=tuple(comparison(op) for op, _ in bounds),
+    )
 
 
 def _condition(table: Table, name: str, spec: Condition, value: Any, argument: str) -> Where:

@@ -125,6 +125,15 @@ class Condition:
 
 
 @dataclass(frozen=True, slots=True)
+class CountCondition:
+    """A filter input field (a CountFilter) on how many rows of the node type `of`, among those
+    the viewer may see, hold the row's id in their `link` column."""
+
+    of: str
+    link: str
+
+
+@dataclass(frozen=True, slots=True)
 class Narrowing:
     """A subscription argument that keeps the events whose `event_field` is the row it names."""
 
@@ -158,6 +167,7 @@ Spec = (
     | NodeSpec
     | ResolverOnly
     | Condition
+    | CountCondition
     | SubscriptionSpec
 )
 

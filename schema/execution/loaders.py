@@ -35,7 +35,6 @@ from schema.relay import (
     Paged,
     build_connection,
     from_global_id,
-    order_of,
     pk_of,
     window_of,
 )
@@ -159,8 +158,9 @@ class Loaders:
         first, after, last, before = (
             _given(arguments.get(name)) for name in ("first", "after", "last", "before")
         )
-        order = order_of(_given(arguments.get("order_by")))
-        where = node_type.where(self._viewer, _given(arguments.get("filter")))
+        search = _given(arguments.get("search"))
+        order = node_type.order_of(_given(arguments.get("order_by")), search)
+        where = node_type.where(self._viewer, _given(arguments.get("filter")), search)
         listing = node_type.listing(self._viewer)
         return PageRequest(
             fields=columns_for(info, node_type, path=CONNECTION_NODE),

@@ -12,7 +12,20 @@ from db import models, visibility, writes
 from db.events import Event, EventOf
 from db.models import utcnow
 from db.visibility import everyone
-from schema.declare import after, before, by_id, column, connection, contains, equals, lookup, node, to_one
+from schema.declare import (
+    CountFilter,
+    after,
+    before,
+    by_id,
+    column,
+    connection,
+    contains,
+    counted,
+    equals,
+    lookup,
+    node,
+    to_one,
+)
 from schema.declare.nodes import declared
 from schema.declare.subscriptions import added, by, changed
 from schema.errors import (
@@ -47,9 +60,12 @@ class PostFilter:
     title_contains: str | None = contains("title")
     posted_after: datetime | None = after("date_posted")
     posted_before: datetime | None = before("date_posted")
+    comment_count: CountFilter | None = counted(
+        "Comment", "post_id", description="Posts with so many comments."
+    )
 
 
-@node(models.Post, visible=everyone, sort=("date_posted", "title"), filter=PostFilter)
+@node(models.Post, visible=everyone, sort=("date_posted", "title"), filter=PostFilter, searchable=True)
 @strawberry.type(description="A blog post. Public: anyone may read it.")
 class Post(Node):
     title: str = column()

@@ -13,7 +13,19 @@ from db.events import Event, EventOf
 from db.models import TaskStatus as TaskStatusValue
 from db.models import utcnow
 from db.visibility import can_see_task
-from schema.declare import after, by_id, column, connection, contains, equals, lookup, node, to_one
+from schema.declare import (
+    CountFilter,
+    after,
+    by_id,
+    column,
+    connection,
+    contains,
+    counted,
+    equals,
+    lookup,
+    node,
+    to_one,
+)
 from schema.declare.nodes import declared, linked, node_type_named
 from schema.declare.subscriptions import by, changed
 from schema.errors import AuthenticationRequiredError, NotFoundError, StaleVersionError, ValidationError
@@ -36,6 +48,7 @@ class TaskFilter:
     status: TaskStatus | None = equals("status")  # type: ignore[valid-type]
     title_contains: str | None = contains("title")
     created_after: datetime | None = after("created_at")
+    note_count: CountFilter | None = counted("Note", "task_id", description="Tasks with so many notes.")
 
 
 @node(models.Task, visible=can_see_task, sort=("created_at", "title", "status"), filter=TaskFilter)

@@ -10,7 +10,19 @@ from sqlalchemy import ColumnElement, String, case, literal_column
 
 from db import models
 from db.visibility import can_see_email, everyone
-from schema.declare import by_column, by_id, column, connection, expression, lookup, node, starts_with, viewer
+from schema.declare import (
+    CountFilter,
+    by_column,
+    by_id,
+    column,
+    connection,
+    counted,
+    expression,
+    lookup,
+    node,
+    starts_with,
+    viewer,
+)
 from schema.relay import CONNECTION_ARGS_DOC, Connection, Node
 
 if TYPE_CHECKING:
@@ -37,6 +49,10 @@ def avatar_url(image_file: ColumnElement[Any]) -> ColumnElement[Any]:
 class UserFilter:
     username_starts_with: str | None = starts_with(
         "username", lower=True, description="Usernames are lower case; the prefix is lower-cased too."
+    )
+    post_count: CountFilter | None = counted("Post", "user_id", description="Users with so many posts.")
+    task_count: CountFilter | None = counted(
+        "Task", "owner_id", description="Users with so many tasks (that the viewer may see)."
     )
 
 

@@ -185,10 +185,16 @@ STATEMENTS = StatementCache()
 # Building statements (each called once per shape).
 
 
-def _ordering(listing: Listing, order: Order, reverse: bool) -> list[ColumnElement[Any]]:
+def _ordering(
+    listing: Listing, order: Order, reverse: bool, sort_key: ColumnElement[Any] | None = None
+) -> list[ColumnElement[Any]]:
+    """ORDER BY the sort key, then id. `sort_key`: the selected label to order by instead of the
+    key itself, so that an expression (a search's rank) is computed once per row, not twice."""
     descending = order.descending != reverse
     columns = [listing.sort_column(order)]
     if columns[0] is not listing.id:
+        if sort_key is not None:
+            columns[0] = sort_key
         columns.append(listing.id)
     return [column.desc() if descending else column.asc() for column in columns]
 
@@ -211,12 +217,17 @@ def _position(listing: Listing, order: Order, window: Window) -> list[ColumnElem
     return clauses
 
 
-def _with_sort(listing: Listing, order: Order, fields: Iterable[str]) -> list[ColumnElement[Any]]:
+def _with_sort(
+    listing: Listing, order: Order, fields: Iterable[str]
+) -> tuple[list[ColumnElement[Any]], ColumnElement[Any] | None]:
+    """The columns a page selects, with its sort key labelled `sort_key` (also returned, for
+    ORDER BY), unless the order is by id."""
     columns = listing.select_columns(fields)
     sort = listing.sort_column(order)
-    if sort is not listing.id:
-        columns.append(sort.label("sort_key"))
-    return columns
+    if sort is listing.id:
+        return columns, None
+    label = sort.label("sort_key")
+    return [*columns, label], label
 
 
 def _limit() -> Any:
@@ -240,10 +251,11 @@ def select_page(
     window: Window,
 ) -> AnySelect:
     """One page: at most window.size + 1 rows (the extra row only tells that there is more)."""
+    columns, sort_key = _with_sort(listing, order, fields)
     return (
-        select(*_with_sort(listing, order, fields))
+        select(*columns)
         .where(*where, *_position(listing, order, window))
-        .order_by(*_ordering(listing, order, reverse=window.backwards))
+        .order_by(*_ordering(listing, order, reverse=window.backwards, sort_key=sort_key))
         .limit(_limit())
     )
 
@@ -266,11 +278,9 @@ def select_pages_per_parent(
             .table_valued("id")
             .render_derived(name="parents")
         )
+        columns, _ = _with_sort(listing, order, fields)
         page = (
-            select(
-                *_with_sort(listing, order, fields),
-                func.row_number().over(order_by=ordering).label("page_rank"),
-            )
+            select(*columns, func.row_number().over(order_by=ordering).label("page_rank"))
             .where(parent == parents.c.id, *where, *_position(listing, order, window))
             .order_by(*ordering)
             .limit(_limit())
@@ -284,7 +294,7 @@ def select_pages_per_parent(
         )
     rank = func.row_number().over(partition_by=parent, order_by=ordering)
     ranked = (
-        select(*_with_sort(listing, order, fields), parent.label("parent_key"), rank.label("page_rank"))
+        select(*_with_sort(listing, order, fields)[0], parent.label("parent_key"), rank.label("page_rank"))
         .where(_one_of(parent, "parent_ids", dialect), *where, *_position(listing, order, window))
         .subquery()
     )

@@ -256,11 +256,14 @@ class _PageRows:
         listing = self.listing
         alias, adapt, where = self._filtered(prefix)
         selected = [adapt(listing.columns[name]).label(name) for name in dict.fromkeys(["id", *columns])]
+        sort_key = None
         if self.sort_key is not None:
-            selected.append(adapt(self.sort_key).label("sort_key"))
+            sort_key = adapt(self.sort_key).label("sort_key")
+            selected.append(sort_key)
+        # By the selected label: an expression (a search's rank) is then computed once per row.
         ordering = [
-            adapt(clause)
-            for clause in _ordering(listing, self.page.order, reverse=self.page.window.backwards)
+            clause if sort_key is not None and clause.element is sort_key else adapt(clause)
+            for clause in _ordering(listing, self.page.order, self.page.window.backwards, sort_key)
         ]
         statement = select(*selected).select_from(alias).where(*where).order_by(*ordering)
         return statement.correlate_except(alias) if self.page.via is not None else statement

@@ -55,6 +55,13 @@ def _cost(query: str, **variables: object) -> int:
             12,
         ),
         ('{ user(username: "x") { username } }', {}, 1),
+        ('{ posts(search: "garden", first: 5) { totalCount } }', {}, 100 + 5),
+        ("query ($q: String) { posts(search: $q, first: 5) { totalCount } }", {"q": None}, 5),
+        (
+            '{ users(first: 10) { edges { node { posts(search: "a", first: 2) { totalCount } } } } }',
+            {},
+            10 + 10 * 102,
+        ),
         ('mutation { createPost(input: {title: "t", content: "c"}) { __typename } }', {}, 10),
         ('mutation { login(input: {usernameOrEmail: "a", password: "b"}) { __typename } }', {}, 500),
     ],

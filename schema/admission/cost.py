@@ -4,11 +4,11 @@ A query's cost is the number of objects it can return: each connection counts it
 times the pages of the connections around it, as GitHub's node limit does, so
 `users(first: 50) { posts(first: 10) { ... } }` costs 50 + 50 x 10 = 550. Sizes come from the
 arguments as graphql-core coerces them (a variable's default filled in, `100.0` read as 100);
-a size that cannot be read is priced as the largest page. `nodes(ids:)` counts its IDs.
-Introspection is priced too: `__schema` answers hundreds of objects. A mutation adds its
-field's price (10, or what the field declares: the ones that hash a password cost 500, which
-also keeps password guessing slow under the rate limit). The same cost is what the rate limit
-charges (web/rate_limit.py).
+a size that cannot be read is priced as the largest page. `nodes(ids:)` counts its IDs, and a
+search adds SEARCH_COST to its list. Introspection is priced too: `__schema` answers hundreds of
+objects. A mutation adds its field's price (10, or what the field declares: the ones that hash
+a password cost 500, which also keeps password guessing slow under the rate limit). The same
+cost is what the rate limit charges (web/rate_limit.py).
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ MUTATION_COST = 10  # a write costs more than the objects its payload returns
 COST = "quill:cost"  # a field's own price, in its Strawberry metadata (`metadata=price(500)`)
 SCHEMA_INTROSPECTION_COST = 2000  # about the objects `__schema { types { fields ... } }` returns
 TYPE_INTROSPECTION_COST = 100
+# A search ranks every row that matches, however small the page: priced as a full page more, for
+# each list searched (a search in each of 50 users' posts costs 50 times that).
+SEARCH_COST = 100
 
 
 def price(points: int) -> dict[str, int]:
@@ -108,7 +111,8 @@ class _Estimate:
         target = get_named_type(definition.type)
         if target.name.endswith("Connection"):
             inner = self._page_size(definition, field)
-            return inner + self.nodes(target, field.selection_set, inner)
+            searched = SEARCH_COST if self._searches(definition, field) else 0
+            return searched + inner + self.nodes(target, field.selection_set, inner)
         of_type = definition.type.of_type if isinstance(definition.type, GraphQLNonNull) else definition.type
         if isinstance(of_type, GraphQLList) and "ids" in definition.args:
             inner = self._length(definition, field, "ids")
@@ -120,6 +124,12 @@ class _Estimate:
             return get_argument_values(definition, field, self.variables)
         except GraphQLError:  # the execution reports it; priced at the worst case meanwhile
             return None
+
+    def _searches(self, definition: GraphQLField, field: FieldNode) -> bool:
+        if "search" not in definition.args:
+            return False
+        arguments = self._arguments(definition, field)
+        return arguments is None or arguments.get("search") is not None
 
     def _page_size(self, definition: GraphQLField, field: FieldNode) -> int:
         arguments = self._arguments(definition, field)

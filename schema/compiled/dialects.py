@@ -16,7 +16,8 @@ they differ where it matters for equal answers:
 
 - MariaDB refuses a derived table that reads an outer query's row, which is how the others take a
   nested page's rows (`FROM (SELECT ... WHERE t1.user_id = p0.id LIMIT n)`); schema/compiled/sql.py
-  bounds those pages another way (`correlates_derived_tables`). Its JSON text has spaces after
+  bounds those nested pages another way (`correlates_derived_tables`; a root list reads no outer
+  row, so it takes a derived table here too). Its JSON text has spaces after
   `:` and `,`, which the client does not see but a cursor would: cursors are built with CONCAT.
   Its booleans are numbers unless they come from a comparison or TRUE/FALSE, and a JSON value
   stays JSON only through JSON functions and subqueries (COALESCE with a non-JSON value makes

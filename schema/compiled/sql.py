@@ -194,7 +194,9 @@ class _Builder:
     # Pages.
 
     def page(self, page: Page, parent: _Row) -> ColumnElement[Any]:
-        kind = _PageRows if self.json.correlates_derived_tables else _BoundedPageRows
+        # A root list reads no outer row, so a derived table serves it on every engine.
+        correlates = self.json.correlates_derived_tables or page.via is None
+        kind = _PageRows if correlates else _BoundedPageRows
         return self.parts(page.parts, kind(self, page, parent, self._next()))
 
     def parts(self, parts: Parts, rows: _PageRows) -> ColumnElement[Any]:
@@ -331,10 +333,11 @@ class _PageRows:
 
 
 class _BoundedPageRows(_PageRows):
-    """A page for an engine that refuses a derived table reading an outer row (MariaDB): the
-    page is the rows before the first row past it, found by the index as hasNextPage finds it
-    (`ORDER BY ... LIMIT 1 OFFSET size`), and its objects and cursors are built from those rows
-    directly. So a page still reads what it shows, whatever the size of the list."""
+    """A nested page for an engine that refuses a derived table reading an outer row (MariaDB;
+    its root lists take derived tables like the others'): the page is the rows before the first
+    row past it, found by the index as hasNextPage finds it (`ORDER BY ... LIMIT 1 OFFSET size`),
+    and its objects and cursors are built from those rows directly. So a page still reads what it
+    shows, whatever the size of the list."""
 
     def _in_page(self, adapt: Adapt) -> ColumnElement[bool]:
         """Whether a row comes before the first row past the page, in reading order."""

@@ -167,6 +167,8 @@ class Connection(Generic[NodeT]):
     edges: list[Edge[NodeT]]
     page_info: PageInfo
     count_rows: strawberry.Private[Callable[[], Awaitable[int]]]
+    # The list's aggregates, by db/aggregates.py's labels (schema/declare/aggregates.py).
+    measures: strawberry.Private[Callable[[], Awaitable[dict[str, Any]]] | None] = None
 
     @strawberry.field(description="How many items the whole list holds (all pages); costs one count query.")
     async def total_count(self) -> int:
@@ -187,6 +189,7 @@ def build_connection(
     paged: Paged,
     to_node: Callable[[AnyRow], NodeT],
     count_rows: Callable[[], Awaitable[int]],
+    measures: Callable[[], Awaitable[dict[str, Any]]] | None = None,
 ) -> Connection[NodeT]:
     listing, order, rows = paged.listing, paged.order, page.rows
 
@@ -204,4 +207,5 @@ def build_connection(
             end_cursor=cursor(rows[-1]) if rows else None,
         ),
         count_rows=count_rows,
+        measures=measures,
     )

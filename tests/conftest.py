@@ -441,3 +441,6 @@ def shared_url(database_url: str, redis_url: str) -> str:
 def postgres_url(postgres_database: str) -> str:
     truncate_all(postgres_database)
     return postgres_database
+
+
+from tests.pairs import pair  # noqa: E402, F401  (the fixture, for every test module)

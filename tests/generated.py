@@ -33,6 +33,17 @@ from schema.declare.specs import Condition, LookupSpec, spec_of
 from schema.relay import to_global_id
 
 
+def _aggregates(connection: GraphQLObjectType) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    if "aggregate" not in connection.fields:
+        return ()
+    aggregate = _unwrap(connection.fields["aggregate"].type)
+    found = []
+    for name, aggregate_field in aggregate.fields.items():
+        values = _unwrap(aggregate_field.type)
+        found.append((name, tuple(values.fields) if isinstance(values, GraphQLObjectType) else ()))
+    return tuple(found)
+
+
 def _unwrap(type_: Any) -> Any:
     while isinstance(type_, GraphQLNonNull | GraphQLList):
         type_ = type_.of_type
@@ -54,6 +65,9 @@ class ListField:
     orders: tuple[str, ...]
     filters: tuple[FilterField, ...]
     searchable: bool = False
+    # The connection's `aggregate` object: (field, its values' fields) for min/max/sum/avg;
+    # `count` has none.
+    aggregates: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,7 +134,14 @@ class SchemaShape:
             filter_input: GraphQLInputObjectType = _unwrap(graphql_field.args["filter"].type)
             for filter_name, input_field in filter_input.fields.items():
                 filters.append(_filter_field(filter_name, input_field))
-        return ListField(name, target, orders, tuple(filters), searchable="search" in graphql_field.args)
+        return ListField(
+            name,
+            target,
+            orders,
+            tuple(filters),
+            searchable="search" in graphql_field.args,
+            aggregates=_aggregates(connection),
+        )
 
     def _read_lookup(self, name: str, graphql_field: Any, target: Any) -> None:
         spec = spec_of(graphql_field.extensions.get("strawberry-definition"))
@@ -262,6 +283,9 @@ class Draw:
             pieces = []
             if draw(st.booleans()):
                 pieces.append("totalCount")
+            wants_aggregate: bool = draw(st.booleans())
+            if list_field.aggregates and wants_aggregate:
+                pieces.append(draw(self.aggregate(list_field)))
             if draw(st.booleans()):
                 pieces.append("pageInfo { hasNextPage hasPreviousPage startCursor endCursor }")
             edge = ["cursor"] if draw(st.booleans()) else []
@@ -270,6 +294,23 @@ class Draw:
             return f"{list_field.name}({', '.join(arguments)}) {{ {' '.join(pieces)} }}"
 
         return connection()
+
+    def aggregate(self, list_field: ListField) -> st.SearchStrategy[str]:
+        """`aggregate { ... }` with some of its fields, and some values of each."""
+
+        @st.composite
+        def aggregate(draw: st.DrawFn) -> str:
+            chosen = draw(st.lists(st.sampled_from(list_field.aggregates), min_size=1, unique=True))
+            pieces = []
+            for name, values in chosen:
+                if not values:
+                    pieces.append(name)
+                    continue
+                picked = draw(st.lists(st.sampled_from(values), min_size=1, unique=True))
+                pieces.append(f"{name} {{ {' '.join(picked)} }}")
+            return f"aggregate {{ {' '.join(pieces)} }}"
+
+        return aggregate()
 
     def search(self, type_name: str) -> st.SearchStrategy[str | None]:
         """No search, or one to three words of the type's text (in any case), or one it lacks."""

@@ -9,8 +9,6 @@ A failure prints the query, the variables and both answers.
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import sqlite3
 import time
@@ -33,6 +31,7 @@ from db.sqlite_functions import b64, b64url
 from tests.conftest import StatementCounter
 from tests.factories import make_comment, make_note, make_post, make_task, make_user, make_users_with_posts
 from tests.generated import Draw, Pools, SchemaShape
+from tests.pairs import Executors, Pair
 
 pytestmark = pytest.mark.one_path  # the resolver pass skips it (pyproject.toml: markers)
 
@@ -97,75 +96,6 @@ async def make_world(session: AsyncSession, token_for: Callable[[User], str]) ->
                 )
     tokens = {"anonymous": None, "ada": token_for(ada), "root": token_for(root)}
     return World(ada, bob, root, tokens)
-
-
-class Executors(logging.Handler):
-    """What answered each operation, from the request log's lines."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.seen: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        for operation in getattr(record, "fields", {}).get("operations", []):
-            self.seen.append(operation["executor"])
-
-
-@dataclass
-class Pair:
-    compiled: httpx.AsyncClient
-    reference: httpx.AsyncClient
-    statements: StatementCounter
-    executors: Executors
-    engine: str
-    last_statements: int = 0  # what the compiled app's second request of the last check() sent
-
-    async def post(
-        self, client: httpx.AsyncClient, query: str, variables: Any, token: str | None
-    ) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        response = await client.post(
-            "/graphql", json={"query": query, "variables": variables}, headers=headers
-        )
-        return response.status_code, response.json()
-
-    async def check(self, query: str, variables: Any = None, token: str | None = None) -> tuple[Any, str]:
-        """Both answers (equal, or the test fails); returns the answer and what answered the
-        compiled app's second (short-way) request. A compiled answer is exactly one statement."""
-        expected = await self.post(self.reference, query, variables, token)
-        first = await self.post(self.compiled, query, variables, token)
-        with self.statements.count() as sent:
-            second = await self.post(self.compiled, query, variables, token)
-        for answer in (first, second):
-            assert json.dumps(answer) == json.dumps(expected), (
-                f"\nquery: {query}\nvariables: {variables}\ncompiled: {answer}\nresolvers: {expected}"
-            )
-        executor = self.executors.seen[-1]
-        if executor == "compiled":
-            assert sent.value == 1, (query, sent.statements)
-        self.last_statements = sent.value
-        return expected[1], executor
-
-    @property
-    def compiles(self) -> bool:
-        return self.engine in ("sqlite", "postgresql", "mysql")
-
-
-@pytest.fixture
-async def pair(app_with: Callable[..., Any], engine_name: str) -> AsyncIterator[Pair]:
-    # The rate limit would refuse the later parts of a long corpus; it has tests of its own.
-    executors = Executors()
-    log = logging.getLogger("quill.request")
-    log.addHandler(executors)
-    try:
-        async with (
-            app_with(compiled_reads=True, rate_limit=False) as compiled,
-            app_with(compiled_reads=False, rate_limit=False) as reference,
-        ):
-            with StatementCounter().listening(compiled.app) as statements:
-                yield Pair(compiled, reference, statements, executors, engine_name)
-    finally:
-        log.removeHandler(executors)
 
 
 @asynccontextmanager
@@ -509,6 +439,8 @@ async def test_generated_queries_answer_as_the_resolvers(pair: Pair) -> None:
     assert any("(by: {" in query for query, _ in drawn), "no lookup drawn in its @oneOf form"
     assert any("search: " in query for query, _ in drawn), "no search drawn"
     assert any("Count: {" in query for query, _ in drawn), "no filter on a related count drawn"
+    assert any("aggregate { " in query for query, _ in drawn), "no aggregate drawn"
+    assert any("avg { " in query for query, _ in drawn), "no average drawn"
     reads = pair.compiled.app.state.compiled_reads  # type: ignore[attr-defined]
     for query, viewer in drawn:
         refusals = reads.statements.refused_reads

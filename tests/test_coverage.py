@@ -7,7 +7,8 @@ answer shows it; this walks the built schema and fails on such a field. What cou
 - on the root types: connections, lookups, `me`, `node`/`nodes`, and subscriptions declared with
   schema/declare/subscriptions.py (whose documents tests/test_event_streams.py checks the
   compiled group takes);
-- the structure of connections (edges, cursor, node, pageInfo, totalCount);
+- the structure of connections (edges, cursor, node, pageInfo, totalCount, aggregate and the
+  objects of its aggregates: schema/declare/aggregates.py);
 - on the objects mutations return (payloads, errors): plain values the resolver sets, and
   `to_one` links to the rows written.
 A field marked `resolver_only(reason)` is listed with its reason; anything else fails.
@@ -24,6 +25,7 @@ from db import models
 from db.visibility import everyone
 from schema import build_schema
 from schema.declare import column, connection, node
+from schema.declare.aggregates import AGGREGATE_OF
 from schema.declare.nodes import find_node_type
 from schema.declare.specs import (
     ColumnSpec,
@@ -79,10 +81,14 @@ def coverage(schema: GraphQLSchema) -> tuple[dict[str, str], list[str]]:
 def _structure(type_: GraphQLObjectType) -> set[str] | None:
     """The fields of a connection's own types; None for any other type."""
     definition = type_.extensions.get("strawberry-definition")
+    origin = getattr(definition, "origin", None)
     for cls, fields in STRUCTURE.items():
-        origin = getattr(definition, "origin", None)
         if origin is cls or getattr(getattr(definition, "concrete_of", None), "origin", None) is cls:
             return fields or set(type_.fields)
+    if isinstance(origin, type) and issubclass(origin, Connection):  # a node type's own connection
+        return {"edges", "pageInfo", "totalCount", "aggregate"}
+    if hasattr(origin, AGGREGATE_OF):  # the planner compiles every field of an aggregate's objects
+        return set(type_.fields)
     return None
 
 

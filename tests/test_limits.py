@@ -62,6 +62,13 @@ def _cost(query: str, **variables: object) -> int:
             {},
             10 + 10 * 102,
         ),
+        ("{ posts(first: 5) { aggregate { count } } }", {}, 100 + 5),
+        (
+            "fragment A on PostConnection { aggregate { avg { version } } } "
+            "{ users(first: 10) { edges { node { posts(first: 2) { ...A totalCount } } } } }",
+            {},
+            10 + 10 * 102,
+        ),
         ('mutation { createPost(input: {title: "t", content: "c"}) { __typename } }', {}, 10),
         ('mutation { login(input: {usernameOrEmail: "a", password: "b"}) { __typename } }', {}, 500),
     ],

@@ -4,8 +4,9 @@ A query's cost is the number of objects it can return: each connection counts it
 times the pages of the connections around it, as GitHub's node limit does, so
 `users(first: 50) { posts(first: 10) { ... } }` costs 50 + 50 x 10 = 550. Sizes come from the
 arguments as graphql-core coerces them (a variable's default filled in, `100.0` read as 100);
-a size that cannot be read is priced as the largest page. `nodes(ids:)` counts its IDs, and a
-search adds SEARCH_COST to its list. Introspection is priced too: `__schema` answers hundreds of
+a size that cannot be read is priced as the largest page. `nodes(ids:)` counts its IDs, a
+search adds SEARCH_COST to its list, and an `aggregate` AGGREGATE_COST to its connection (both
+read every row of the list). Introspection is priced too: `__schema` answers hundreds of
 objects. A mutation adds its field's price (10, or what the field declares: the ones that hash
 a password cost 500, which also keeps password guessing slow under the rate limit). The same
 cost is what the rate limit charges (web/rate_limit.py).
@@ -45,6 +46,8 @@ TYPE_INTROSPECTION_COST = 100
 # A search ranks every row that matches, however small the page: priced as a full page more, for
 # each list searched (a search in each of 50 users' posts costs 50 times that).
 SEARCH_COST = 100
+# A connection's `aggregate` reads every row of its list, whatever the page: priced like a search.
+AGGREGATE_COST = 100
 
 
 def price(points: int) -> dict[str, int]:
@@ -112,12 +115,30 @@ class _Estimate:
         if target.name.endswith("Connection"):
             inner = self._page_size(definition, field)
             searched = SEARCH_COST if self._searches(definition, field) else 0
-            return searched + inner + self.nodes(target, field.selection_set, inner)
+            aggregated = AGGREGATE_COST * self._aggregates(target, field.selection_set)
+            return searched + aggregated + inner + self.nodes(target, field.selection_set, inner)
         of_type = definition.type.of_type if isinstance(definition.type, GraphQLNonNull) else definition.type
         if isinstance(of_type, GraphQLList) and "ids" in definition.args:
             inner = self._length(definition, field, "ids")
             return inner + self.nodes(target, field.selection_set, inner)
         return self.nodes(target, field.selection_set, 1)
+
+    def _aggregates(self, connection: Any, selection_set: SelectionSetNode | None) -> int:
+        """How many `aggregate` fields a connection's selection holds (fragments included);
+        once per connection, not once per item of its page."""
+        if selection_set is None or "aggregate" not in getattr(connection, "fields", {}):
+            return 0
+        found = 0
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                found += selection.name.value == "aggregate"
+            elif isinstance(selection, InlineFragmentNode):
+                found += self._aggregates(connection, selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                fragment = self.fragments.get(selection.name.value)
+                if fragment is not None:
+                    found += self._aggregates(connection, fragment.selection_set)
+        return found
 
     def _arguments(self, definition: GraphQLField, field: FieldNode) -> dict[str, Any] | None:
         try:

@@ -41,6 +41,7 @@ from strawberry.types.field import StrawberryField
 from db.visibility import Viewer
 from db.where import EVERYTHING, Where, condition
 from schema.compiled.tree import (
+    Aggregate,
     Array,
     Column,
     Constant,
@@ -48,6 +49,7 @@ from schema.compiled.tree import (
     Edges,
     Fields,
     GlobalId,
+    Measure,
     Named,
     Nested,
     Node,
@@ -61,7 +63,7 @@ from schema.compiled.tree import (
     TotalCount,
     Value,
 )
-from schema.declare.nodes import NodeType, find_node_type
+from schema.declare.nodes import NodeType, find_node_type, node_type_named
 from schema.declare.specs import (
     ColumnSpec,
     ConnectionSpec,
@@ -331,6 +333,9 @@ class ReadPlanner:
                 parts.append((key, Constant(connection.name)))
             elif name == "totalCount":
                 parts.append((key, TotalCount()))
+            elif name == "aggregate":
+                aggregate = self._named_type(connection, field_nodes[0])
+                parts.append((key, self._aggregate(aggregate, field_nodes, node_type)))
             elif name == "edges":
                 edge = self._named_type(connection, field_nodes[0])
                 parts.append((key, Edges(self._edge_parts(edge, field_nodes, node_type, link))))
@@ -339,6 +344,36 @@ class ReadPlanner:
                 parts.append((key, Nested(self._page_info_parts(page_info, field_nodes))))
             else:
                 raise NotCompilable(f"{connection.name}.{name}")
+        return tuple(parts)
+
+    def _aggregate(self, aggregate: GraphQLObjectType, nodes: list[FieldNode], node_type: str) -> Aggregate:
+        declared = node_type_named(node_type)
+        parts: list[tuple[str, Measure | Constant | Aggregate]] = []
+        for key, field_nodes in self.sub_fields(aggregate, nodes).items():
+            name = field_nodes[0].name.value
+            if name == "__typename":
+                parts.append((key, Constant(aggregate.name)))
+            elif name == "count":
+                parts.append((key, Measure("count")))
+            else:  # min, max, sum or avg: an object of one value per field
+                values = self._named_type(aggregate, field_nodes[0])
+                parts.append((key, Aggregate(self._measures(values, field_nodes, declared, name))))
+        return Aggregate(tuple(parts))
+
+    def _measures(
+        self, values: GraphQLObjectType, nodes: list[FieldNode], node_type: NodeType, function: str
+    ) -> tuple[tuple[str, Measure | Constant | Aggregate], ...]:
+        parts: list[tuple[str, Measure | Constant | Aggregate]] = []
+        for key, field_nodes in self.sub_fields(values, nodes).items():
+            name = field_nodes[0].name.value
+            if name == "__typename":
+                parts.append((key, Constant(values.name)))
+                continue
+            column = node_type.label(node_type.graphql_names[name])
+            assert column is not None
+            printed = _printed(column, values.fields[name])
+            kind = printed.kind if isinstance(printed, Column) and function in ("min", "max") else "plain"
+            parts.append((key, Measure(function, column, kind)))
         return tuple(parts)
 
     def _edge_parts(

@@ -55,6 +55,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.util import ClauseAdapter
 from sqlalchemy.sql.visitors import replacement_traverse
 
+from db.aggregates import measure
 from db.events import OUTBOX_COLUMNS, EventOf, outbox
 from db.models import UtcDateTime
 from db.pagination import Listing, _ordering, _position
@@ -65,6 +66,7 @@ from db.writes import at_version, next_version
 from schema.compiled.dialects import MAX_OBJECT_KEYS, JsonSql, KeyKind, constant
 from schema.compiled.tree import (
     MISSING_ROW,
+    Aggregate,
     Array,
     Column,
     Constant,
@@ -72,6 +74,7 @@ from schema.compiled.tree import (
     Edges,
     Fields,
     GlobalId,
+    Measure,
     Named,
     Nested,
     Node,
@@ -207,6 +210,8 @@ class _Builder:
             return constant(part.text)
         if isinstance(part, TotalCount):
             return rows.total_count()
+        if isinstance(part, Aggregate):
+            return rows.aggregate(part)
         if isinstance(part, Edges):
             return rows.edges(part.parts)
         if isinstance(part, Nested):  # pageInfo
@@ -330,6 +335,23 @@ class _PageRows:
         counted = select(func.count()).select_from(alias).where(*where)
         # Correlated to the parent's row however deep it nests (auto-correlation looks one level up).
         return counted.correlate_except(alias).scalar_subquery()
+
+    def aggregate(self, aggregate: Aggregate) -> ColumnElement[Any]:
+        """The list's aggregates as one object, from one pass over its rows (as totalCount's)."""
+        alias, adapt, where = self._filtered("a", positioned=False)
+        json = self.builder.json
+
+        def value(part: Measure | Constant | Aggregate) -> ColumnElement[Any]:
+            if isinstance(part, Constant):
+                return constant(part.text)
+            if isinstance(part, Aggregate):
+                return self.builder.object([(key, value(inner)) for key, inner in part.parts])
+            column = adapt(self.listing.columns[part.column]) if part.column is not None else None
+            measured = measure(part.function, column)
+            return json.datetime(measured) if part.kind == "datetime" else measured
+
+        built = select(value(aggregate)).select_from(alias).where(*where)
+        return built.correlate_except(alias).scalar_subquery()
 
 
 class _BoundedPageRows(_PageRows):

@@ -102,6 +102,24 @@ class TotalCount:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """An aggregate of the page's whole list (db/aggregates.py's `measure`): `count`, or
+    min/max/sum/avg of a column of the listing (`kind` "datetime" prints as a timestamp)."""
+
+    function: str
+    column: str | None = None
+    kind: str = "plain"
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """A connection's `aggregate` object (and its min/max/sum/avg objects): one statement over
+    the list's rows computes every Measure in it."""
+
+    parts: tuple[tuple[str, Measure | Constant | Aggregate], ...]
+
+
 @dataclass(eq=False, slots=True)
 class Node:
     """An edge's node: the row's fields."""
@@ -144,7 +162,7 @@ class Array:
 
 
 Value = Column | GlobalId | Constant | Null | Named | One | Parent | Page | Array
-Part = Cursor | PageFlag | TotalCount | Node | Nested | Edges | Constant
+Part = Cursor | PageFlag | TotalCount | Aggregate | Node | Nested | Edges | Constant
 Fields = tuple[tuple[str, Value], ...]
 
 

@@ -28,6 +28,7 @@ from strawberry.types.fields.resolver import StrawberryResolver
 from strawberry.types.lazy_type import LazyType
 
 from db.search import MAX_SEARCH_LENGTH
+from schema.declare.aggregates import connection_type
 from schema.declare.nodes import NodeType, node_type_of
 from schema.declare.specs import (
     BY,
@@ -123,18 +124,40 @@ class _ConnectionField(StrawberryField):
     def arguments(self, value: list[StrawberryArgument]) -> None:
         self._arguments = value
 
+    def resolve_type(self, *, type_definition: Any = None) -> Any:
+        """`Connection[Post]` as `PostConnection`, the node type's own (with `aggregate`), once
+        the node type can be known (a lazy one, when the schema is built)."""
+        resolved = super().resolve_type(type_definition=type_definition)
+        typed = getattr(self, "_typed", None)
+        if typed is None:
+            node_type = _generic_node_type(resolved)
+            if node_type is None:
+                return resolved
+            typed = self._typed = connection_type(node_type)
+        return typed
+
 
 def connection_node_type(connection_field: StrawberryField) -> NodeType:
     """The node type of a `Connection[...]` field."""
     resolved: Any = connection_field.type
-    definition: StrawberryObjectDefinition = resolved.__strawberry_definition__
+    found = getattr(resolved, "__quill_node_type__", None) or _generic_node_type(resolved)
+    if found is None:
+        raise TypeError(f"{connection_field.python_name}: {resolved} is not a connection of a @node type")
+    return found
+
+
+def _generic_node_type(resolved: Any) -> NodeType | None:
+    """The node type of `Connection[X]` (None while a lazy X cannot be imported yet)."""
+    definition: StrawberryObjectDefinition | None = getattr(resolved, "__strawberry_definition__", None)
+    if definition is None or len(definition.type_var_map) != 1:
+        return None
     [node] = definition.type_var_map.values()
     if isinstance(node, LazyType):
-        node = node.resolve_type()
-    found = node_type_of(node)  # type: ignore[arg-type]
-    if found is None:
-        raise TypeError(f"{connection_field.python_name}: {node} is not declared with @node(...)")
-    return found
+        try:
+            node = node.resolve_type()
+        except (ImportError, AttributeError):  # its module is still being imported
+            return None
+    return node_type_of(node)  # type: ignore[arg-type]
 
 
 def _argument(

@@ -20,11 +20,12 @@ from graphql import get_named_type
 from strawberry import UNSET
 from strawberry.dataloader import DataLoader
 
-from db import pagination
+from db import aggregates, pagination
 from db.pagination import AnyRow, Order, Page, Window
 from db.session import RequestDb
 from db.visibility import Viewer
 from db.where import Where
+from schema.declare.aggregates import measured_columns
 from schema.declare.nodes import NodeType, find_node_type
 from schema.declare.specs import ConnectionSpec, LookupSpec, ToOneSpec
 from schema.errors import BadInput
@@ -77,6 +78,7 @@ class Loaders:
         self._rows: dict[tuple[str, str], DataLoader[Any, Any]] = {}
         self._pages: dict[tuple[str, str], DataLoader[Any, Any]] = {}
         self._counts: dict[tuple[str, str], DataLoader[Any, Any]] = {}
+        self._measures: dict[tuple[str, str | None], DataLoader[Any, Any]] = {}
         self._as: dict[Viewer, Loaders] = {}  # for rows read as another viewer (see `linked`)
 
     # What the declared fields ask for.
@@ -183,8 +185,13 @@ class Loaders:
                 order=request.order,
                 window=request.window,
             )
+        counted = _Count(request.where_key, request.where)
         connection = self._connection(
-            node_type, request, page, partial(self._count_all, node_type, request.where)
+            node_type,
+            request,
+            page,
+            partial(self._count_all, node_type, request.where),
+            partial(self._measures_of(node_type, None).load, (None, counted)),
         )
         await self._bring_along([edge.node for edge in connection.edges], request.related)
         return connection
@@ -195,9 +202,10 @@ class Loaders:
         request: PageRequest,
         page: Page[AnyRow],
         count: Callable[[], Awaitable[int]],
+        measures: Callable[[], Awaitable[dict[str, Any]]],
     ) -> Connection[Any]:
         paged = Paged(node_type.listing(self._viewer), request.order, request.cursors)
-        return build_connection(page, paged, node_type.node, count)
+        return build_connection(page, paged, node_type.node, count, measures)
 
     async def _count_all(self, node_type: NodeType, where: Where) -> int:
         async with self._db.use() as session:
@@ -236,6 +244,15 @@ class Loaders:
         if loader is None:
             loader = self._counts[(node_type.name, link)] = DataLoader(
                 partial(self._fetch_counts, node_type, link)
+            )
+        return loader
+
+    def _measures_of(self, node_type: NodeType, link: str | None) -> DataLoader[Any, Any]:
+        """A list's aggregates (all the type offers, in one statement per list request)."""
+        loader = self._measures.get((node_type.name, link))
+        if loader is None:
+            loader = self._measures[(node_type.name, link)] = DataLoader(
+                partial(self._fetch_measures, node_type, link)
             )
         return loader
 
@@ -289,6 +306,7 @@ class Loaders:
                     request,
                     page,
                     partial(self._counts_of(node_type, link).load, (parent_id, counted)),
+                    partial(self._measures_of(node_type, link).load, (parent_id, counted)),
                 )
                 for parent_id, page in pages.items()
             }
@@ -310,6 +328,23 @@ class Loaders:
                 )
             found.update({(parent_id, counted): count for parent_id, count in counts.items()})
         return [found.get(key, 0) for key in keys]
+
+    async def _fetch_measures(
+        self, node_type: NodeType, link: str | None, keys: Sequence[tuple[int | None, _Count]]
+    ) -> list[dict[str, Any]]:
+        groups: dict[_Count, list[int]] = {}
+        for parent_id, counted in keys:
+            groups.setdefault(counted, []).append(parent_id)  # type: ignore[arg-type]
+        found: dict[tuple[int | None, _Count], dict[str, Any]] = {}
+        columns = measured_columns(node_type)
+        parent = node_type.table.c[link] if link is not None else None
+        for counted, parent_ids in groups.items():
+            async with self._db.use() as session:
+                measures = await aggregates.fetch_measures(
+                    session, node_type.table, columns, counted.where, parent, parent_ids
+                )
+            found.update({(parent_id, counted): values for parent_id, values in measures.items()})
+        return [found[key] for key in keys]
 
 
 def _returned_node_type(info: Info) -> NodeType:

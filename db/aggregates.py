@@ -1,0 +1,132 @@
+"""Aggregates of a list's rows (count, min, max, sum, avg), as SQL both read paths share.
+
+The resolvers select them labelled (`measures`, `fetch_measures`); the compiled planner builds
+the same expressions into its JSON (schema/compiled/sql.py). Averages are rounded to
+AVERAGE_DIGITS decimals and sums and averages are doubles on every engine, so the three engines
+and both paths print the same numbers (PostgreSQL's and MariaDB's AVG of an integer is an exact
+decimal of their own precision; SQLite's JSON prints a double with 15 digits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Float, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.schema import Column, Table
+
+from db.where import Where
+
+AVERAGE_DIGITS = 6
+FUNCTIONS = ("count", "min", "max", "sum", "avg")
+
+
+class _Sum(FunctionElement[float]):
+    type = Float()
+    inherit_cache = True
+    name = "quill_sum"
+
+
+class _Average(FunctionElement[float]):
+    type = Float()
+    inherit_cache = True
+    name = "quill_avg"
+
+
+@compiles(_Sum)
+def _sum(element: _Sum, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"sum({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_Sum, "sqlite")
+def _sum_sqlite(element: _Sum, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST(sum({compiler.process(element.clauses, **kw)}) AS REAL)"
+
+
+@compiles(_Sum, "postgresql")
+def _sum_postgresql(element: _Sum, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST(sum({compiler.process(element.clauses, **kw)}) AS DOUBLE PRECISION)"
+
+
+@compiles(_Sum, "mysql")
+def _sum_mysql(element: _Sum, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST(SUM({compiler.process(element.clauses, **kw)}) AS DOUBLE)"
+
+
+@compiles(_Average)
+def _average(element: _Average, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"round(avg({compiler.process(element.clauses, **kw)}), {AVERAGE_DIGITS})"
+
+
+@compiles(_Average, "postgresql")
+def _average_postgresql(element: _Average, compiler: SQLCompiler, **kw: Any) -> str:
+    inner = compiler.process(element.clauses, **kw)
+    return f"CAST(round(CAST(avg({inner}) AS NUMERIC), {AVERAGE_DIGITS}) AS DOUBLE PRECISION)"
+
+
+@compiles(_Average, "mysql")
+def _average_mysql(element: _Average, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST(ROUND(AVG({compiler.process(element.clauses, **kw)}), {AVERAGE_DIGITS}) AS DOUBLE)"
+
+
+def measure(function: str, column: ColumnElement[Any] | None = None) -> ColumnElement[Any]:
+    """One aggregate over the rows: `count` (of rows), or `min`/`max` (typed as the column, so a
+    timestamp reads back as one), `sum` or `avg` of the column."""
+    if function == "count":
+        return func.count()
+    assert column is not None, function
+    if function == "min":
+        return func.min(column, type_=column.type)
+    if function == "max":
+        return func.max(column, type_=column.type)
+    if function == "sum":
+        return _Sum(column)
+    if function == "avg":
+        return _Average(column)
+    raise ValueError(f"unknown aggregate {function!r}")
+
+
+def label(function: str, column: str | None = None) -> str:
+    return function if column is None else f"{function}_{column}"
+
+
+def measures(table: Table, numbers: Sequence[str], instants: Sequence[str]) -> list[ColumnElement[Any]]:
+    """Every aggregate a type offers, labelled: the count, min/max of its numbers and instants,
+    sum/avg of its numbers."""
+    found: list[ColumnElement[Any]] = [measure("count").label(label("count"))]
+    for name in (*numbers, *instants):
+        found += [measure(f, table.c[name]).label(label(f, name)) for f in ("min", "max")]
+    for name in numbers:
+        found += [measure(f, table.c[name]).label(label(f, name)) for f in ("sum", "avg")]
+    return found
+
+
+async def fetch_measures(
+    session: AsyncSession,
+    table: Table,
+    columns: list[ColumnElement[Any]],
+    where: Where,
+    parent: Column[int] | None = None,
+    parent_ids: Sequence[int] = (),
+) -> dict[int | None, dict[str, Any]]:
+    """The aggregates of the rows `where` holds: of all of them (key None), or, with a `parent`
+    column, of each parent's rows (one statement; a parent without rows gets the empty list's
+    aggregates: a count of 0, nulls elsewhere)."""
+    if parent is None:
+        statement = select(*columns).select_from(table).where(*where.clauses())
+        row = (await session.execute(statement, where.params)).one()
+        return {None: dict(row._mapping)}
+    statement = (
+        select(parent.label("parent"), *columns)
+        .select_from(table)
+        .where(parent.in_(list(parent_ids)), *where.clauses())
+        .group_by(parent)
+    )
+    rows = (await session.execute(statement, where.params)).all()
+    found: dict[int | None, dict[str, Any]] = {row.parent: dict(row._mapping) for row in rows}
+    empty: dict[str, Any] = {str(column.key): (0 if column.key == "count" else None) for column in columns}
+    return {parent_id: found.get(parent_id, empty) for parent_id in parent_ids}

@@ -10,6 +10,7 @@ decimal of their own precision; SQLite's JSON prints a double with 15 digits).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Float, func, select
@@ -19,6 +20,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.schema import Column, Table
 
+from db.models import UtcDateTime
 from db.where import Where
 
 AVERAGE_DIGITS = 6
@@ -130,3 +132,103 @@ async def fetch_measures(
     found: dict[int | None, dict[str, Any]] = {row.parent: dict(row._mapping) for row in rows}
     empty: dict[str, Any] = {str(column.key): (0 if column.key == "count" else None) for column in columns}
     return {parent_id: found.get(parent_id, empty) for parent_id in parent_ids}
+
+
+# Grouping: by columns (a relation's link, an enum) and by timestamps cut into UTC buckets.
+
+BUCKETS = ("day", "week", "month")  # a week starts on Monday (ISO 8601)
+
+
+class Bucket(FunctionElement[datetime]):
+    """The start of the UTC day, week or month a timestamp falls in, as the column stores
+    timestamps (so both read paths print it as they print the column)."""
+
+    type = UtcDateTime()
+    inherit_cache = True
+    name = "quill_bucket"
+
+    def __init__(self, unit: str, column: ColumnElement[Any]) -> None:
+        assert unit in BUCKETS, unit
+        self.unit = unit
+        super().__init__(column)
+
+
+@compiles(Bucket, "postgresql")
+def _bucket_postgresql(element: Bucket, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"date_trunc('{element.unit}', {compiler.process(element.clauses, **kw)}, 'UTC')"
+
+
+@compiles(Bucket, "sqlite")
+def _bucket_sqlite(element: Bucket, compiler: SQLCompiler, **kw: Any) -> str:
+    # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC (db/models.py's UtcDateTime).
+    column = compiler.process(element.clauses, **kw)
+    if element.unit == "day":
+        return f"strftime('%Y-%m-%d 00:00:00.000000', {column})"
+    if element.unit == "month":
+        return f"strftime('%Y-%m-01 00:00:00.000000', {column})"
+    return f"strftime('%Y-%m-%d 00:00:00.000000', {column}, 'weekday 0', '-6 days')"  # back to Monday
+
+
+@compiles(Bucket, "mysql")
+def _bucket_mysql(element: Bucket, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    if element.unit == "day":
+        return f"CAST(DATE({column}) AS DATETIME(6))"
+    if element.unit == "month":
+        return f"CAST(DATE_FORMAT({column}, '%%Y-%%m-01') AS DATETIME(6))"
+    return f"CAST(DATE({column}) - INTERVAL WEEKDAY({column}) DAY AS DATETIME(6))"
+
+
+def group_order(
+    keys: Sequence[ColumnElement[Any]], by_count: bool, descending: bool
+) -> list[ColumnElement[Any]]:
+    """How groups are listed: by their count (ties by their keys, ascending), or by their keys."""
+    if by_count:
+        count = func.count()
+        return [count.desc() if descending else count.asc(), *(key.asc() for key in keys)]
+    return [key.desc() if descending else key.asc() for key in keys]
+
+
+async def fetch_groups(
+    session: AsyncSession,
+    table: Table,
+    keys: list[ColumnElement[Any]],
+    columns: list[ColumnElement[Any]],
+    where: Where,
+    order: list[ColumnElement[Any]],
+    first: int,
+    parent: Column[int] | None = None,
+    parent_ids: Sequence[int] = (),
+) -> dict[int | None, list[dict[str, Any]]]:
+    """The first `first` groups of the rows `where` holds, in `order`: of all of them (key None)
+    or of each parent's rows (one statement: a window numbers each parent's groups). `keys` are
+    labelled k0, k1, ...; each group carries them and `columns` (the measures)."""
+    grouped = [key.label(f"k{number}") for number, key in enumerate(keys)]
+    if parent is None:
+        statement = (
+            select(*grouped, *columns)
+            .select_from(table)
+            .where(*where.clauses())
+            .group_by(*keys)
+            .order_by(*order)
+            .limit(first)
+        )
+        rows = (await session.execute(statement, where.params)).all()
+        return {None: [dict(row._mapping) for row in rows]}
+    numbered = (
+        select(
+            parent.label("parent"),
+            *grouped,
+            *columns,
+            func.row_number().over(partition_by=parent, order_by=order).label("n"),
+        )
+        .select_from(table)
+        .where(parent.in_(list(parent_ids)), *where.clauses())
+        .group_by(parent, *keys)
+        .subquery("g")
+    )
+    statement = select(numbered).where(numbered.c.n <= first).order_by(numbered.c.parent, numbered.c.n)
+    found: dict[int | None, list[dict[str, Any]]] = {parent_id: [] for parent_id in parent_ids}
+    for row in (await session.execute(statement, where.params)).all():
+        found[row.parent].append(dict(row._mapping))
+    return found

@@ -167,8 +167,9 @@ class Connection(Generic[NodeT]):
     edges: list[Edge[NodeT]]
     page_info: PageInfo
     count_rows: strawberry.Private[Callable[[], Awaitable[int]]]
-    # The list's aggregates, by db/aggregates.py's labels (schema/declare/aggregates.py).
-    measures: strawberry.Private[Callable[[], Awaitable[dict[str, Any]]] | None] = None
+    # The list's aggregates, by db/aggregates.py's labels; given a groupBy's request, its groups
+    # (schema/declare/aggregates.py).
+    measures: strawberry.Private[Callable[..., Awaitable[Any]] | None] = None
 
     @strawberry.field(description="How many items the whole list holds (all pages); costs one count query.")
     async def total_count(self) -> int:
@@ -189,7 +190,7 @@ def build_connection(
     paged: Paged,
     to_node: Callable[[AnyRow], NodeT],
     count_rows: Callable[[], Awaitable[int]],
-    measures: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    measures: Callable[..., Awaitable[Any]] | None = None,
 ) -> Connection[NodeT]:
     listing, order, rows = paged.listing, paged.order, page.rows
 

@@ -39,9 +39,28 @@ def _aggregates(connection: GraphQLObjectType) -> tuple[tuple[str, tuple[str, ..
     aggregate = _unwrap(connection.fields["aggregate"].type)
     found = []
     for name, aggregate_field in aggregate.fields.items():
+        if name == "groupBy":
+            continue  # drawn with its arguments (_group_by)
         values = _unwrap(aggregate_field.type)
         found.append((name, tuple(values.fields) if isinstance(values, GraphQLObjectType) else ()))
     return tuple(found)
+
+
+def _group_by(connection: GraphQLObjectType) -> dict[str, Any]:
+    if "aggregate" not in connection.fields:
+        return {}
+    aggregate = _unwrap(connection.fields["aggregate"].type)
+    if "groupBy" not in aggregate.fields:
+        return {}
+    group_by = aggregate.fields["groupBy"]
+    by: GraphQLInputObjectType = _unwrap(group_by.args["by"].type)
+    keys = []
+    for name, input_field in by.fields.items():
+        kind = _unwrap(input_field.type)
+        keys.append((name, tuple(kind.values) if isinstance(kind, GraphQLEnumType) else ("true",)))
+    key = _unwrap(_unwrap(group_by.type).fields["key"].type)
+    fields = tuple((name, isinstance(_unwrap(f.type), GraphQLObjectType)) for name, f in key.fields.items())
+    return {"group_by": tuple(keys), "group_key": fields}
 
 
 def _unwrap(type_: Any) -> Any:
@@ -68,6 +87,10 @@ class ListField:
     # The connection's `aggregate` object: (field, its values' fields) for min/max/sum/avg;
     # `count` has none.
     aggregates: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Its groupBy: the keys of its `by` input with the values each takes, and the group key's
+    # fields (those that are objects take `{ id }`).
+    group_by: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    group_key: tuple[tuple[str, bool], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,6 +164,7 @@ class SchemaShape:
             tuple(filters),
             searchable="search" in graphql_field.args,
             aggregates=_aggregates(connection),
+            **_group_by(connection),
         )
 
     def _read_lookup(self, name: str, graphql_field: Any, target: Any) -> None:
@@ -308,9 +332,38 @@ class Draw:
                     continue
                 picked = draw(st.lists(st.sampled_from(values), min_size=1, unique=True))
                 pieces.append(f"{name} {{ {' '.join(picked)} }}")
+            wants_groups: bool = draw(st.booleans())
+            if list_field.group_by and wants_groups:
+                pieces.append(draw(self.group_by(list_field)))
             return f"aggregate {{ {' '.join(pieces)} }}"
 
         return aggregate()
+
+    def group_by(self, list_field: ListField) -> st.SearchStrategy[str]:
+        """`groupBy(by: {...}, first: n, orderBy: ...) { key { ... } count ... }`."""
+
+        @st.composite
+        def group_by(draw: st.DrawFn) -> str:
+            keys = draw(st.lists(st.sampled_from(list_field.group_by), min_size=1, max_size=2, unique=True))
+            by = ", ".join(f"{name}: {draw(st.sampled_from(values))}" for name, values in keys)
+            arguments = [f"by: {{{by}}}", f"first: {draw(st.integers(0, 4))}"]
+            wants_order: bool = draw(st.booleans())
+            if wants_order:
+                field = draw(st.sampled_from(["COUNT", "KEY"]))
+                arguments.append(
+                    f"orderBy: {{field: {field}, direction: {draw(st.sampled_from(['ASC', 'DESC']))}}}"
+                )
+            shown = draw(st.lists(st.sampled_from(list_field.group_key), min_size=1, unique=True))
+            key = " ".join(f"{name} {{ id }}" if is_object else name for name, is_object in shown)
+            pieces = [f"key {{ {key} }}", "count"]
+            measures = [(name, values) for name, values in list_field.aggregates if values]
+            wants_measures: bool = draw(st.booleans())
+            if measures and wants_measures:
+                name, values = draw(st.sampled_from(measures))
+                pieces.append(f"{name} {{ {' '.join(values)} }}")
+            return f"groupBy({', '.join(arguments)}) {{ {' '.join(pieces)} }}"
+
+        return group_by()
 
     def search(self, type_name: str) -> st.SearchStrategy[str | None]:
         """No search, or one to three words of the type's text (in any case), or one it lacks."""

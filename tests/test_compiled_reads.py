@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from graphql import FieldNode, parse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
@@ -441,6 +442,7 @@ async def test_generated_queries_answer_as_the_resolvers(pair: Pair) -> None:
     assert any("Count: {" in query for query, _ in drawn), "no filter on a related count drawn"
     assert any("aggregate { " in query for query, _ in drawn), "no aggregate drawn"
     assert any("avg { " in query for query, _ in drawn), "no average drawn"
+    assert any("groupBy(by: {" in query for query, _ in drawn), "no groupBy drawn"
     reads = pair.compiled.app.state.compiled_reads  # type: ignore[attr-defined]
     for query, viewer in drawn:
         refusals = reads.statements.refused_reads
@@ -451,9 +453,31 @@ async def test_generated_queries_answer_as_the_resolvers(pair: Pair) -> None:
         # A query that reads no row (`nodes(ids: [])`) has no plan (plans.py: `reads_rows`), and
         # the resolvers answer it without a statement; one that reads rows always sends one.
         reads_nothing = executor == "resolvers" and pair.last_statements == 0
+        # MariaDB's derived tables cannot read an outer row: the resolvers group a nested list
+        # (unless that list is not there: `me` of an anonymous viewer).
+        if pair.engine == "mysql" and _groups_nested(query):
+            continue
         assert executor == (
             "compiled" if pair.compiles and not (refused or reads_nothing) else "resolvers"
         ), query
+
+
+def _groups_nested(query: str) -> bool:
+    """Whether a groupBy of the query is on a list that is not a root field."""
+
+    def walk(selection_set: Any, depth: int) -> bool:
+        for selection in selection_set.selections if selection_set else ():
+            if isinstance(selection, FieldNode):
+                if selection.name.value == "groupBy" and depth > 2:  # root list, aggregate, groupBy
+                    return True
+                if walk(selection.selection_set, depth + 1):
+                    return True
+            elif walk(getattr(selection, "selection_set", None), depth):
+                return True
+        return False
+
+    operation = parse(query).definitions[0]
+    return walk(getattr(operation, "selection_set", None), 0)
 
 
 async def test_timestamps_do_not_depend_on_the_database_time_zone(

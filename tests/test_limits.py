@@ -69,6 +69,15 @@ def _cost(query: str, **variables: object) -> int:
             {},
             10 + 10 * 102,
         ),
+        # A groupBy is priced like a page of its groups (20 unless `first` says otherwise)...
+        ("{ posts(first: 0) { aggregate { groupBy(by: {author: true}) { count } } } }", {}, 100 + 20),
+        # ... and what each group reads, like a page's items.
+        (
+            "{ posts(first: 0) { aggregate { groupBy(by: {author: true}, first: 50) "
+            "{ key { author { posts(first: 3) { totalCount } } } } } } }",
+            {},
+            100 + 50 + 50 * 3,
+        ),
         ('mutation { createPost(input: {title: "t", content: "c"}) { __typename } }', {}, 10),
         ('mutation { login(input: {usernameOrEmail: "a", password: "b"}) { __typename } }', {}, 500),
     ],

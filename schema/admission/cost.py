@@ -37,6 +37,7 @@ from graphql import (
 from graphql.execution.values import VariableValues, get_argument_values
 from strawberry.types.field import StrawberryField
 
+from schema.declare.aggregates import DEFAULT_GROUPS, MAX_GROUPS
 from schema.relay import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 MUTATION_COST = 10  # a write costs more than the objects its payload returns
@@ -109,13 +110,13 @@ class _Estimate:
         if not isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
             return 0
         definition = parent.fields.get(name)
-        if definition is None:
-            return 0
+        if definition is None or (name == "aggregate" and "edges" in parent.fields):
+            return 0  # a connection's aggregate is priced with its connection (_aggregates)
         target = get_named_type(definition.type)
         if target.name.endswith("Connection"):
             inner = self._page_size(definition, field)
             searched = SEARCH_COST if self._searches(definition, field) else 0
-            aggregated = AGGREGATE_COST * self._aggregates(target, field.selection_set)
+            aggregated = self._aggregates(target, field.selection_set)
             return searched + aggregated + inner + self.nodes(target, field.selection_set, inner)
         of_type = definition.type.of_type if isinstance(definition.type, GraphQLNonNull) else definition.type
         if isinstance(of_type, GraphQLList) and "ids" in definition.args:
@@ -124,14 +125,17 @@ class _Estimate:
         return self.nodes(target, field.selection_set, 1)
 
     def _aggregates(self, connection: Any, selection_set: SelectionSetNode | None) -> int:
-        """How many `aggregate` fields a connection's selection holds (fragments included);
-        once per connection, not once per item of its page."""
+        """The price of a connection's `aggregate` fields (fragments included): once per
+        connection, not once per item of its page. Each reads its whole list, and its groupBy
+        returns up to `first` groups, priced like a page of them."""
         if selection_set is None or "aggregate" not in getattr(connection, "fields", {}):
             return 0
         found = 0
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
-                found += selection.name.value == "aggregate"
+                if selection.name.value == "aggregate":
+                    aggregate = get_named_type(connection.fields["aggregate"].type)
+                    found += AGGREGATE_COST + self._groups(aggregate, selection.selection_set)
             elif isinstance(selection, InlineFragmentNode):
                 found += self._aggregates(connection, selection.selection_set)
             elif isinstance(selection, FragmentSpreadNode):
@@ -139,6 +143,30 @@ class _Estimate:
                 if fragment is not None:
                     found += self._aggregates(connection, fragment.selection_set)
         return found
+
+    def _groups(self, aggregate: Any, selection_set: SelectionSetNode | None) -> int:
+        if selection_set is None or "groupBy" not in getattr(aggregate, "fields", {}):
+            return 0
+        definition = aggregate.fields["groupBy"]
+        found = 0
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode) and selection.name.value == "groupBy":
+                size = self._group_count(definition, selection)
+                found += size + self.nodes(get_named_type(definition.type), selection.selection_set, size)
+            elif isinstance(selection, InlineFragmentNode):
+                found += self._groups(aggregate, selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                fragment = self.fragments.get(selection.name.value)
+                if fragment is not None:
+                    found += self._groups(aggregate, fragment.selection_set)
+        return found
+
+    def _group_count(self, definition: GraphQLField, field: FieldNode) -> int:
+        arguments = self._arguments(definition, field)
+        size = arguments.get("first") if arguments is not None else MAX_GROUPS
+        if size is None:
+            return DEFAULT_GROUPS
+        return size if isinstance(size, int) and 0 <= size <= MAX_GROUPS else MAX_GROUPS
 
     def _arguments(self, definition: GraphQLField, field: FieldNode) -> dict[str, Any] | None:
         try:

@@ -49,6 +49,7 @@ from schema.compiled.tree import (
     Edges,
     Fields,
     GlobalId,
+    Groups,
     Measure,
     Named,
     Nested,
@@ -63,6 +64,7 @@ from schema.compiled.tree import (
     TotalCount,
     Value,
 )
+from schema.declare.aggregates import GroupRequest, group_keys, group_request
 from schema.declare.nodes import NodeType, find_node_type, node_type_named
 from schema.declare.specs import (
     ColumnSpec,
@@ -348,17 +350,64 @@ class ReadPlanner:
 
     def _aggregate(self, aggregate: GraphQLObjectType, nodes: list[FieldNode], node_type: str) -> Aggregate:
         declared = node_type_named(node_type)
-        parts: list[tuple[str, Measure | Constant | Aggregate]] = []
+        parts: list[tuple[str, Measure | Constant | Aggregate | Groups]] = []
         for key, field_nodes in self.sub_fields(aggregate, nodes).items():
             name = field_nodes[0].name.value
             if name == "__typename":
                 parts.append((key, Constant(aggregate.name)))
             elif name == "count":
                 parts.append((key, Measure("count")))
+            elif name == "groupBy":
+                parts.append((key, self._groups(aggregate, field_nodes, declared)))
             else:  # min, max, sum or avg: an object of one value per field
                 values = self._named_type(aggregate, field_nodes[0])
                 parts.append((key, Aggregate(self._measures(values, field_nodes, declared, name))))
         return Aggregate(tuple(parts))
+
+    def _groups(self, aggregate: GraphQLObjectType, nodes: list[FieldNode], node_type: NodeType) -> Groups:
+        arguments = self.arguments(aggregate, nodes[0])
+        request = group_request(
+            node_type, arguments.get("by"), arguments.get("first"), arguments.get("order_by")
+        )
+        group = get_named_type(aggregate.fields[nodes[0].name.value].type)
+        assert isinstance(group, GraphQLObjectType)
+        parts: list[tuple[str, Measure | Constant | Aggregate | Node]] = []
+        for key, field_nodes in self.sub_fields(group, nodes).items():
+            name = field_nodes[0].name.value
+            if name == "__typename":
+                parts.append((key, Constant(group.name)))
+            elif name == "count":
+                parts.append((key, Measure("count")))
+            elif name == "key":
+                key_type = self._named_type(group, field_nodes[0])
+                parts.append((key, Node(self._group_key(key_type, field_nodes, node_type, request))))
+            else:
+                values = self._named_type(group, field_nodes[0])
+                parts.append((key, Aggregate(self._measures(values, field_nodes, node_type, name))))
+        return Groups(request, tuple(parts))
+
+    def _group_key(
+        self, key_type: GraphQLObjectType, nodes: list[FieldNode], node_type: NodeType, request: GroupRequest
+    ) -> Fields:
+        """A group's key, read from the group row's columns k0, k1, ... (null where not grouped)."""
+        labels = {column: f"k{number}" for number, (column, _, _) in enumerate(request.keys)}
+        keys = {key.graphql_name: key for key in group_keys(node_type)}
+        found: list[tuple[str, Value]] = []
+        for response_key, field_nodes in self.sub_fields(key_type, nodes).items():
+            name = field_nodes[0].name.value
+            if name == "__typename":
+                found.append((response_key, Constant(key_type.name)))
+                continue
+            group_key = keys[name]
+            label = labels.get(group_key.column)
+            if label is None:
+                found.append((response_key, Null()))
+            elif group_key.kind == "relation":
+                target = self._node_type(key_type.fields[name])
+                found.append((response_key, self._one(target, field_nodes, Where(), via=label)))
+            else:
+                found.append((response_key, _printed(label, key_type.fields[name])))
+        return tuple(found)
 
     def _measures(
         self, values: GraphQLObjectType, nodes: list[FieldNode], node_type: NodeType, function: str

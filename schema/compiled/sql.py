@@ -46,6 +46,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal_column,
     or_,
     select,
     tuple_,
@@ -55,7 +56,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.util import ClauseAdapter
 from sqlalchemy.sql.visitors import replacement_traverse
 
-from db.aggregates import measure
+from db.aggregates import Bucket, label, measure
 from db.events import OUTBOX_COLUMNS, EventOf, outbox
 from db.models import UtcDateTime
 from db.pagination import Listing, _ordering, _position
@@ -74,6 +75,7 @@ from schema.compiled.tree import (
     Edges,
     Fields,
     GlobalId,
+    Groups,
     Measure,
     Named,
     Nested,
@@ -337,21 +339,88 @@ class _PageRows:
         return counted.correlate_except(alias).scalar_subquery()
 
     def aggregate(self, aggregate: Aggregate) -> ColumnElement[Any]:
-        """The list's aggregates as one object, from one pass over its rows (as totalCount's)."""
+        """The list's aggregates as one object, from one pass over its rows (as totalCount's);
+        each groupBy in it is a subquery of its own."""
         alias, adapt, where = self._filtered("a", positioned=False)
-        json = self.builder.json
 
-        def value(part: Measure | Constant | Aggregate) -> ColumnElement[Any]:
-            if isinstance(part, Constant):
-                return constant(part.text)
-            if isinstance(part, Aggregate):
-                return self.builder.object([(key, value(inner)) for key, inner in part.parts])
-            column = adapt(self.listing.columns[part.column]) if part.column is not None else None
-            measured = measure(part.function, column)
-            return json.datetime(measured) if part.kind == "datetime" else measured
+        def measured(part: Measure) -> ColumnElement[Any]:
+            return measure(part.function, adapt(self.listing.columns[part.column]) if part.column else None)
 
-        built = select(value(aggregate)).select_from(alias).where(*where)
+        if not any(_measures_in(aggregate)):  # only groupBy: nothing to compute over the rows here
+            return self._aggregated(aggregate, measured)
+        built = select(self._aggregated(aggregate, measured)).select_from(alias).where(*where)
         return built.correlate_except(alias).scalar_subquery()
+
+    def _aggregated(
+        self,
+        aggregate: Aggregate | Groups,
+        measured: Callable[[Measure], ColumnElement[Any]],
+        row: _Row = ROOT,
+    ) -> ColumnElement[Any]:
+        """The JSON object of an aggregate's (or a group's) parts, `measured` giving each Measure's SQL."""
+        pairs: list[tuple[str, ColumnElement[Any]]] = []
+        for key, part in aggregate.parts:
+            if isinstance(part, Constant):
+                pairs.append((key, constant(part.text)))
+            elif isinstance(part, Aggregate):
+                pairs.append((key, self._aggregated(part, measured, row)))
+            elif isinstance(part, Groups):
+                pairs.append((key, self.groups(part)))
+            elif isinstance(part, Node):  # a group's key, over the group's row
+                pairs.append((key, self.builder.fields(part.fields, row)))
+            else:
+                value = measured(part)
+                pairs.append((key, self.builder.json.datetime(value) if part.kind == "datetime" else value))
+        return self.builder.object(pairs)
+
+    def groups(self, groups: Groups) -> ColumnElement[Any]:
+        """A groupBy's groups as a JSON array: a subquery groups the list's rows and keeps the
+        first ones in order (their keys k0.., measures, and order o0..); the objects are built
+        over its rows (an engine's JSON does not survive a derived table on SQLite)."""
+        if self.page.via is not None and not self.builder.json.correlates_derived_tables:
+            raise NotCompilable("a nested groupBy on an engine whose derived tables cannot read the parent")
+        request = groups.request
+        alias, adapt, where = self._filtered(f"g{len(request.keys)}_", positioned=False)
+        keys = [
+            Bucket(bucket, adapt(self.listing.columns[column]))
+            if bucket
+            else adapt(self.listing.columns[column])
+            for column, _, bucket in request.keys
+        ]
+        measures: dict[str, ColumnElement[Any]] = {}
+        for part in _measures_in(groups):
+            column = adapt(self.listing.columns[part.column]) if part.column else None
+            measures[label(part.function, part.column)] = measure(part.function, column)
+        ordered = ([func.count()] if request.by_count else []) + keys
+        descending = [request.descending] * (1 if request.by_count else len(keys))
+        descending += [False] * (len(ordered) - len(descending))
+        inner = (
+            select(
+                *(key.label(f"k{n}") for n, key in enumerate(keys)),
+                *(value.label(name) for name, value in measures.items()),
+                *(value.label(f"o{n}") for n, value in enumerate(ordered)),
+            )
+            .select_from(alias)
+            .where(*where)
+            .group_by(*keys)
+            .order_by(*(v.desc() if d else v.asc() for v, d in zip(ordered, descending, strict=True)))
+            .limit(literal_column(str(int(request.first))))  # part of the shape (a checked int)
+        )
+        if self.page.via is not None:
+            inner = inner.correlate_except(alias)
+        rows = inner.subquery(f"gb{self.number}_{len(request.keys)}")
+        row = _Row(lambda name: rows.c[name], parent=None)
+        item = self._aggregated(groups, lambda part: rows.c[label(part.function, part.column)], row)
+        order = [rows.c[f"o{n}"].desc() if d else rows.c[f"o{n}"].asc() for n, d in enumerate(descending)]
+        return select(self.builder.json.array(item, order, rows.c.k0)).select_from(rows).scalar_subquery()
+
+
+def _measures_in(parts: Aggregate | Groups) -> Iterator[Measure]:
+    for _, part in parts.parts:
+        if isinstance(part, Measure):
+            yield part
+        elif isinstance(part, Aggregate):
+            yield from _measures_in(part)
 
 
 class _BoundedPageRows(_PageRows):

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.sql.elements import KeyedColumnElement
 
 from db.pagination import Listing, Order, Window
 from db.where import Where
+
+if TYPE_CHECKING:
+    from schema.declare.aggregates import GroupRequest
 
 
 class NotCompilable(Exception):
@@ -117,7 +120,17 @@ class Aggregate:
     """A connection's `aggregate` object (and its min/max/sum/avg objects): one statement over
     the list's rows computes every Measure in it."""
 
-    parts: tuple[tuple[str, Measure | Constant | Aggregate], ...]
+    parts: tuple[tuple[str, Measure | Constant | Aggregate | Groups], ...]
+
+
+@dataclass(eq=False, slots=True)
+class Groups:
+    """An aggregate's groupBy: the first groups of the list's rows by `request`'s keys (their
+    values read as the group row's columns k0, k1, ...), each an object of `parts`: its key (a
+    Node over the group row) and its measures."""
+
+    request: GroupRequest
+    parts: tuple[tuple[str, Measure | Constant | Aggregate | Node], ...]
 
 
 @dataclass(eq=False, slots=True)
@@ -185,8 +198,8 @@ def _page_nodes(parts: tuple[tuple[str, Part], ...]) -> Iterator[One | Page]:
     for _, part in parts:
         if isinstance(part, Node):
             yield from nodes_of(part.fields)
-        elif isinstance(part, Nested | Edges):
-            yield from _page_nodes(part.parts)
+        elif isinstance(part, Nested | Edges | Aggregate | Groups):
+            yield from _page_nodes(part.parts)  # type: ignore[arg-type]
 
 
 def looks_up_rows(fields: Fields) -> bool:
@@ -228,8 +241,10 @@ def _parts_shape(parts: tuple[tuple[str, Part], ...]) -> Hashable:
     for key, part in parts:
         if isinstance(part, Node):
             shaped.append((key, "node", shape_of(part.fields)))
-        elif isinstance(part, Nested | Edges):
-            shaped.append((key, type(part).__name__, _parts_shape(part.parts)))
+        elif isinstance(part, Nested | Edges | Aggregate):
+            shaped.append((key, type(part).__name__, _parts_shape(part.parts)))  # type: ignore[arg-type]
+        elif isinstance(part, Groups):
+            shaped.append((key, "groups", part.request, _parts_shape(part.parts)))  # type: ignore[arg-type]
         else:
             shaped.append((key, part))
     return tuple(shaped)

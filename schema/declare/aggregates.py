@@ -17,18 +17,22 @@ import types
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 import strawberry
+from strawberry import UNSET
 from strawberry.annotation import StrawberryAnnotation
 from strawberry.types.base import StrawberryOptional
+from strawberry.types.enum import StrawberryEnumDefinition
 from strawberry.types.field import StrawberryField
 from strawberry.types.fields.resolver import StrawberryResolver
 
-from db.aggregates import label, measures
+from db.aggregates import Bucket, label, measures
 from schema.declare.nodes import NodeType
-from schema.declare.specs import ColumnSpec
-from schema.relay import Connection
+from schema.declare.specs import ColumnSpec, ToOneSpec
+from schema.errors import BadInput
+from schema.relay import Connection, OrderDirection
 
 AGGREGATE_DOC = (
     "Aggregates over every item of the list (not only this page): its filter and search apply, "
@@ -36,6 +40,10 @@ AGGREGATE_DOC = (
 )
 AVERAGE_DOC = "Averages, rounded to 6 decimal places; null for an empty list."
 AGGREGATE_OF = "__quill_aggregate_of__"  # on the aggregate types: the node type they aggregate
+GROUP_BY_DOC = (
+    "The list's items in groups with the same key (a relation, an enum, or a timestamp's UTC "
+    "day, week or month), each with its count and values; the first groups in `orderBy`'s order."
+)
 SUM_DOC = "Sums, as floats (a sum may exceed a 32-bit Int); null for an empty list."
 
 
@@ -121,19 +129,91 @@ def _aggregated(cls: Any, measures: Measures | None) -> Any:
 
 
 def _aggregate_type(node_type: NodeType) -> type:
+    fields = _measure_fields(node_type)
+    if group_keys(node_type):
+        fields["group_by"] = _group_by_field(node_type)
+    cls = type(f"{node_type.name}Aggregate", (), {**fields, "__module__": __name__, AGGREGATE_OF: node_type})
+    return strawberry.type(cls, description=f"Aggregates of a list of {node_type.name} items.")
+
+
+def _measure_fields(node_type: NodeType) -> dict[str, Any]:
+    """count, and min/max/sum/avg where the type has values for them: an aggregate's fields,
+    and a group's."""
     shape = measured(node_type)
-    name = node_type.name
-    fields: dict[str, Any] = {"count": _measure_field("count", int, None, "How many items the list holds.")}
-    if shape.numbers or shape.instants:
-        extremes = _values_type(node_type, "Extremes", (*shape.numbers, *shape.instants), None)
-        fields["min"] = _measure_field("min", extremes, shape.numbers + shape.instants, "Smallest values.")
-        fields["max"] = _measure_field("max", extremes, shape.numbers + shape.instants, "Largest values.")
-    if shape.numbers:
-        numbers = _values_type(node_type, "Numbers", shape.numbers, float)
+    extremes, numbers = _values_types(node_type)
+    fields: dict[str, Any] = {"count": _measure_field("count", int, None, "How many items there are.")}
+    if extremes is not None:
+        values = shape.numbers + shape.instants
+        fields["min"] = _measure_field("min", extremes, values, "Smallest values.")
+        fields["max"] = _measure_field("max", extremes, values, "Largest values.")
+    if numbers is not None:
         fields["sum"] = _measure_field("sum", numbers, shape.numbers, SUM_DOC)
         fields["avg"] = _measure_field("avg", numbers, shape.numbers, AVERAGE_DOC)
-    cls = type(f"{name}Aggregate", (), {**fields, "__module__": __name__, AGGREGATE_OF: node_type})
-    return strawberry.type(cls, description=f"Aggregates of a list of {name} items.")
+    return fields
+
+
+@functools.cache
+def _values_types(node_type: NodeType) -> tuple[type | None, type | None]:
+    shape = measured(node_type)
+    extremes = numbers = None
+    if shape.numbers or shape.instants:
+        extremes = _values_type(node_type, "Extremes", (*shape.numbers, *shape.instants), None)
+    if shape.numbers:
+        numbers = _values_type(node_type, "Numbers", shape.numbers, float)
+    return extremes, numbers
+
+
+def _group_by_field(node_type: NodeType) -> StrawberryField:
+    from schema.declare.fields import argument  # fields.py makes connections of these types
+
+    group = _group_type(node_type)
+
+    async def resolve(root: Any, info: strawberry.Info, **arguments: Any) -> list[Any]:
+        by, first, order_by = (_given(arguments.get(name)) for name in ("by", "first", "order_by"))
+        request = group_request(node_type, by, first, order_by)
+        rows = await root._measures(request)
+        return [_group(group, row, request) for row in rows]
+
+    field = StrawberryField(
+        python_name="group_by",
+        type_annotation=StrawberryAnnotation(list[group]),  # type: ignore[valid-type]
+        base_resolver=StrawberryResolver(resolve),
+        description=GROUP_BY_DOC,
+    )
+    field.arguments = [
+        argument("by", _group_by_input(node_type)),
+        argument("first", int | None, description=f"At most {MAX_GROUPS}; {DEFAULT_GROUPS} when omitted."),
+        argument("order_by", GroupOrder | None),
+    ]
+    return field
+
+
+def _given(value: Any) -> Any:
+    return None if value is UNSET else value
+
+
+def _group_type(node_type: NodeType) -> type:
+    key = _group_key_type(node_type)
+    fields = _measure_fields(node_type)
+    annotations = {"key": key}
+    namespace = {**fields, "__annotations__": annotations, "__module__": __name__, AGGREGATE_OF: node_type}
+    cls = type(f"{node_type.name}Group", (), namespace)
+    return strawberry.type(cls, description=f"A group of {node_type.name} items with the same key.")
+
+
+def _group(cls: Any, row: dict[str, Any], request: GroupRequest) -> Any:
+    """A group's object from its row: the keys (k0, k1, ...) and its measures."""
+    key_cls = cls.__strawberry_definition__.fields[0].type
+    key: Any = key_cls.__new__(key_cls)
+    key.__dict__["_row"] = {column: row[f"k{n}"] for n, (column, _, _) in enumerate(request.keys)}
+    group: Any = cls.__new__(cls)
+    group.__dict__["key"] = key
+
+    async def measures() -> dict[str, Any]:
+        return row
+
+    group.__dict__["_measures"] = measures
+    return group
 
 
 def _values_type(node_type: NodeType, kind: str, values: tuple[Value, ...], as_type: type | None) -> type:
@@ -161,3 +241,157 @@ def _measure_field(function: str, result: type, values: tuple[Value, ...] | None
         base_resolver=StrawberryResolver(resolve),
         description=doc,
     )
+
+
+# Groups: `groupBy(by: {author: true, datePosted: MONTH}, orderBy: {field: COUNT, direction: DESC})`.
+
+MAX_GROUPS = 1000
+DEFAULT_GROUPS = 20
+
+
+@strawberry.enum(description="A span of time in UTC to group timestamps by; weeks start on Monday.")
+class DateBucket(Enum):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
+@strawberry.enum(description="What groups are sorted by: their count, or their keys.")
+class GroupOrderField(Enum):
+    COUNT = "COUNT"
+    KEY = "KEY"
+
+
+@strawberry.input(description="Sort groups; ties are broken by their keys, ascending.")
+class GroupOrder:
+    field: GroupOrderField = GroupOrderField.KEY
+    direction: OrderDirection = OrderDirection.ASC
+
+
+@dataclass(frozen=True, slots=True)
+class GroupKey:
+    """A field the rows can be grouped by: a relation (by its link), an enum, or an instant
+    (by a DateBucket)."""
+
+    python_name: str
+    graphql_name: str
+    column: str
+    kind: str  # "relation", "enum" or "instant"
+    annotation: StrawberryAnnotation  # the key's field (optional: null when not grouped by it)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRequest:
+    """What one groupBy asks for: its keys as (column, kind, bucket), order and size."""
+
+    keys: tuple[tuple[str, str, str | None], ...]
+    by_count: bool
+    descending: bool
+    first: int
+
+
+@functools.cache
+def group_keys(node_type: NodeType) -> tuple[GroupKey, ...]:
+    definition = node_type.cls.__strawberry_definition__  # type: ignore[attr-defined]
+    found = []
+    for strawberry_field in definition.fields:
+        spec = node_type.fields.get(strawberry_field.python_name)
+        graphql_name = (
+            next(g for g, p in node_type.graphql_names.items() if p == strawberry_field.python_name)
+            if spec
+            else ""
+        )
+        if isinstance(spec, ToOneSpec):
+            kind, column = "relation", spec.link
+        elif isinstance(spec, ColumnSpec) and spec.rule is None and spec.column is not None:
+            python_type = _field_type(node_type, strawberry_field.python_name)
+            if python_type is datetime:
+                kind = "instant"
+            elif isinstance(python_type, StrawberryEnumDefinition):
+                kind = "enum"
+            else:
+                continue
+            column = spec.column
+        else:
+            continue
+        raw = strawberry_field.type_annotation
+        assert raw is not None
+        annotation = StrawberryAnnotation(
+            f"{raw.raw_annotation} | None"
+            if isinstance(raw.raw_annotation, str)
+            else raw.raw_annotation | None,
+            namespace=raw.namespace,
+        )
+        found.append(GroupKey(strawberry_field.python_name, graphql_name, column, kind, annotation))
+    return tuple(found)
+
+
+def group_request(node_type: NodeType, by: Any, first: int | None, order_by: Any) -> GroupRequest:
+    """A groupBy's arguments, checked (BAD_USER_INPUT naming the argument)."""
+    keys = []
+    for key in group_keys(node_type):
+        value = getattr(by, key.python_name, None)
+        if value is None or value is False:
+            continue
+        keys.append((key.column, key.kind, value.value if isinstance(value, DateBucket) else None))
+    if not keys:
+        raise BadInput("groupBy: give at least one key to group by.", argument="by")
+    size = DEFAULT_GROUPS if first is None else first
+    if not 0 <= size <= MAX_GROUPS:
+        raise BadInput(
+            f"first must be between 0 and {MAX_GROUPS}, got {size}.", argument="first", max=MAX_GROUPS
+        )
+    order = order_by or GroupOrder()
+    return GroupRequest(
+        tuple(keys), order.field is GroupOrderField.COUNT, order.direction is OrderDirection.DESC, size
+    )
+
+
+def group_columns(node_type: NodeType, request: GroupRequest) -> list[Any]:
+    """The SQL of a group's keys, in the request's order."""
+    table = node_type.table
+    return [
+        Bucket(bucket, table.c[column]) if bucket is not None else table.c[column]
+        for column, _, bucket in request.keys
+    ]
+
+
+def _group_by_input(node_type: NodeType) -> type:
+    keys = group_keys(node_type)
+    annotations = {key.python_name: (DateBucket if key.kind == "instant" else bool) | None for key in keys}
+    namespace: dict[str, Any] = {
+        "__annotations__": annotations,
+        "__module__": __name__,
+        **{key.python_name: strawberry.field(name=key.graphql_name, default=None) for key in keys},
+    }
+    names = " and ".join(f"`{key.graphql_name}`" for key in keys)
+    description = f"What to group by (one or more of {names}); a timestamp by a DateBucket."
+    return strawberry.input(type(f"{node_type.name}GroupBy", (), namespace), description=description)
+
+
+def _group_key_type(node_type: NodeType) -> type:
+    namespace: dict[str, Any] = {"__module__": __name__, AGGREGATE_OF: node_type}
+    for key in group_keys(node_type):
+        namespace[key.python_name] = StrawberryField(
+            python_name=key.python_name,
+            graphql_name=key.graphql_name,
+            type_annotation=key.annotation,
+            base_resolver=StrawberryResolver(_key_resolver(key)),
+        )
+    cls = type(f"{node_type.name}GroupKey", (), namespace)
+    return strawberry.type(cls, description="A group's key: null where the group is not keyed by that field.")
+
+
+def _key_resolver(key: GroupKey) -> Callable[..., Any]:
+    if key.kind == "relation":
+        spec = ToOneSpec(key.column)
+
+        def related(root: Any, info: strawberry.Info) -> Any:
+            return info.context.loaders.to_one(info, spec, root)
+
+        return related
+
+    def value(root: Any, info: strawberry.Info) -> Any:
+        return root.__dict__["_row"].get(key.column)
+
+    return value

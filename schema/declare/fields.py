@@ -110,13 +110,13 @@ class _ConnectionField(StrawberryField):
         if self._arguments is None:
             node_type = connection_node_type(self)
             self._arguments = [
-                _argument("first", int | None),
-                _argument("after", str | None),
-                _argument("last", int | None),
-                _argument("before", str | None),
-                *([_argument("filter", node_type.filter | None)] if node_type.filter is not None else []),
-                _argument("order_by", node_type.order | None),
-                *([_argument("search", str | None, description=SEARCH_DOC)] if node_type.searchable else []),
+                argument("first", int | None),
+                argument("after", str | None),
+                argument("last", int | None),
+                argument("before", str | None),
+                *([argument("filter", node_type.filter | None)] if node_type.filter is not None else []),
+                argument("order_by", node_type.order | None),
+                *([argument("search", str | None, description=SEARCH_DOC)] if node_type.searchable else []),
             ]
         return self._arguments
 
@@ -160,7 +160,7 @@ def _generic_node_type(resolved: Any) -> NodeType | None:
     return node_type_of(node)  # type: ignore[arg-type]
 
 
-def _argument(
+def argument(
     name: str,
     annotation: Any,
     default: Any = UNSET,
@@ -198,14 +198,14 @@ def lookup(*keys: Key, one_of: str | None = None, description: str | None = None
         base_resolver=StrawberryResolver(resolve), description=description, metadata={SPEC: spec}
     )
     if len(keys) == 1:
-        field.arguments = [_argument(keys[0].argument, keys[0].type or strawberry.ID)]
+        field.arguments = [argument(keys[0].argument, keys[0].type or strawberry.ID)]
         return field
     deprecated = f"Use `{BY}`." if one_of else None
     field.arguments = [
-        _argument(key.argument, (key.type or strawberry.ID) | None, None, deprecated) for key in keys
+        argument(key.argument, (key.type or strawberry.ID) | None, None, deprecated) for key in keys
     ]
     if one_of is not None:
-        field.arguments.insert(0, _argument(BY, _one_of_input(one_of, keys) | None, None))
+        field.arguments.insert(0, argument(BY, _one_of_input(one_of, keys) | None, None))
     return field
 
 
@@ -251,7 +251,7 @@ def node_lookup(*, many: bool, description: str | None = None) -> Any:
     field = StrawberryField(
         base_resolver=StrawberryResolver(resolve), description=description, metadata={SPEC: spec}
     )
-    field.arguments = [_argument("ids", list[strawberry.ID])] if many else [_argument("id", strawberry.ID)]
+    field.arguments = [argument("ids", list[strawberry.ID])] if many else [argument("id", strawberry.ID)]
     return field
 
 

@@ -20,7 +20,7 @@ import strawberry
 from strawberry.types.field import StrawberryField
 from strawberry.types.fields.resolver import StrawberryResolver
 
-from schema.declare.fields import _argument
+from schema.declare.fields import argument
 from schema.declare.specs import SPEC, Narrowing, SubscriptionSpec
 
 ALL_KINDS = ("created", "updated", "deleted")
@@ -65,7 +65,7 @@ def _subscription(spec: SubscriptionSpec, description: str | None) -> Any:
         metadata={SPEC: spec},
     )
     field.arguments = [
-        _argument(n.argument, strawberry.ID) if n.required else _argument(n.argument, strawberry.ID | None)
+        argument(n.argument, strawberry.ID) if n.required else argument(n.argument, strawberry.ID | None)
         for n in spec.narrowing
-    ] + ([_argument("after", str | None)] if spec.resumable else [])
+    ] + ([argument("after", str | None)] if spec.resumable else [])
     return field

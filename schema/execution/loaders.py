@@ -25,7 +25,7 @@ from db.pagination import AnyRow, Order, Page, Window
 from db.session import RequestDb
 from db.visibility import Viewer
 from db.where import Where
-from schema.declare.aggregates import measured_columns
+from schema.declare.aggregates import GroupRequest, group_columns, measured_columns
 from schema.declare.nodes import NodeType, find_node_type
 from schema.declare.specs import ConnectionSpec, LookupSpec, ToOneSpec
 from schema.errors import BadInput
@@ -79,6 +79,7 @@ class Loaders:
         self._pages: dict[tuple[str, str], DataLoader[Any, Any]] = {}
         self._counts: dict[tuple[str, str], DataLoader[Any, Any]] = {}
         self._measures: dict[tuple[str, str | None], DataLoader[Any, Any]] = {}
+        self._groups: dict[tuple[str, str | None], DataLoader[Any, Any]] = {}
         self._as: dict[Viewer, Loaders] = {}  # for rows read as another viewer (see `linked`)
 
     # What the declared fields ask for.
@@ -191,7 +192,7 @@ class Loaders:
             request,
             page,
             partial(self._count_all, node_type, request.where),
-            partial(self._measures_of(node_type, None).load, (None, counted)),
+            partial(self._aggregates, node_type, None, None, counted),
         )
         await self._bring_along([edge.node for edge in connection.edges], request.related)
         return connection
@@ -202,7 +203,7 @@ class Loaders:
         request: PageRequest,
         page: Page[AnyRow],
         count: Callable[[], Awaitable[int]],
-        measures: Callable[[], Awaitable[dict[str, Any]]],
+        measures: Callable[..., Awaitable[Any]],
     ) -> Connection[Any]:
         paged = Paged(node_type.listing(self._viewer), request.order, request.cursors)
         return build_connection(page, paged, node_type.node, count, measures)
@@ -244,6 +245,27 @@ class Loaders:
         if loader is None:
             loader = self._counts[(node_type.name, link)] = DataLoader(
                 partial(self._fetch_counts, node_type, link)
+            )
+        return loader
+
+    def _aggregates(
+        self,
+        node_type: NodeType,
+        link: str | None,
+        parent_id: int | None,
+        counted: _Count,
+        request: GroupRequest | None = None,
+    ) -> Awaitable[Any]:
+        """A list's aggregates (a dict), or with a groupBy's `request` its groups (dicts)."""
+        if request is None:
+            return self._measures_of(node_type, link).load((parent_id, counted))
+        return self._groups_of(node_type, link).load((parent_id, (counted, request)))
+
+    def _groups_of(self, node_type: NodeType, link: str | None) -> DataLoader[Any, Any]:
+        loader = self._groups.get((node_type.name, link))
+        if loader is None:
+            loader = self._groups[(node_type.name, link)] = DataLoader(
+                partial(self._fetch_groups, node_type, link)
             )
         return loader
 
@@ -306,7 +328,7 @@ class Loaders:
                     request,
                     page,
                     partial(self._counts_of(node_type, link).load, (parent_id, counted)),
-                    partial(self._measures_of(node_type, link).load, (parent_id, counted)),
+                    partial(self._aggregates, node_type, link, parent_id, counted),
                 )
                 for parent_id, page in pages.items()
             }
@@ -344,6 +366,36 @@ class Loaders:
                     session, node_type.table, columns, counted.where, parent, parent_ids
                 )
             found.update({(parent_id, counted): values for parent_id, values in measures.items()})
+        return [found[key] for key in keys]
+
+    async def _fetch_groups(
+        self,
+        node_type: NodeType,
+        link: str | None,
+        keys: Sequence[tuple[int | None, tuple[_Count, GroupRequest]]],
+    ) -> list[list[dict[str, Any]]]:
+        batches: dict[tuple[_Count, GroupRequest], list[int]] = {}
+        for parent_id, asked in keys:
+            batches.setdefault(asked, []).append(parent_id)  # type: ignore[arg-type]
+        found: dict[tuple[int | None, tuple[_Count, GroupRequest]], list[dict[str, Any]]] = {}
+        measures = measured_columns(node_type)
+        parent = node_type.table.c[link] if link is not None else None
+        for (counted, request), parent_ids in batches.items():
+            columns = group_columns(node_type, request)
+            order = aggregates.group_order(columns, request.by_count, request.descending)
+            async with self._db.use() as session:
+                groups = await aggregates.fetch_groups(
+                    session,
+                    node_type.table,
+                    columns,
+                    measures,
+                    counted.where,
+                    order,
+                    request.first,
+                    parent,
+                    parent_ids,
+                )
+            found.update({(parent_id, (counted, request)): rows for parent_id, rows in groups.items()})
         return [found[key] for key in keys]
 
 

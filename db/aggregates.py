@@ -9,7 +9,7 @@ decimal of their own precision; SQLite's JSON prints a double with 15 digits).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -179,14 +179,25 @@ def _bucket_mysql(element: Bucket, compiler: SQLCompiler, **kw: Any) -> str:
     return f"CAST(DATE({column}) - INTERVAL WEEKDAY({column}) DAY AS DATETIME(6))"
 
 
+def group_keys(
+    keys: Sequence[tuple[str, str | None]], column: Callable[[str], ColumnElement[Any]]
+) -> list[ColumnElement[Any]]:
+    """The SQL of a groupBy's keys, (column, bucket) each: the column itself, or its bucket."""
+    return [Bucket(bucket, column(name)) if bucket is not None else column(name) for name, bucket in keys]
+
+
 def group_order(
     keys: Sequence[ColumnElement[Any]], by_count: bool, descending: bool
-) -> list[ColumnElement[Any]]:
-    """How groups are listed: by their count (ties by their keys, ascending), or by their keys."""
+) -> list[tuple[ColumnElement[Any], bool]]:
+    """How groups are listed, as (expression, descending): by their count (ties by their keys,
+    ascending), or by their keys."""
     if by_count:
-        count = func.count()
-        return [count.desc() if descending else count.asc(), *(key.asc() for key in keys)]
-    return [key.desc() if descending else key.asc() for key in keys]
+        return [(func.count(), descending), *((key, False) for key in keys)]
+    return [(key, descending) for key in keys]
+
+
+def ordered(order: Sequence[tuple[ColumnElement[Any], bool]]) -> list[ColumnElement[Any]]:
+    return [value.desc() if descending else value.asc() for value, descending in order]
 
 
 async def fetch_groups(
@@ -195,7 +206,7 @@ async def fetch_groups(
     keys: list[ColumnElement[Any]],
     columns: list[ColumnElement[Any]],
     where: Where,
-    order: list[ColumnElement[Any]],
+    order: list[tuple[ColumnElement[Any], bool]],
     first: int,
     parent: Column[int] | None = None,
     parent_ids: Sequence[int] = (),
@@ -210,7 +221,7 @@ async def fetch_groups(
             .select_from(table)
             .where(*where.clauses())
             .group_by(*keys)
-            .order_by(*order)
+            .order_by(*ordered(order))
             .limit(first)
         )
         rows = (await session.execute(statement, where.params)).all()
@@ -220,7 +231,7 @@ async def fetch_groups(
             parent.label("parent"),
             *grouped,
             *columns,
-            func.row_number().over(partition_by=parent, order_by=order).label("n"),
+            func.row_number().over(partition_by=parent, order_by=ordered(order)).label("n"),
         )
         .select_from(table)
         .where(parent.in_(list(parent_ids)), *where.clauses())

@@ -390,7 +390,7 @@ class ReadPlanner:
         self, key_type: GraphQLObjectType, nodes: list[FieldNode], node_type: NodeType, request: GroupRequest
     ) -> Fields:
         """A group's key, read from the group row's columns k0, k1, ... (null where not grouped)."""
-        labels = {column: f"k{number}" for number, (column, _, _) in enumerate(request.keys)}
+        labels = {column: f"k{number}" for number, (column, _) in enumerate(request.keys)}
         keys = {key.graphql_name: key for key in group_keys(node_type)}
         found: list[tuple[str, Value]] = []
         for response_key, field_nodes in self.sub_fields(key_type, nodes).items():

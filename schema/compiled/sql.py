@@ -56,7 +56,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.util import ClauseAdapter
 from sqlalchemy.sql.visitors import replacement_traverse
 
-from db.aggregates import Bucket, label, measure
+from db.aggregates import group_keys, group_order, label, measure, ordered
 from db.events import OUTBOX_COLUMNS, EventOf, outbox
 from db.models import UtcDateTime
 from db.pagination import Listing, _ordering, _position
@@ -381,29 +381,22 @@ class _PageRows:
             raise NotCompilable("a nested groupBy on an engine whose derived tables cannot read the parent")
         request = groups.request
         alias, adapt, where = self._filtered(f"g{len(request.keys)}_", positioned=False)
-        keys = [
-            Bucket(bucket, adapt(self.listing.columns[column]))
-            if bucket
-            else adapt(self.listing.columns[column])
-            for column, _, bucket in request.keys
-        ]
+        keys = group_keys(request.keys, lambda column: adapt(self.listing.columns[column]))
         measures: dict[str, ColumnElement[Any]] = {}
         for part in _measures_in(groups):
             column = adapt(self.listing.columns[part.column]) if part.column else None
             measures[label(part.function, part.column)] = measure(part.function, column)
-        ordered = ([func.count()] if request.by_count else []) + keys
-        descending = [request.descending] * (1 if request.by_count else len(keys))
-        descending += [False] * (len(ordered) - len(descending))
+        order = group_order(keys, request.by_count, request.descending)
         inner = (
             select(
                 *(key.label(f"k{n}") for n, key in enumerate(keys)),
                 *(value.label(name) for name, value in measures.items()),
-                *(value.label(f"o{n}") for n, value in enumerate(ordered)),
+                *(value.label(f"o{n}") for n, (value, _) in enumerate(order)),
             )
             .select_from(alias)
             .where(*where)
             .group_by(*keys)
-            .order_by(*(v.desc() if d else v.asc() for v, d in zip(ordered, descending, strict=True)))
+            .order_by(*ordered(order))
             .limit(literal_column(str(int(request.first))))  # part of the shape (a checked int)
         )
         if self.page.via is not None:
@@ -411,8 +404,8 @@ class _PageRows:
         rows = inner.subquery(f"gb{self.number}_{len(request.keys)}")
         row = _Row(lambda name: rows.c[name], parent=None)
         item = self._aggregated(groups, lambda part: rows.c[label(part.function, part.column)], row)
-        order = [rows.c[f"o{n}"].desc() if d else rows.c[f"o{n}"].asc() for n, d in enumerate(descending)]
-        return select(self.builder.json.array(item, order, rows.c.k0)).select_from(rows).scalar_subquery()
+        shown = ordered([(rows.c[f"o{n}"], descending) for n, (_, descending) in enumerate(order)])
+        return select(self.builder.json.array(item, shown, rows.c.k0)).select_from(rows).scalar_subquery()
 
 
 def _measures_in(parts: Aggregate | Groups) -> Iterator[Measure]:

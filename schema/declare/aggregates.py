@@ -28,7 +28,7 @@ from strawberry.types.enum import StrawberryEnumDefinition
 from strawberry.types.field import StrawberryField
 from strawberry.types.fields.resolver import StrawberryResolver
 
-from db.aggregates import Bucket, label, measures
+from db.aggregates import label, measures
 from schema.declare.nodes import NodeType
 from schema.declare.specs import ColumnSpec, ToOneSpec
 from schema.errors import BadInput
@@ -99,7 +99,9 @@ def measured_columns(node_type: NodeType) -> list[Any]:
 
 # The GraphQL types, made once per node type when the schema is built.
 
-Measures = Callable[[], Awaitable[dict[str, Any]]]
+# A list's aggregates: called with no argument, its measures (a dict by db/aggregates.py's
+# labels); with a groupBy's GroupRequest, its groups (a dict each).
+Measures = Callable[..., Awaitable[Any]]
 
 
 @functools.cache
@@ -167,12 +169,13 @@ def _group_by_field(node_type: NodeType) -> StrawberryField:
     from schema.declare.fields import argument  # fields.py makes connections of these types
 
     group = _group_type(node_type)
+    key = _group_key_type(node_type)
 
     async def resolve(root: Any, info: strawberry.Info, **arguments: Any) -> list[Any]:
         by, first, order_by = (_given(arguments.get(name)) for name in ("by", "first", "order_by"))
         request = group_request(node_type, by, first, order_by)
         rows = await root._measures(request)
-        return [_group(group, row, request) for row in rows]
+        return [_group(group, key, row, request) for row in rows]
 
     field = StrawberryField(
         python_name="group_by",
@@ -201,11 +204,10 @@ def _group_type(node_type: NodeType) -> type:
     return strawberry.type(cls, description=f"A group of {node_type.name} items with the same key.")
 
 
-def _group(cls: Any, row: dict[str, Any], request: GroupRequest) -> Any:
+def _group(cls: Any, key_cls: Any, row: dict[str, Any], request: GroupRequest) -> Any:
     """A group's object from its row: the keys (k0, k1, ...) and its measures."""
-    key_cls = cls.__strawberry_definition__.fields[0].type
     key: Any = key_cls.__new__(key_cls)
-    key.__dict__["_row"] = {column: row[f"k{n}"] for n, (column, _, _) in enumerate(request.keys)}
+    key.__dict__["_row"] = {column: row[f"k{n}"] for n, (column, _) in enumerate(request.keys)}
     group: Any = cls.__new__(cls)
     group.__dict__["key"] = key
 
@@ -282,9 +284,9 @@ class GroupKey:
 
 @dataclass(frozen=True, slots=True)
 class GroupRequest:
-    """What one groupBy asks for: its keys as (column, kind, bucket), order and size."""
+    """What one groupBy asks for: its keys as (column, bucket or None), order and size."""
 
-    keys: tuple[tuple[str, str, str | None], ...]
+    keys: tuple[tuple[str, str | None], ...]
     by_count: bool
     descending: bool
     first: int
@@ -333,7 +335,7 @@ def group_request(node_type: NodeType, by: Any, first: int | None, order_by: Any
         value = getattr(by, key.python_name, None)
         if value is None or value is False:
             continue
-        keys.append((key.column, key.kind, value.value if isinstance(value, DateBucket) else None))
+        keys.append((key.column, value.value if isinstance(value, DateBucket) else None))
     if not keys:
         raise BadInput("groupBy: give at least one key to group by.", argument="by")
     size = DEFAULT_GROUPS if first is None else first
@@ -345,15 +347,6 @@ def group_request(node_type: NodeType, by: Any, first: int | None, order_by: Any
     return GroupRequest(
         tuple(keys), order.field is GroupOrderField.COUNT, order.direction is OrderDirection.DESC, size
     )
-
-
-def group_columns(node_type: NodeType, request: GroupRequest) -> list[Any]:
-    """The SQL of a group's keys, in the request's order."""
-    table = node_type.table
-    return [
-        Bucket(bucket, table.c[column]) if bucket is not None else table.c[column]
-        for column, _, bucket in request.keys
-    ]
 
 
 def _group_by_input(node_type: NodeType) -> type:
@@ -369,6 +362,7 @@ def _group_by_input(node_type: NodeType) -> type:
     return strawberry.input(type(f"{node_type.name}GroupBy", (), namespace), description=description)
 
 
+@functools.cache  # one type per node type: the group and its resolver both name it
 def _group_key_type(node_type: NodeType) -> type:
     namespace: dict[str, Any] = {"__module__": __name__, AGGREGATE_OF: node_type}
     for key in group_keys(node_type):

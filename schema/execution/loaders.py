@@ -25,7 +25,7 @@ from db.pagination import AnyRow, Order, Page, Window
 from db.session import RequestDb
 from db.visibility import Viewer
 from db.where import Where
-from schema.declare.aggregates import GroupRequest, group_columns, measured_columns
+from schema.declare.aggregates import GroupRequest, measured_columns
 from schema.declare.nodes import NodeType, find_node_type
 from schema.declare.specs import ConnectionSpec, LookupSpec, ToOneSpec
 from schema.errors import BadInput
@@ -381,7 +381,7 @@ class Loaders:
         measures = measured_columns(node_type)
         parent = node_type.table.c[link] if link is not None else None
         for (counted, request), parent_ids in batches.items():
-            columns = group_columns(node_type, request)
+            columns = aggregates.group_keys(request.keys, node_type.table.c.__getitem__)
             order = aggregates.group_order(columns, request.by_count, request.descending)
             async with self._db.use() as session:
                 groups = await aggregates.fetch_groups(

@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run serve migrate seed schema test lint bench bench-writes bench-search bench-subscriptions breakdown clean
+.PHONY: install run serve migrate seed schema test lint bench bench-writes bench-search bench-aggregates bench-subscriptions breakdown clean
 
 GRAPHIQL := web/graphiql/node_modules/.package-lock.json
 
@@ -63,6 +63,10 @@ bench-writes: install
 # Full-text search against a hand-written server over the same index (after `make bench`).
 bench-search: install
 	$(BIN)/python bench/search.py
+
+# Aggregates (groupBy) against a hand-written server (after `make bench`).
+bench-aggregates: install
+	$(BIN)/python bench/aggregates.py
 
 # Subscribers one process holds and how fast an event reaches the last (PostgreSQL + Redis; ~10 minutes).
 bench-subscriptions: install

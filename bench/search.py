@@ -47,13 +47,14 @@ FIRST = 20
 
 
 class Peer(Server):
-    """bench/search_peer.py, where the Quill server would be."""
+    """A hand-written server of bench/ (`search_peer:app` by default), where the Quill server
+    would be, on the same core."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, app: str = "search_peer:app", **env: str) -> None:
         command = ["taskset", "-c", "1", sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "bench"),
-                   "search_peer:app", "--host", "127.0.0.1", "--port", str(PORT), "--log-level", "warning",
+                   app, "--host", "127.0.0.1", "--port", str(PORT), "--log-level", "warning",
                    "--no-access-log"]  # fmt: skip
-        env = {"SEARCH_DB_URL": database_url, "PATH": "/usr/bin:/bin"}
+        env = {**env, "PEER_DB_URL": database_url, "PATH": "/usr/bin:/bin"}
         self.process = subprocess.Popen(
             command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )

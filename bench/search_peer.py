@@ -8,7 +8,7 @@ so the two answers can be compared byte for byte before they are timed. The rank
 db/search.py defines (so both order ties alike); on SQLite this server joins the FTS5 table, the
 way one would write it by hand for this one query.
 
-    SEARCH_DB_URL=postgresql://... uvicorn --app-dir bench search_peer:app
+    PEER_DB_URL=postgresql://... uvicorn --app-dir bench search_peer:app
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-URL = os.environ.get("SEARCH_DB_URL", "")
+URL = os.environ.get("PEER_DB_URL", "")
 IS_PG = URL.startswith("postgresql")
 
 PG_SEARCH = """

@@ -42,18 +42,3 @@ class ClientAddresses:
                 return hop
             address = hop
         return address  # every hop is one of ours: the left-most of them
-
-
-def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
-    """An ASGI scope's header value (the last one, where several came), or None."""
-    found = None
-    for key, value in headers:
-        if key == name:
-            found = value.decode("latin-1")
-    return found
-
-
-def forwarded_for(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    """Every X-Forwarded-For header, joined (a proxy may add its own header instead of appending)."""
-    values = [value.decode("latin-1") for key, value in headers if key == b"x-forwarded-for"]
-    return ", ".join(values) if values else None

@@ -41,7 +41,8 @@ from schema.admission.admission import Admission, Request
 from schema.admission.refusals import GRAPHQL_RESPONSE, Refusal, request_error
 from schema.execution.answers import send_parts
 from schema.execution.run import Operations
-from web.addresses import ClientAddresses, forwarded_for, header
+from web.addresses import ClientAddresses
+from web.headers import headers_of
 
 log = logging.getLogger("quill.errors")
 
@@ -117,10 +118,9 @@ class GraphQLHTTP:
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, media_type: str) -> None:
         method = scope["method"]
-        headers = scope["headers"]
         if method == "GET":
             params = query_string(scope)
-            if "query" not in params and "text/html" in (header(headers, b"accept") or ""):
+            if "query" not in params and "text/html" in (headers_of(scope).get(b"accept") or ""):
                 await self.graphiql(scope, receive, send)
                 return
             payload: Any = get_payload(params)
@@ -140,7 +140,7 @@ class GraphQLHTTP:
             answered = [await self._one(_nth(base, i), item, media_type) for i, item in enumerate(payload)]
             await send_bytes(send, 200, b"[" + b",".join(one.body for one in answered) + b"]", media_type)
             return
-        base["incremental"] = MULTIPART in (header(headers, b"accept") or "")
+        base["incremental"] = MULTIPART in (headers_of(scope).get(b"accept") or "")
         one = await self._one(base, payload, media_type)
         if one.rest is not None:
             await _send_parts(send, one)
@@ -167,14 +167,14 @@ class GraphQLHTTP:
         return _Answered(answer.body, 200, headers, answer.has_errors, answer.rest)
 
     async def _read_post(self, scope: Scope, receive: Receive) -> Any:
-        content_type = (header(scope["headers"], b"content-type") or "").split(";")[0].strip().lower()
+        content_type = (headers_of(scope).get(b"content-type") or "").split(";")[0].strip().lower()
         if content_type == "multipart/form-data":
             return await self._read_multipart(scope, receive)
         return await read_json(scope, receive, self.admission)
 
     async def _read_multipart(self, scope: Scope, receive: Receive) -> _Uploads:
         """A GraphQL multipart request (files in variables): https://github.com/jaydenseric/graphql-multipart-request-spec"""
-        if not any(header(scope["headers"], name) for name in _PREFLIGHT_HEADERS):
+        if not any(headers_of(scope).get(name) for name in _PREFLIGHT_HEADERS):
             raise RequestProblem(
                 request_error(
                     "A multipart request needs an Apollo-Require-Preflight header (protection against CSRF)."
@@ -215,20 +215,20 @@ class GraphQLHTTP:
         headers = {**one.headers, "Vary": "Accept, Authorization"}
         if one.status != 200 or one.has_errors:
             headers["Cache-Control"] = "no-store"
-        elif header(scope["headers"], b"authorization"):
+        elif headers_of(scope).get(b"authorization"):
             headers["Cache-Control"] = "private, no-store"
         else:
             headers["Cache-Control"] = f"public, max-age={self.max_age}" if self.max_age > 0 else "no-cache"
             etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
             headers["ETag"] = etag
-            if etag in (header(scope["headers"], b"if-none-match") or ""):
+            if etag in (headers_of(scope).get(b"if-none-match") or ""):
                 unchanged = {k: v for k, v in headers.items() if k.lower() in _NOT_MODIFIED_HEADERS}
                 await send_bytes(send, 304, b"", media_type, unchanged, content=False)
                 return
         await send_bytes(send, one.status, body, media_type, headers)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, like Request: made per operation
 class _Answered:
     body: bytes
     status: int
@@ -264,7 +264,7 @@ def get_payload(params: dict[str, str]) -> dict[str, Any]:
 
 async def read_json(scope: Scope, receive: Receive, admission: Admission) -> Any:
     """A POST request's JSON body, refused if it is another media type, too large or not JSON."""
-    content_type = (header(scope["headers"], b"content-type") or "").split(";")[0].strip().lower()
+    content_type = (headers_of(scope).get(b"content-type") or "").split(";")[0].strip().lower()
     if content_type not in (JSON, GRAPHQL_RESPONSE):
         raise RequestProblem(
             request_error("Send GraphQL requests as application/json.", 415, "UNSUPPORTED_MEDIA_TYPE")
@@ -278,7 +278,7 @@ async def read_json(scope: Scope, receive: Receive, admission: Admission) -> Any
 
 async def read_body(scope: Scope, receive: Receive, admission: Admission, limit: int) -> bytes:
     """The whole body, refused as soon as it passes `limit` (an endless body is never kept)."""
-    declared = header(scope["headers"], b"content-length")
+    declared = headers_of(scope).get(b"content-length")
     if (
         declared is not None
         and declared.isdigit()
@@ -305,17 +305,17 @@ def request_base(
     scope: Scope, addresses: ClientAddresses, transport: str, *, uploads: bool = False
 ) -> dict[str, Any]:
     """What every operation of a request shares: its viewer's header, address, transport, trace."""
-    headers = scope["headers"]
+    found = headers_of(scope)
     peer = scope["client"][0] if scope.get("client") else None
-    trace = {name: value.decode("latin-1") for name, value in headers if name in _TRACE_HEADERS}
+    trace = {name.decode(): found[name] for name in _TRACE_HEADERS if name in found}
     return {
-        "authorization": header(headers, b"authorization"),
-        "address": addresses.of(peer, forwarded_for(headers)),
+        "authorization": found.get(b"authorization"),
+        "address": addresses.of(peer, found.get(b"x-forwarded-for")),
         "transport": transport,
         "method": scope["method"],
         "uploads": uploads,
-        "trace_context": {name.decode(): value for name, value in trace.items()} or None,
-        "idempotency_key": header(headers, b"idempotency-key"),
+        "trace_context": trace or None,
+        "idempotency_key": found.get(b"idempotency-key"),
     }
 
 
@@ -362,7 +362,7 @@ def _json_param(value: str | None, name: str) -> Any:
 
 
 def media_type_of(scope: Scope) -> str:
-    return GRAPHQL_RESPONSE if GRAPHQL_RESPONSE in (header(scope["headers"], b"accept") or "") else JSON
+    return GRAPHQL_RESPONSE if GRAPHQL_RESPONSE in (headers_of(scope).get(b"accept") or "") else JSON
 
 
 def route_path(scope: Scope) -> str:

@@ -49,7 +49,7 @@ from schema.admission.tokens import ANONYMOUS_AUTHENTICATION, AccessTokens, Auth
 from schema.errors import FAILURE_MESSAGES, AuthFailure
 from schema.execution.answers import Answer, send_parts
 from schema.execution.run import Operations
-from web.addresses import ClientAddresses, header
+from web.addresses import ClientAddresses
 from web.graphql_http import (
     RequestProblem,
     get_payload,
@@ -62,6 +62,7 @@ from web.graphql_http import (
     send_json,
 )
 from web.graphql_ws import Limits
+from web.headers import headers_of
 from web.subscription_seats import Seats, too_many
 from web.token_clock import TokenClock
 
@@ -157,9 +158,9 @@ class GraphQLSSE:
         if scope["type"] != "http" or route_path(scope) != self.path or not _may_be_sse(scope):
             await self.app(scope, receive, send)
             return
-        method, headers = scope["method"], scope["headers"]
-        token = header(headers, TOKEN_HEADER) or query_string(scope).get("token") or None
-        if EVENT_STREAM in (header(headers, b"accept") or ""):
+        method = scope["method"]
+        token = headers_of(scope).get(TOKEN_HEADER) or query_string(scope).get("token") or None
+        if EVENT_STREAM in (headers_of(scope).get(b"accept") or ""):
             await (
                 self._distinct(scope, receive, send) if token is None else self._open(token, receive, send)
             )
@@ -213,7 +214,7 @@ class GraphQLSSE:
     # Single connection mode.
 
     async def _reserve(self, scope: Scope, send: Send) -> None:
-        authentication = self.tokens.from_header(header(scope["headers"], b"authorization"))
+        authentication = self.tokens.from_header(headers_of(scope).get(b"authorization"))
         if authentication.failure is not None:
             await self._refuse(scope, send, authentication_failed(authentication.failure))
             return
@@ -500,9 +501,9 @@ def _may_be_sse(scope: Scope) -> bool:
     a PUT or DELETE, an event stream asked for, or a stream's token."""
     if scope["method"] in ("PUT", "DELETE"):
         return True
-    for name, value in scope["headers"]:
-        if name == TOKEN_HEADER or (name == b"accept" and b"text/event-stream" in value):
-            return True
+    found = headers_of(scope)
+    if TOKEN_HEADER in found or "text/event-stream" in found.get(b"accept", ""):
+        return True
     return b"token=" in scope.get("query_string", b"")
 
 

@@ -44,7 +44,8 @@ from schema.admission.tokens import ANONYMOUS_AUTHENTICATION, AccessTokens, Auth
 from schema.errors import FAILURE_MESSAGES, AuthFailure
 from schema.execution.answers import Answer, send_parts
 from schema.execution.run import Operations
-from web.addresses import ClientAddresses, forwarded_for
+from web.addresses import ClientAddresses
+from web.headers import headers_of
 from web.subscription_seats import Seats, too_many
 from web.token_clock import TokenClock
 
@@ -136,7 +137,7 @@ class GraphQLWebSocket:
             return
         await send({"type": "websocket.accept", "subprotocol": protocol})
         peer = scope["client"][0] if scope.get("client") else None
-        address = self.addresses.of(peer, forwarded_for(scope["headers"]))
+        address = self.addresses.of(peer, headers_of(scope).get(b"x-forwarded-for"))
         connection = _Connection(self, protocol, address, receive, send)
         self.sockets.add(connection)
         try:

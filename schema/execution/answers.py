@@ -19,7 +19,7 @@ WriteNow = Callable[[bytes], bool]
 REPLAYED = "replayed"  # the executor of an answer given again under its idempotency key
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, like Request (schema/admission/admission.py): made per operation
 class Answer:
     """One operation's response as JSON bytes (`{"data": ...}` with `errors` if any)."""
 

@@ -40,7 +40,7 @@ PG_BENCH = "postgresql://postgres@127.0.0.1:5432/bench"
 SQLITE_BENCH = HARNESS / "data" / "bench.db"  # where the harness's targets.json says
 SECRET = "bench-secret-" + "b" * 40
 SUPERUSER = ("bench-root@example.com", "bench-root-password")
-COMPARE_ROUNDS = 3  # --compare: each target runs each query this many times, in turns
+COMPARE_ROUNDS = 3  # --compare: each target runs each query this many times, in turns (--rounds)
 PYTHON_PEERS = ("strawberry_naive", "strawberry_mapper", "graphene_sqlalchemy")
 QUERIES = {
     "Q1": "{ users(first: 50) { edges { node { username posts(first: 10) { edges { node { title datePosted author { username } } } } } } } }",
@@ -218,6 +218,9 @@ def main() -> None:
     parser.add_argument("--duration", default="10")
     parser.add_argument("--no-load", action="store_true", help="only check answers and count statements")
     parser.add_argument("--compare", metavar="REV", help="also run this commit's server, as quill_<sha>")
+    parser.add_argument(
+        "--rounds", type=int, default=COMPARE_ROUNDS, help="--compare: runs of each, in turns"
+    )
     args = parser.parse_args()
     bench_python, graphene_python = prepare_tools()
     tree = checkout(args.compare) if args.compare else None
@@ -235,7 +238,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     if tree is not None:
         queries = (args.queries or "Q1,Q2,Q3,Q4,Q5").split(",")
-        print(compare(command, env, ("quill", compared_name(tree)), queries, wanted[0]))
+        print(compare(command, env, ("quill", compared_name(tree)), queries, wanted[0], args.rounds))
         return
     command += ["--out", "results/bench"]
     for flag, value in (("--only", args.only), ("--db", args.db), ("--queries", args.queries)):
@@ -254,13 +257,18 @@ def main() -> None:
 
 
 def compare(
-    command: list[str], env: dict[str, str], names: tuple[str, str], queries: list[str], db: str
+    command: list[str],
+    env: dict[str, str],
+    names: tuple[str, str],
+    queries: list[str],
+    db: str,
+    rounds: int = COMPARE_ROUNDS,
 ) -> str:
-    """This commit against an older one, query by query, in turns (A B, then B A, ROUNDS times):
+    """This commit against an older one, query by query, in turns (A B, then B A, `rounds` times):
     this machine's speed drifts by a fifth within minutes, which one target after the other
     would count as a difference. Writes results/compare.md; returns its text."""
     runs: dict[tuple[str, str], list[float]] = {}
-    for round_ in range(COMPARE_ROUNDS):
+    for round_ in range(rounds):
         for query in queries:
             for name in names if round_ % 2 == 0 else names[::-1]:
                 out = HARNESS / "results" / f"compare-{name}-{query}"
@@ -271,7 +279,7 @@ def compare(
                 runs.setdefault((name, query), []).append(row["load"]["rps"])
     ours, older = names
     lines = [
-        f"# {ours} against {older} ({db}, requests per second, median of {COMPARE_ROUNDS} runs in turns)",
+        f"# {ours} against {older} ({db}, requests per second, median of {rounds} runs in turns)",
         "",
         f"| query | {ours} | {older} | ratio | {ours} runs | {older} runs |",
         "|---|---:|---:|---:|---|---|",

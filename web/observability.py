@@ -26,6 +26,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schema.telemetry import OperationRecord
+from web.headers import headers_of
 from web.logs import REQUEST_ID
 from web.metrics import Metrics
 
@@ -148,10 +149,7 @@ _ID_COUNT = itertools.count(1)
 
 
 def _request_id(scope: Scope) -> str:
-    for name, value in scope.get("headers", ()):
-        if name == b"x-request-id":
-            given = value.decode("latin-1")
-            if _GOOD_REQUEST_ID.fullmatch(given):
-                return given
-            break
+    given = headers_of(scope).get(b"x-request-id")
+    if given is not None and _GOOD_REQUEST_ID.fullmatch(given):
+        return given
     return f"{_ID_PREFIX}{next(_ID_COUNT):016x}"

@@ -281,6 +281,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.services = services
     app.state.sockets = sockets
     app.state.event_streams = event_streams
+    app.state.revocations = revocations
     # Every way in, as the admission step names them (Request.transport): tests/test_entrances.py
     # sends each hostile request through each of them.
     app.state.transports = ("http", "websocket", "sse")

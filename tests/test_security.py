@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from starlette.applications import Starlette
 
 from db.engine import DEADLINE
 from db.errors import is_statement_timeout
-from db.models import Post
+from db.models import Post, TokenRevocation
 from db.seed import Shape, generate
 from settings import Settings
 from tests.api import (
@@ -218,6 +219,24 @@ async def test_revocations_close_the_users_sockets(server: Server, database_url:
             await _call(server, document, account["accessToken"], **variables(account))
             assert await close_code(ws, seconds=1.5) == 4403, name
             assert await anonymous.nothing_within(0.2)  # nobody else's socket closed
+
+
+@pytest.mark.one_path
+async def test_revocations_older_than_a_token_lives_are_forgotten(
+    app: Starlette, session: AsyncSession
+) -> None:
+    """The stored revocations of logouts and password changes would otherwise only grow; one no
+    token can predate any more is dropped, a recent one kept (it still ends live tokens)."""
+    lifetime = timedelta(seconds=app.state.services.tokens.revocations.ttl_seconds)
+    now = datetime.now(UTC)
+    for user_id, age in ((901, lifetime + timedelta(minutes=2)), (902, lifetime - timedelta(minutes=2))):
+        session.add(TokenRevocation(user_id=user_id, revoked_at=now - age))
+    await session.commit()
+    await app.state.revocations.forget_old()
+    left = (
+        await session.execute(select(TokenRevocation.user_id).where(TokenRevocation.user_id > 900))
+    ).scalars()
+    assert sorted(left) == [902]
 
 
 @pytest.mark.one_path

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from db import revocations
+from db.engine import WRITE_TRANSACTION
 from db.events import Event
 from schema.admission.tokens import Revocation
 from schema.execution.context import Services
@@ -20,7 +21,10 @@ log = logging.getLogger("quill.revocations")
 
 class RevocationListener:
     """Events bring a revocation at once; the database, read every `poll_seconds`, brings those no
-    event carried (the `quill superuser` command, a process that died right after its commit)."""
+    event carried (the `quill superuser` command, a process that died right after its commit).
+    Every FORGET_EVERY_SECONDS it drops the stored revocations no live token can predate."""
+
+    FORGET_EVERY_SECONDS = 3600.0
 
     def __init__(
         self, services: Services, *, on_revoked: Callable[[int], None], poll_seconds: float = 1.0
@@ -30,6 +34,7 @@ class RevocationListener:
         self.poll_seconds = poll_seconds
         self._seen = datetime.now(UTC) - timedelta(seconds=services.tokens.revocations.ttl_seconds + 60)
         self._task: asyncio.Task[None] | None = None
+        self._forgot_at = time.monotonic()  # a new process leaves the first clean-up an hour away
 
     async def start(self) -> None:
         await self._read()
@@ -47,8 +52,23 @@ class RevocationListener:
             await asyncio.sleep(self.poll_seconds)
             try:
                 await self._read()
+                if time.monotonic() - self._forgot_at > self.FORGET_EVERY_SECONDS:
+                    await self.forget_old()
             except Exception as error:  # noqa: BLE001 - the database is away: try again later
                 log.warning("cannot read token revocations: %s", error)
+
+    async def forget_old(self) -> None:
+        """Drop the stored revocations older than an access token lives (and a minute): they can
+        no longer match a token anyone holds, and the table would otherwise only grow. Every
+        process does it now and then; a second DELETE of the same rows finds none."""
+        self._forgot_at = time.monotonic()
+        lifetime = timedelta(seconds=self.services.tokens.revocations.ttl_seconds + 60)
+        sessions = self.services.housekeeping or self.services.sessionmaker
+        turns = self.services.write_turns or contextlib.nullcontext()
+        async with turns, sessions() as session:
+            await session.connection(execution_options=WRITE_TRANSACTION)
+            await revocations.forget_older_than(session, lifetime)
+            await session.commit()
 
     async def _read(self) -> None:
         sessions = self.services.housekeeping or self.services.sessionmaker

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -57,6 +58,16 @@ def test_models_match_migrations(empty_database: str) -> None:
     check = alembic(empty_database, "check")
     assert check.returncode == 0, check.stdout + check.stderr
     assert "No new upgrade operations detected" in check.stdout + check.stderr
+
+
+def test_sqlite_keeps_the_search_triggers_at_head(tmp_path: Path) -> None:
+    """A later migration that rebuilds `posts` in batch mode on SQLite drops the triggers that keep
+    the search index (migration 0010): it must make them again, or new posts are never found."""
+    url = f"sqlite:///{tmp_path / 'head.db'}"
+    migrate(url)
+    with sqlite3.connect(tmp_path / "head.db") as conn:
+        found = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    assert {"posts_search_insert", "posts_search_delete", "posts_search_update"} <= found
 
 
 def test_status_migration_gives_existing_tasks_open(empty_database: str) -> None:

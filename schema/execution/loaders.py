@@ -43,10 +43,6 @@ from schema.relay import (
 if TYPE_CHECKING:
     from schema.execution.context import Info
 
-# A connection's fields that read its page; without them (totalCount, aggregate) no page is read.
-PAGE_FIELDS = frozenset({"edges", "pageInfo"})
-NO_PAGE: Page[Any] = Page([], False, False)
-
 
 @dataclass(frozen=True, slots=True)
 class PageRequest:
@@ -58,7 +54,6 @@ class PageRequest:
     window: Window
     related: tuple[Related, ...]
     cursors: bool  # whether edges carry cursors (pageInfo always does)
-    rows: bool  # whether the page is read at all: a selection of only totalCount and aggregate is not
     where: Where = field(compare=False, hash=False)
 
 
@@ -177,23 +172,20 @@ class Loaders:
             window=window_of(listing, order, first=first, after=after, last=last, before=before),
             related=related_for(info, node_type, path=CONNECTION_NODE),
             cursors="cursor" in selects(info, ("edges",)),
-            rows=not selects(info, ()).isdisjoint(PAGE_FIELDS),
             where=where,
         )
 
     async def _root_page(self, node_type: NodeType, request: PageRequest) -> Connection[Any]:
         listing = node_type.listing(self._viewer)
-        page: Page[AnyRow] = NO_PAGE
-        if request.rows:
-            async with self._db.use() as session:
-                page = await pagination.fetch_page(
-                    session,
-                    listing,
-                    fields=request.fields,
-                    where=request.where,
-                    order=request.order,
-                    window=request.window,
-                )
+        async with self._db.use() as session:
+            page = await pagination.fetch_page(
+                session,
+                listing,
+                fields=request.fields,
+                where=request.where,
+                order=request.order,
+                window=request.window,
+            )
         counted = _Count(request.where_key, request.where)
         connection = self._connection(
             node_type,
@@ -318,19 +310,17 @@ class Loaders:
         found: dict[tuple[int, PageRequest], Connection[Any]] = {}
         listing = node_type.listing(self._viewer)
         for request, parent_ids in groups.items():
-            pages = dict.fromkeys(parent_ids, NO_PAGE)
-            if request.rows:
-                async with self._db.use() as session:
-                    pages = await pagination.fetch_pages(
-                        session,
-                        listing,
-                        parent=node_type.table.c[link],
-                        parent_ids=parent_ids,
-                        fields=request.fields,
-                        where=request.where,
-                        order=request.order,
-                        window=request.window,
-                    )
+            async with self._db.use() as session:
+                pages = await pagination.fetch_pages(
+                    session,
+                    listing,
+                    parent=node_type.table.c[link],
+                    parent_ids=parent_ids,
+                    fields=request.fields,
+                    where=request.where,
+                    order=request.order,
+                    window=request.window,
+                )
             counted = _Count(request.where_key, request.where)
             connections = {
                 (parent_id, request): self._connection(

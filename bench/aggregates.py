@@ -22,7 +22,6 @@ each run stops after `--duration` s.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import datetime, timedelta
@@ -32,8 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run import PG_BENCH, SECRET, SQLITE_BENCH  # noqa: E402
-from bench.search import Peer, measure, migrate  # noqa: E402
-from bench.writes import Server, ids_of  # noqa: E402
+from bench.search import Peer, migrate, side_by_side  # noqa: E402
+from bench.writes import ids_of  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 MONTHLY = "groupBy(by: {datePosted: MONTH}) { key { datePosted } count }"
@@ -46,16 +45,6 @@ QUERIES = {
         "{ posts { aggregate { groupBy(by: {datePosted: MONTH}, first: 24) { key { datePosted } count } } } }"
     ),
 }
-
-
-def script(query: str, token: str) -> tuple[str, dict[str, object]]:
-    body: dict[str, object] = {"query": query}
-    lua = f"""wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer {token}"
-wrk.body = [==[{json.dumps(body)}]==]
-"""
-    return lua, body
 
 
 def main() -> None:
@@ -78,12 +67,9 @@ def main() -> None:
         _, superuser = ids_of(url, "users")
         token, _ = AccessTokens(SECRET, timedelta(days=1)).issue(superuser, is_superuser=True)
         for name, query in QUERIES.items():
-            lua, body = script(query, token)
-            quill, quill_answer = measure(Server(url, 1, "1"), lua, body, token, args.duration)
-            peer_server = Peer(url, "aggregates_peer:app", PEER_QUERY=name.split()[0])
-            peer, peer_answer = measure(peer_server, lua, body, token, args.duration)
-            if quill_answer != peer_answer:
-                sys.exit(f"{engine} {name}: the answers differ\nquill: {quill_answer}\npeer: {peer_answer}")
+            peer_server = Peer(url, "bench.aggregates_peer:app", PEER_QUERY=name.split()[0])
+            body: dict[str, object] = {"query": query}
+            quill, peer = side_by_side(f"{engine} {name}", url, body, token, args.duration, peer_server)
             lines.append(f"| {name} | {engine} | {quill:.0f} | {peer:.0f} | {quill / peer:.2f} |")
             print(lines[-1], flush=True)
             time.sleep(1)

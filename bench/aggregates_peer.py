@@ -13,27 +13,21 @@ answers can be compared before they are timed:
 Ties are broken as Quill breaks them (by key, ascending). On SQLite the rows come back in one
 statement and Python builds the JSON, the way one would write it by hand.
 
-    PEER_DB_URL=postgresql://... PEER_QUERY=A1 uvicorn --app-dir bench aggregates_peer:app
+    PEER_DB_URL=postgresql://... PEER_QUERY=A1 uvicorn bench.aggregates_peer:app
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import asyncpg
 import orjson
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-URL = os.environ.get("PEER_DB_URL", "")
+from bench.peer_app import IS_PG, peer_app, state
+
 QUERY = os.environ.get("PEER_QUERY", "A1")
-IS_PG = URL.startswith("postgresql")
 
 PG_MONTH = "date_trunc('month', date_posted, 'UTC')"  # grouped by the instant, printed once per group
 PG_PRINT = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"')"""
@@ -74,8 +68,6 @@ GROUP BY top.user_id, month ORDER BY top.n DESC, top.user_id, month
     "A2": f"SELECT {SQLITE_MONTH} AS month, count(*) FROM posts AS p GROUP BY month ORDER BY month LIMIT 24",
 }
 
-state: dict[str, Any] = {}
-
 
 def _authors(rows: list[tuple[int, str, int, str, int]]) -> list[dict[str, Any]]:
     groups: list[dict[str, Any]] = []
@@ -105,21 +97,4 @@ async def answer(request: Request) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-@asynccontextmanager
-async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    if IS_PG:
-        state["pool"] = await asyncpg.create_pool(URL, min_size=4, max_size=16)
-    else:
-        state["sqlite"] = sqlite3.connect(URL.removeprefix("sqlite:///"), check_same_thread=False)
-    yield
-    if IS_PG:
-        await state["pool"].close()
-
-
-async def health(request: Request) -> Response:
-    return Response("ok")
-
-
-app = Starlette(
-    routes=[Route("/graphql", answer, methods=["POST"]), Route("/health", health)], lifespan=lifespan
-)
+app = peer_app(answer)

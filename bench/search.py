@@ -47,11 +47,11 @@ FIRST = 20
 
 
 class Peer(Server):
-    """A hand-written server of bench/ (`search_peer:app` by default), where the Quill server
+    """A hand-written server of bench/ (`bench.search_peer:app` by default), where the Quill server
     would be, on the same core."""
 
-    def __init__(self, database_url: str, app: str = "search_peer:app", **env: str) -> None:
-        command = ["taskset", "-c", "1", sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "bench"),
+    def __init__(self, database_url: str, app: str = "bench.search_peer:app", **env: str) -> None:
+        command = ["taskset", "-c", "1", sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT),
                    app, "--host", "127.0.0.1", "--port", str(PORT), "--log-level", "warning",
                    "--no-access-log"]  # fmt: skip
         env = {**env, "PEER_DB_URL": database_url, "PATH": "/usr/bin:/bin"}
@@ -70,14 +70,13 @@ def migrate(database_url: str) -> None:
     )
 
 
-def script(words: str, token: str) -> tuple[str, dict[str, object]]:
-    body: dict[str, object] = {"query": SEARCH, "variables": {"q": words, "first": FIRST}}
-    lua = f"""wrk.method = "POST"
+def script(body: dict[str, object], token: str) -> str:
+    """wrk's script that POSTs `body` as the viewer of `token`."""
+    return f"""wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer {token}"
 wrk.body = [==[{json.dumps(body)}]==]
 """
-    return lua, body
 
 
 def answer(body: dict[str, object], token: str) -> object:
@@ -92,6 +91,19 @@ def measure(
         seen = answer(body, token)
         wrk(lua, 2, "0")  # warm-up
         return wrk(lua, seconds, "0")["rps"], seen
+
+
+def side_by_side(
+    label: str, url: str, body: dict[str, object], token: str, seconds: int, peer: Server
+) -> tuple[float, float]:
+    """Quill's and the peer's requests per second for `body`, in turns, after checking that the
+    two answers are the same (a figure for a different answer would mean nothing)."""
+    lua = script(body, token)
+    quill, quill_answer = measure(Server(url, 1, "1"), lua, body, token, seconds)
+    theirs, peer_answer = measure(peer, lua, body, token, seconds)
+    if quill_answer != peer_answer:
+        sys.exit(f"{label}: the answers differ\nquill: {quill_answer}\npeer: {peer_answer}")
+    return quill, theirs
 
 
 def main() -> None:
@@ -115,11 +127,8 @@ def main() -> None:
         _, superuser = ids_of(url, "users")
         token, _ = AccessTokens(SECRET, timedelta(days=1)).issue(superuser, is_superuser=True)
         for name, words in SEARCHES.items():
-            lua, body = script(words, token)
-            quill, quill_answer = measure(Server(url, 1, "1"), lua, body, token, args.duration)
-            peer, peer_answer = measure(Peer(url), lua, body, token, args.duration)
-            if quill_answer != peer_answer:
-                sys.exit(f"{engine} {name}: the answers differ\nquill: {quill_answer}\npeer: {peer_answer}")
+            body: dict[str, object] = {"query": SEARCH, "variables": {"q": words, "first": FIRST}}
+            quill, peer = side_by_side(f"{engine} {name}", url, body, token, args.duration, Peer(url))
             lines.append(f"| {name} (`{words}`) | {engine} | {quill:.0f} | {peer:.0f} | {quill / peer:.2f} |")
             print(lines[-1], flush=True)
             time.sleep(1)

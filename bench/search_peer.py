@@ -8,27 +8,18 @@ so the two answers can be compared byte for byte before they are timed. The rank
 db/search.py defines (so both order ties alike); on SQLite this server joins the FTS5 table, the
 way one would write it by hand for this one query.
 
-    PEER_DB_URL=postgresql://... uvicorn --app-dir bench search_peer:app
+    PEER_DB_URL=postgresql://... uvicorn bench.search_peer:app
 """
 
 from __future__ import annotations
 
 import base64
-import os
-import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
 
-import asyncpg
 import orjson
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-URL = os.environ.get("PEER_DB_URL", "")
-IS_PG = URL.startswith("postgresql")
+from bench.peer_app import IS_PG, peer_app, state
 
 PG_SEARCH = """
 SELECT json_build_object('data', json_build_object('posts', json_build_object('edges', coalesce(
@@ -48,8 +39,6 @@ SELECT p.id, p.title FROM posts_search JOIN posts AS p ON p.id = posts_search.ro
 WHERE posts_search MATCH ?
 ORDER BY CAST(ROUND(-bm25(posts_search, 4.0, 1.0) * 1000000000) AS INTEGER) DESC, p.id DESC LIMIT ?
 """
-
-state: dict[str, Any] = {}
 
 
 def _phrases(text: str) -> str:
@@ -71,21 +60,4 @@ async def search(request: Request) -> Response:
     return Response(orjson.dumps({"data": {"posts": {"edges": edges}}}), media_type="application/json")
 
 
-@asynccontextmanager
-async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    if IS_PG:
-        state["pool"] = await asyncpg.create_pool(URL, min_size=4, max_size=16)
-    else:
-        state["sqlite"] = sqlite3.connect(URL.removeprefix("sqlite:///"), check_same_thread=False)
-    yield
-    if IS_PG:
-        await state["pool"].close()
-
-
-async def health(request: Request) -> Response:
-    return Response("ok")
-
-
-app = Starlette(
-    routes=[Route("/graphql", search, methods=["POST"]), Route("/health", health)], lifespan=lifespan
-)
+app = peer_app(search)

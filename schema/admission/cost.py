@@ -14,7 +14,7 @@ cost is what the rate limit charges (web/rate_limit.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from graphql import (
@@ -131,17 +131,9 @@ class _Estimate:
         if selection_set is None or "aggregate" not in getattr(connection, "fields", {}):
             return 0
         found = 0
-        for selection in selection_set.selections:
-            if isinstance(selection, FieldNode):
-                if selection.name.value == "aggregate":
-                    aggregate = get_named_type(connection.fields["aggregate"].type)
-                    found += AGGREGATE_COST + self._groups(aggregate, selection.selection_set)
-            elif isinstance(selection, InlineFragmentNode):
-                found += self._aggregates(connection, selection.selection_set)
-            elif isinstance(selection, FragmentSpreadNode):
-                fragment = self.fragments.get(selection.name.value)
-                if fragment is not None:
-                    found += self._aggregates(connection, fragment.selection_set)
+        for field in self._named(selection_set, "aggregate"):
+            aggregate = get_named_type(connection.fields["aggregate"].type)
+            found += AGGREGATE_COST + self._groups(aggregate, field.selection_set)
         return found
 
     def _groups(self, aggregate: Any, selection_set: SelectionSetNode | None) -> int:
@@ -149,17 +141,23 @@ class _Estimate:
             return 0
         definition = aggregate.fields["groupBy"]
         found = 0
+        for field in self._named(selection_set, "groupBy"):
+            size = self._group_count(definition, field)
+            found += size + self.nodes(get_named_type(definition.type), field.selection_set, size)
+        return found
+
+    def _named(self, selection_set: SelectionSetNode, name: str) -> Iterator[FieldNode]:
+        """The fields called `name` in a selection set, its fragments' included."""
         for selection in selection_set.selections:
-            if isinstance(selection, FieldNode) and selection.name.value == "groupBy":
-                size = self._group_count(definition, selection)
-                found += size + self.nodes(get_named_type(definition.type), selection.selection_set, size)
+            if isinstance(selection, FieldNode):
+                if selection.name.value == name:
+                    yield selection
             elif isinstance(selection, InlineFragmentNode):
-                found += self._groups(aggregate, selection.selection_set)
+                yield from self._named(selection.selection_set, name)
             elif isinstance(selection, FragmentSpreadNode):
                 fragment = self.fragments.get(selection.name.value)
                 if fragment is not None:
-                    found += self._groups(aggregate, fragment.selection_set)
-        return found
+                    yield from self._named(fragment.selection_set, name)
 
     def _group_count(self, definition: GraphQLField, field: FieldNode) -> int:
         arguments = self._arguments(definition, field)

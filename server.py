@@ -13,7 +13,7 @@ import gc
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import timedelta
@@ -43,6 +43,7 @@ from db.events import Broker, DatabaseLog, RedisStreams
 from db.idempotency import IdempotencyKeys
 from db.passwords import Passwords
 from db.read_connections import ReadConnections, read_connections
+from db.replicas import replicas_from
 from schema import build_schema
 from schema.admission.admission import Admission, Limits, RateLimiter
 from schema.admission.documents import Documents
@@ -95,15 +96,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
     # relay) has connections of its own: requests never wait for it, and it is not counted as a
     # request's SQL.
     housekeeping = create_engine(replace(settings, pool_size=2, pool_max_overflow=2))
-    reads = read_connections(
-        settings.database_url,
-        pool_size=settings.read_pool_size,
-        statement_timeout_ms=settings.statement_timeout_ms,
-        connect_timeout_seconds=settings.connect_timeout_seconds,
-        sqlite_synchronous=settings.sqlite_synchronous,
-    )
+    reads = _read_connections_for(settings)(settings.database_url)
     statements = StatementCounter(engine, reads)
     metrics = _metrics(settings)
+    replicas = replicas_from(settings, create_engine, create_sessionmaker, _read_connections_for(settings))
+    if replicas is not None:
+        for replica in replicas.replicas:
+            statements.watch(replica.engine, replica.reads)
+        if metrics is not None:
+            replicas.listeners.append(metrics.replica_checked)
     observer = Observer(metrics)
     schema = build_schema()
     ttl = timedelta(seconds=settings.access_token_ttl_seconds)
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         observer=observer,
         statements=statements,
         idempotency=idempotency,
+        replicas=replicas,
     )
     manifest = _manifest(settings)
     persisted = PersistedQueries(_query_store(settings), manifest)
@@ -198,6 +200,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await revocations.start()
             if reads is not None and compiled.enabled:
                 await reads.start()
+            if replicas is not None:
+                await replicas.start()
             _tune_garbage_collector()
         except DatabaseNotReady as refusal:
             app.state.startup_refusal = str(refusal)
@@ -209,6 +213,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             if reads is not None:
                 await reads.close()
+            if replicas is not None:
+                await replicas.stop()
             await revocations.stop()
             await services.broker.stop()
             await engine.dispose()
@@ -278,6 +284,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.schema = schema
     app.state.compiled_reads = compiled
     app.state.reads = reads
+    app.state.replicas = replicas
     app.state.services = services
     app.state.sockets = sockets
     app.state.event_streams = event_streams
@@ -288,6 +295,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.startup_refusal = None
     app.state.ready_timeout_seconds = settings.connect_timeout_seconds
     return app
+
+
+def _read_connections_for(settings: Settings) -> Callable[[str], ReadConnections | None]:
+    """The compiled reads' connections to a database of these settings (the primary, a replica)."""
+
+    def connections(url: str) -> ReadConnections | None:
+        return read_connections(
+            url,
+            pool_size=settings.read_pool_size,
+            statement_timeout_ms=settings.statement_timeout_ms,
+            connect_timeout_seconds=settings.connect_timeout_seconds,
+            sqlite_synchronous=settings.sqlite_synchronous,
+        )
+
+    return connections
 
 
 def _rate_limiter(settings: Settings) -> RateLimiter | None:

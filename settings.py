@@ -119,6 +119,12 @@ class Settings:
     access_token_ttl_seconds: int = 15 * 60
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
     database_url: str = field(default_factory=database_url)
+    # PostgreSQL read replicas (db/replicas.py): queries go to a healthy one, mutations and a
+    # client's reads right after its own write to the primary. A replica is skipped while it
+    # lags more than replica_max_lag_seconds; each is checked every replica_check_seconds.
+    database_replica_urls: tuple[str, ...] = ()
+    replica_max_lag_seconds: float = 5.0
+    replica_check_seconds: float = 0.5
     sql_echo: bool = False
     cors_origins: tuple[str, ...] = ()
     # How long start-up waits for the database (PostgreSQL in a fresh deployment comes up late).
@@ -259,6 +265,13 @@ class Settings:
             raise SettingsError(f"LOG_FORMAT must be json or text, not {self.log_format!r}")
         if self.tracing not in {"off", "otlp", "console"}:
             raise SettingsError(f"TRACING must be off, otlp or console, not {self.tracing!r}")
+        if self.database_replica_urls and not self.database_url.startswith("postgresql"):
+            raise SettingsError("DATABASE_REPLICA_URLS needs a PostgreSQL DATABASE_URL (replicas of it)")
+        for url in self.database_replica_urls:
+            if not url.startswith("postgresql"):
+                raise SettingsError(f"DATABASE_REPLICA_URLS: {url.partition('://')[0]!r} is not PostgreSQL")
+        if self.replica_check_seconds <= 0 or self.replica_max_lag_seconds <= 0:
+            raise SettingsError("REPLICA_CHECK_SECONDS and REPLICA_MAX_LAG_SECONDS must be positive")
         return self
 
     @classmethod
@@ -269,6 +282,9 @@ class Settings:
             access_token_ttl_seconds=_int("ACCESS_TOKEN_TTL_SECONDS", 15 * 60),
             refresh_token_ttl_seconds=_int("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600),
             database_url=database_url(),
+            database_replica_urls=tuple(map(async_database_url, _list("DATABASE_REPLICA_URLS"))),
+            replica_max_lag_seconds=_float("REPLICA_MAX_LAG_SECONDS", 5.0),
+            replica_check_seconds=_float("REPLICA_CHECK_SECONDS", 0.5),
             sql_echo=_flag("SQL_ECHO"),
             cors_origins=_list("CORS_ORIGINS"),
             database_wait_seconds=_int("DATABASE_WAIT_SECONDS", 30),

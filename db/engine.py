@@ -161,6 +161,10 @@ class StatementCounter:
     def __init__(self, engine: AsyncEngine, reads: ReadConnections | None = None) -> None:
         self.total = 0
         self.current: ContextVar[list[int] | None] = ContextVar("statements", default=None)
+        self.watch(engine, reads)
+
+    def watch(self, engine: AsyncEngine, reads: ReadConnections | None = None) -> None:
+        """Count this engine's and these connections' statements too (a read replica's)."""
         event.listen(engine.sync_engine, "before_cursor_execute", self._on_engine)
         if reads is not None:
             reads.listeners.append(self._on_read)

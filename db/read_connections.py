@@ -61,6 +61,10 @@ class ReadFailed(Exception):
     """The database refused or failed the statement; the resolvers should answer instead."""
 
 
+class ReadUnreachable(ReadFailed):
+    """The database could not be reached, or its connection ended (a replica stopping)."""
+
+
 class DataRefused(ReadFailed):
     """A compiled write named a row that is gone (a foreign key): nothing was written."""
 
@@ -153,6 +157,14 @@ class PostgresReads:
             await self._pool.close()
             self._pool = None
 
+    async def renew(self) -> None:
+        """After the server was down: new connections from now on (opening the pool if it never
+        could be), instead of the broken ones each failing a read first."""
+        if self._pool is None:
+            await self.start()
+        else:
+            await self._pool.expire_connections()
+
     async def fetch(self, sql: str, arguments: Sequence[Any], deadline: float) -> bytes:
         value: bytes = await self._run(sql, arguments, deadline, "fetchval")
         return value
@@ -186,8 +198,21 @@ class PostgresReads:
                         return await run(sql, *arguments)
         except TimeoutError:
             raise ReadTimeout() from None
+        except _UNREACHABLE as error:
+            raise ReadUnreachable(str(error)) from error
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
             raise ReadFailed(str(error)) from error
+
+
+# The server is down, stopping or starting, or the connection to it broke.
+_UNREACHABLE = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.CrashShutdownError,
+)
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:

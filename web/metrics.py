@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import hmac
 import os
+from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from schema.telemetry import OperationRecord
+
+if TYPE_CHECKING:
+    from db.replicas import Replica
 
 ANONYMOUS, OTHER = "(anonymous)", "(other)"
 
@@ -99,6 +110,36 @@ class Metrics:
             buckets=_SECONDS,
             registry=self.registry,
         )
+
+        self.replica_healthy = Gauge(
+            "quill_replica_healthy",
+            "1 while a read replica takes reads, 0 while it is skipped (down, lagging, not a replica).",
+            ["replica"],
+            registry=self.registry,
+            multiprocess_mode="min",
+        )
+        self.replica_lag = Gauge(
+            "quill_replica_lag_seconds",
+            "How far each read replica was behind the primary at its last check.",
+            ["replica"],
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
+        self.replica_reads = Counter(
+            "quill_replica_reads",
+            "Queries and subscription event reads each read replica answered.",
+            ["replica"],
+            registry=self.registry,
+        )
+        self._replica_reads_seen: dict[str, int] = {}
+
+    def replica_checked(self, replica: Replica) -> None:
+        """A replica's state after a check (db/replicas.py)."""
+        self.replica_healthy.labels(replica.name).set(1 if replica.healthy else 0)
+        self.replica_lag.labels(replica.name).set(replica.lag_seconds)
+        seen = self._replica_reads_seen.get(replica.name, 0)
+        self.replica_reads.labels(replica.name).inc(replica.reads_served - seen)
+        self._replica_reads_seen[replica.name] = replica.reads_served
 
     def observe_operation(self, record: OperationRecord) -> None:
         key = (record.name, record.type, record.executor)

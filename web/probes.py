@@ -38,4 +38,6 @@ async def ready(request: Request) -> JSONResponse:
         problem = "database unreachable"
     if problem:
         return JSONResponse({"status": "unavailable", "reason": problem}, status_code=503)
-    return JSONResponse({"status": "ready"})
+    # Replicas skipped leave the primary answering their reads: ready still, and saying so.
+    replicas = request.app.state.replicas
+    return JSONResponse({"status": "ready", **({"replicas": replicas.states()} if replicas else {})})

@@ -141,6 +141,7 @@ class Admitted:
     incremental: bool = False  # answered in parts: it has @defer or @stream, and the client takes parts
     claimed: Claimed | None = None  # its idempotency key, under which its answer is to be kept
     answered: bytes | None = None  # the answer given before under its idempotency key: not run again
+    address: str = "unknown"  # the client's address (a write pins its reads to the primary: db/replicas.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +293,7 @@ class Admission:
             incremental,
             claim if isinstance(claim, Claimed) else None,
             claim.body if isinstance(claim, Answered) else None,
+            request.address,
         )
 
     # Step 10: a mutation's idempotency key.

@@ -317,14 +317,24 @@ class CompiledReads:
         )
 
     async def read(
-        self, prepared: Prepared, plan: Plan, viewer: Viewer, deadline: float, row: int | None = None
+        self,
+        prepared: Prepared,
+        plan: Plan,
+        viewer: Viewer,
+        deadline: float,
+        row: int | None = None,
+        on: ReadConnections | None = None,
     ) -> bytes | None:
         """The response body, `{"data":...}`, or None when the statement failed (the resolvers
-        answer then). Raises TimeoutError past the operation's `deadline` (time.monotonic())."""
+        answer then). Raises TimeoutError past the operation's `deadline` (time.monotonic()).
+        `on` names a replica's connections (db/replicas.py): there a failure is raised
+        (ReadFailed), for the caller to read from the primary instead."""
         assert self.reads is not None
         try:
-            body = await self.reads.fetch(plan.sql, plan.bound(viewer, row), deadline)
+            body = await (on or self.reads).fetch(plan.sql, plan.bound(viewer, row), deadline)
         except ReadFailed as error:
+            if on is not None:
+                raise
             if "parser stack overflow" in str(error):
                 # SQLite's parser stack is 100 deep: this shape never runs there; the resolvers answer it.
                 self.statements.refused(plan.fields)
@@ -337,15 +347,22 @@ class CompiledReads:
         return None if plan.may_miss_rows and MISSING_ROW in body else body
 
     async def read_for_viewers(
-        self, plan: Plan, viewers: Sequence[int], deadline: float, row: int
+        self,
+        plan: Plan,
+        viewers: Sequence[int],
+        deadline: float,
+        row: int,
+        on: ReadConnections | None = None,
     ) -> dict[int, Any] | None:
         """Each viewer's answer (decoded) by viewer id, from one statement; None when it failed
-        or a required row is missing (the resolvers answer then)."""
+        or a required row is missing (the resolvers answer then). `on` is as for `read`."""
         assert self.reads is not None
         ids = self.statements.json.viewer_ids(viewers)
         try:
-            body = await self.reads.fetch(plan.sql, plan.bound(None, row, ids), deadline)
+            body = await (on or self.reads).fetch(plan.sql, plan.bound(None, row, ids), deadline)
         except ReadFailed as error:
+            if on is not None:
+                raise
             log.warning("compiled read failed, answering with the resolvers: %s", str(error)[:300])
             return None
         if plan.may_miss_rows and MISSING_ROW in body:

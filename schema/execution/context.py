@@ -26,6 +26,7 @@ from settings import Settings
 if TYPE_CHECKING:
     from db.engine import StatementCounter
     from db.events import Broker
+    from db.replicas import Replicas
     from schema.admission.admission import RateLimiter
     from schema.execution.loaders import Loaders
     from schema.execution.object_reads import ObjectReads
@@ -53,6 +54,8 @@ class Services:
     statements: StatementCounter | None = None
     # Mutations' answers kept under their clients' Idempotency-Keys (db/idempotency.py).
     idempotency: IdempotencyKeys | None = None
+    # PostgreSQL read replicas (db/replicas.py): which one a query or an event's read uses.
+    replicas: Replicas | None = None
 
 
 @dataclass(slots=True)

@@ -26,6 +26,8 @@ from graphql.execution.types import ExperimentalIncrementalExecutionResults
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from db.engine import DEADLINE
+from db.read_connections import ReadFailed, ReadUnreachable
+from db.replicas import Replica
 from db.session import RequestDb
 from schema.admission.admission import Admitted
 from schema.compiled.parts import Parts as CompiledParts
@@ -87,6 +89,10 @@ class Operations:
             with self.tracer.operation(admitted) as finished:
                 answer = await self._run(admitted)
                 finished(answer.codes)
+        replicas = self.services.replicas
+        if replicas is not None and admitted.prepared.kind is OperationType.MUTATION:
+            # Whatever it answered: a mutation with errors may still have written something.
+            await replicas.wrote(_clients(admitted))
         if admitted.claimed is not None and self.services.idempotency is not None:
             # Whatever it answered, errors too: a retry must not write what this one may have.
             await self.services.idempotency.keep(admitted.claimed, answer.body)
@@ -101,13 +107,14 @@ class Operations:
         deadline_token = DEADLINE.set(admitted.deadline)
         answer = Answer(b"")
         context: Context | None = None  # made only for the resolvers: a compiled read needs none
+        replica = self._replica_for(admitted)
         try:
             # A compiled read keeps the deadline itself (db/read_connections.py, ReadTimeout).
-            compiled = await self._compiled_answer(admitted)
+            compiled, replica = await self._compiled_answer(admitted, replica)
             if compiled is not None:
                 answer = compiled
             else:
-                context = self._context(admitted)
+                context = self._context(admitted, replica)
                 async with asyncio.timeout(max(admitted.deadline - time.monotonic(), 0)):
                     answer = await self._answer(admitted, context)
         except TimeoutError:
@@ -121,16 +128,35 @@ class Operations:
             self._record(admitted, answer, started, statements)
         return answer
 
-    async def _compiled_answer(self, admitted: Admitted) -> Answer | None:
-        """A query's answer from one compiled statement, or None where the resolvers answer it."""
+    def _replica_for(self, admitted: Admitted) -> Replica | None:
+        """The replica a query reads from (db/replicas.py), or None for the primary."""
+        replicas = self.services.replicas
+        if replicas is None or admitted.prepared.kind is not OperationType.QUERY:
+            return None
+        return replicas.for_query(_clients(admitted))
+
+    async def _compiled_answer(
+        self, admitted: Admitted, replica: Replica | None
+    ) -> tuple[Answer | None, Replica | None]:
+        """A query's answer from one compiled statement, or None where the resolvers answer it;
+        and the replica the resolvers read from (None, the primary, once a replica failed)."""
         prepared, viewer, compiled = admitted.prepared, admitted.authentication.viewer, self.compiled
         if compiled is None or prepared.kind is not OperationType.QUERY:
-            return None
+            return None, replica
         plan = compiled.plan(prepared, viewer)
         if plan is None:
-            return None
+            return None, replica
+        if replica is not None and replica.reads is not None:
+            try:
+                body = await compiled.read(prepared, plan, viewer, admitted.deadline, on=replica.reads)
+                return (None if body is None else Answer(body, executor="compiled")), replica
+            except ReadFailed as error:  # the primary answers: a replica down, or a recovery conflict
+                if isinstance(error, ReadUnreachable):
+                    assert self.services.replicas is not None
+                    self.services.replicas.failed(replica, error)
+                replica = None
         body = await compiled.read(prepared, plan, viewer, admitted.deadline)
-        return None if body is None else Answer(body, executor="compiled")
+        return (None if body is None else Answer(body, executor="compiled")), replica
 
     async def _answer(self, admitted: Admitted, context: Context) -> Answer:
         prepared, compiled = admitted.prepared, self.compiled
@@ -317,8 +343,9 @@ class Operations:
 
     # Pieces.
 
-    def _context(self, admitted: Admitted) -> Context:
-        db = RequestDb(self.services.sessionmaker, write_turns=self.services.write_turns)
+    def _context(self, admitted: Admitted, replica: Replica | None = None) -> Context:
+        sessions = self.services.sessionmaker if replica is None else replica.sessionmaker
+        db = RequestDb(sessions, write_turns=self.services.write_turns)
         viewer = admitted.authentication.viewer
         return Context(
             services=self.services,
@@ -383,3 +410,9 @@ class Operations:
                 executor=answer.executor,
             )
         )
+
+
+def _clients(admitted: Admitted) -> tuple[str, ...]:
+    """Who a write pins to the primary (db/replicas.py): the viewer (or the address that rate
+    limits an anonymous one), and the address, for the account a sign-up has just made."""
+    return (admitted.client, f"ip:{admitted.address}")

@@ -30,6 +30,7 @@ import orjson
 from graphql import FieldNode, GraphQLError, GraphQLObjectType, get_named_type
 
 from db.events import BadPosition, Broker, Event, PositionExpired, ResumeUnavailable, SubscriberTooSlow
+from db.read_connections import ReadConnections, ReadFailed, ReadUnreachable
 from db.session import RequestDb
 from db.visibility import Viewer
 from schema.declare.nodes import NodeType
@@ -185,8 +186,11 @@ class Group:
             plans.append((key, plan))
         return plans
 
-    async def rows_for(self, event: Event, viewers: list[Viewer]) -> dict[int | None, dict[str, Any]] | None:
-        """Each viewer's rows (by row key; None where it may not see the row), by viewer id."""
+    async def rows_for(
+        self, event: Event, viewers: list[Viewer], on: ReadConnections | None = None
+    ) -> dict[int | None, dict[str, Any]] | None:
+        """Each viewer's rows (by row key; None where it may not see the row), by viewer id, read
+        on a replica's connections (`on`: a failure raises ReadFailed) or the primary's."""
         compiled, deadline = self.hub.compiled, time.monotonic() + self.hub.timeout_seconds
         found: dict[int | None, dict[str, Any]] = {viewer.id: {} for viewer in viewers}
         plans = self.plans(viewers[0])
@@ -195,14 +199,14 @@ class Group:
         for key, plan in plans:
             if plan.viewers_slots:
                 ids = [viewer.id for viewer in viewers if viewer.id is not None]
-                answers = await compiled.read_for_viewers(plan, ids, deadline, event.id)
+                answers = await compiled.read_for_viewers(plan, ids, deadline, event.id, on)
                 if answers is None:
                     return None
                 for viewer in viewers:
                     answer = answers.get(viewer.id)  # type: ignore[arg-type]
                     found[viewer.id][key] = None if answer is None else answer["o"]
             else:
-                body = await compiled.read(self.prepared, plan, viewers[0], deadline, row=event.id)
+                body = await compiled.read(self.prepared, plan, viewers[0], deadline, event.id, on)
                 if body is None:
                     return None
                 row = orjson.loads(body)["data"]["o"]
@@ -244,7 +248,7 @@ class Group:
                 return []
             body = self.body(event, None)
             return [(member, body) for member in gone]
-        found = await self.rows_for(event, list({m.viewer.id: m.viewer for m in members}.values()))
+        found = await self._read(event, list({m.viewer.id: m.viewer for m in members}.values()))
         if found is None:
             return None
         # One body per distinct answer, looked up by viewer (many members share one: anonymous).
@@ -259,6 +263,18 @@ class Group:
                 bodies[identity] = self.body(event, rows)
             by_viewer[viewer_id] = bodies[identity]
         return [(member, given) for member in members if (given := by_viewer[member.viewer.id]) is not None]
+
+    async def _read(self, event: Event, viewers: list[Viewer]) -> dict[int | None, dict[str, Any]] | None:
+        """`rows_for` on a replica that has replayed the event's write, else on the primary."""
+        replicas = self.hub.services.replicas
+        replica = None if replicas is None else await replicas.for_event()
+        if replicas is not None and replica is not None and replica.reads is not None:
+            try:
+                return await self.rows_for(event, viewers, replica.reads)
+            except ReadFailed as error:  # the primary answers: a replica down, or a recovery conflict
+                if isinstance(error, ReadUnreachable):
+                    replicas.failed(replica, error)
+        return await self.rows_for(event, viewers)
 
     async def follow(self, broker: Broker) -> None:
         """Answer the members event by event; when the broker ends the stream (shutting down)

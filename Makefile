@@ -46,11 +46,13 @@ schema: install
 # The whole suite on SQLite, PostgreSQL and MariaDB (TEST_DATABASE_URL, TEST_MARIADB_URL; default
 # the local services), then again with the compiled read path off (COMPILED_READS=0), so that
 # both ways of answering stay tested: that pass skips the tests marked one_path, whose outcome
-# cannot depend on the executor (pyproject.toml).
+# cannot depend on the executor (pyproject.toml). Last, the PostgreSQL tests once more through a
+# real PgBouncer in transaction mode (tests/pgbouncer_rig.py).
 test: install
 	scripts/install-test-deps
 	$(BIN)/pytest --durations=25
 	COMPILED_READS=0 $(BIN)/pytest -m "not one_path" --durations=10
+	TEST_DATABASE_POOLER=pgbouncer $(BIN)/pytest -k postgres --durations=10
 
 # Side by side with the peer servers of ../shared/bench (about 15 minutes; see bench/run.py).
 bench: install

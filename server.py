@@ -307,6 +307,7 @@ def _read_connections_for(settings: Settings) -> Callable[[str], ReadConnections
             statement_timeout_ms=settings.statement_timeout_ms,
             connect_timeout_seconds=settings.connect_timeout_seconds,
             sqlite_synchronous=settings.sqlite_synchronous,
+            pooler=settings.database_pooler,
         )
 
     return connections

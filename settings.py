@@ -57,6 +57,12 @@ def database_url() -> str:
     return async_database_url(os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
 
 
+def database_pooler() -> str:
+    """DATABASE_POOLER: "transaction" where a transaction-mode pooler (PgBouncer) stands between
+    Quill and PostgreSQL (db/engine.py says what changes), else "none"."""
+    return (os.environ.get("DATABASE_POOLER") or "none").strip().lower()
+
+
 def _flag(name: str, default: bool = False) -> bool:
     value = os.environ.get(name)
     if value is None or value == "":
@@ -123,6 +129,9 @@ class Settings:
     # client's reads right after its own write to the primary. A replica is skipped while it
     # lags more than replica_max_lag_seconds; each is checked every replica_check_seconds.
     database_replica_urls: tuple[str, ...] = ()
+    # "transaction": connections go through a transaction-mode pooler (PgBouncer): no named
+    # prepared statements and no session settings (db/engine.py, pooler_connect_args).
+    database_pooler: str = "none"
     replica_max_lag_seconds: float = 5.0
     replica_check_seconds: float = 0.5
     sql_echo: bool = False
@@ -270,6 +279,10 @@ class Settings:
         for url in self.database_replica_urls:
             if not url.startswith("postgresql"):
                 raise SettingsError(f"DATABASE_REPLICA_URLS: {url.partition('://')[0]!r} is not PostgreSQL")
+        if self.database_pooler not in {"none", "transaction"}:
+            raise SettingsError(f"DATABASE_POOLER must be none or transaction, not {self.database_pooler!r}")
+        if self.database_pooler != "none" and not self.database_url.startswith("postgresql"):
+            raise SettingsError("DATABASE_POOLER is for PostgreSQL (PgBouncer)")
         if self.replica_check_seconds <= 0 or self.replica_max_lag_seconds <= 0:
             raise SettingsError("REPLICA_CHECK_SECONDS and REPLICA_MAX_LAG_SECONDS must be positive")
         return self
@@ -282,6 +295,7 @@ class Settings:
             access_token_ttl_seconds=_int("ACCESS_TOKEN_TTL_SECONDS", 15 * 60),
             refresh_token_ttl_seconds=_int("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600),
             database_url=database_url(),
+            database_pooler=database_pooler(),
             database_replica_urls=tuple(map(async_database_url, _list("DATABASE_REPLICA_URLS"))),
             replica_max_lag_seconds=_float("REPLICA_MAX_LAG_SECONDS", 5.0),
             replica_check_seconds=_float("REPLICA_CHECK_SECONDS", 0.5),

@@ -9,9 +9,10 @@ from sqlalchemy import Connection, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
+from db.engine import pooler_connect_args
 from db.models import Base
 from db.search import SEARCH_COLUMNS, SEARCH_INDEXES, SEARCH_TABLES
-from settings import database_url
+from settings import database_pooler, database_url
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
@@ -61,7 +62,10 @@ def _run_sync(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    engine = create_async_engine(database_url(), poolclass=pool.NullPool)
+    url = database_url()
+    # Through a transaction-mode pooler (DATABASE_POOLER=transaction): no kept prepared statements.
+    options = {"connect_args": pooler_connect_args()} if database_pooler() == "transaction" else {}
+    engine = create_async_engine(url, poolclass=pool.NullPool, **options)
     async with engine.connect() as connection:
         await connection.run_sync(_run_sync)
     await engine.dispose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -66,22 +67,56 @@ def create_engine(settings: Settings) -> AsyncEngine:
             "connect_args": {"connect_timeout": settings.connect_timeout_seconds},
         }
     elif is_postgres(url):
+        # PostgreSQL cancels a statement that runs longer; the request gets OPERATION_TIMEOUT.
+        # Behind a transaction-mode pooler that is a SET LOCAL in each transaction instead.
+        # The application name says whose a session is (pg_stat_activity); PgBouncer sets it
+        # on the server connection for each client that sends one, and leaves the last
+        # client's otherwise.
+        named = {"application_name": "quill"}
+        session = {"server_settings": named | {"statement_timeout": str(settings.statement_timeout_ms)}}
+        if settings.database_pooler == "transaction":
+            session = {"server_settings": named, **pooler_connect_args()}
         kwargs |= {
             "pool_size": settings.pool_size,
             "max_overflow": settings.pool_max_overflow,
             "connect_args": {
-                # PostgreSQL cancels a statement that runs longer; the request gets OPERATION_TIMEOUT.
-                "server_settings": {"statement_timeout": str(settings.statement_timeout_ms)},
+                **session,
                 # An unreachable database fails a request in seconds, not the driver's minute.
                 "timeout": settings.connect_timeout_seconds,
             },
         }
     engine = create_async_engine(url, **kwargs)
+    if is_postgres(url) and settings.database_pooler == "transaction":
+        _limit_each_transaction(engine, settings.statement_timeout_ms)
     if is_sqlite(url):
         _configure_sqlite(engine, settings.sqlite_busy_timeout_ms, settings.sqlite_synchronous)
     if is_mysql(url):
         _configure_mysql(engine, settings.statement_timeout_ms)
     return engine
+
+
+def pooler_connect_args() -> dict[str, Any]:
+    """asyncpg through a transaction-mode pooler (PgBouncer before 1.21, which does not keep
+    prepared statements): each transaction may run on another server connection, so
+    - no statement is kept prepared: asyncpg's cache is off, and the statements SQLAlchemy's
+      dialect prepares (it must, to read the result's columns) get names no other client uses,
+      so a server connection that still holds one never refuses another client's;
+    - no session setting is sent at connect (PgBouncer refuses statement_timeout as a startup
+      parameter, and a session setting would stay on a connection other clients then get)."""
+    return {
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": lambda: f"__quill_{uuid.uuid4().hex}__",
+    }
+
+
+def _limit_each_transaction(engine: AsyncEngine, statement_timeout_ms: int) -> None:
+    """The statement time limit as transaction state, which ends with the transaction (behind a
+    pooler the session outlives it and passes to other clients)."""
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _set_local(conn: Connection) -> None:
+        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
 
 
 def _configure_mysql(engine: AsyncEngine, statement_timeout_ms: int) -> None:
@@ -156,7 +191,7 @@ class StatementCounter:
     (transaction control excluded): in total, and for the current request (a context variable
     the request's code reads)."""
 
-    _CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+    _CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "SET LOCAL")
 
     def __init__(self, engine: AsyncEngine, reads: ReadConnections | None = None) -> None:
         self.total = 0
@@ -222,6 +257,11 @@ async def wait_for_database(engine: AsyncEngine, timeout_seconds: float) -> None
                 await conn.exec_driver_sql("SELECT 1")
             return
         except Exception as exc:
+            if "unsupported startup parameter" in str(exc):  # waiting will not change that
+                raise DatabaseNotReady(
+                    f"the database refused a session setting ({exc}): behind PgBouncer in "
+                    "transaction mode, set DATABASE_POOLER=transaction"
+                ) from exc
             if time.monotonic() >= deadline:
                 raise DatabaseNotReady(
                     f"database {engine.url.render_as_string(hide_password=True)} is unreachable "

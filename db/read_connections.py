@@ -92,6 +92,7 @@ def read_connections(
     statement_timeout_ms: int,
     connect_timeout_seconds: float,
     sqlite_synchronous: str = "NORMAL",
+    pooler: str = "none",
 ) -> ReadConnections | None:
     """The read connections for a database URL (async driver form), or None where compiled
     reads do not run (an in-memory SQLite database). SQLite writes in the event loop's thread
@@ -105,6 +106,7 @@ def read_connections(
             pool_size=pool_size,
             statement_timeout_ms=statement_timeout_ms,
             connect_timeout_seconds=connect_timeout_seconds,
+            pooled=pooler == "transaction",
         )
     if backend in ("mysql", "mariadb"):
         return MariaDBReads(
@@ -124,9 +126,15 @@ class PostgresReads:
     viewer_lists = True
 
     def __init__(
-        self, dsn: str, *, pool_size: int, statement_timeout_ms: int, connect_timeout_seconds: float
+        self,
+        dsn: str,
+        *,
+        pool_size: int,
+        statement_timeout_ms: int,
+        connect_timeout_seconds: float,
+        pooled: bool = False,
     ) -> None:
-        self.dsn, self.pool_size = dsn, pool_size
+        self.dsn, self.pool_size, self.pooled = dsn, pool_size, pooled
         self.statement_timeout_ms = statement_timeout_ms
         self.connect_timeout_seconds = connect_timeout_seconds
         self.listeners: list[Listener] = []
@@ -134,20 +142,25 @@ class PostgresReads:
         self._pool: asyncpg.Pool | None = None
 
     async def start(self) -> None:
+        session = {
+            "TimeZone": "UTC",
+            "statement_timeout": str(self.statement_timeout_ms),
+            "application_name": "quill compiled reads",
+            # One plan serves every value of a compiled statement (keyset pages, per-parent
+            # limits; tests/test_deep_pages.py checks the generic plans). Left to choose,
+            # PostgreSQL plans a statement with a LIMIT parameter anew on every execution,
+            # about 0.1 ms of a 100-row page.
+            "plan_cache_mode": "force_generic_plan",
+        }
         self._pool = await asyncpg.create_pool(
             self.dsn,
             min_size=1,
             max_size=self.pool_size,
-            server_settings={
-                "TimeZone": "UTC",
-                "statement_timeout": str(self.statement_timeout_ms),
-                "application_name": "quill compiled reads",
-                # One plan serves every value of a compiled statement (keyset pages, per-parent
-                # limits; tests/test_deep_pages.py checks the generic plans). Left to choose,
-                # PostgreSQL plans a statement with a LIMIT parameter anew on every execution,
-                # about 0.1 ms of a 100-row page.
-                "plan_cache_mode": "force_generic_plan",
-            },
+            # Behind a transaction-mode pooler (db/engine.py, pooler_connect_args) only what
+            # PgBouncer keeps per client (TimeZone, application_name): no kept statements, so
+            # no generic plans, and the operation's deadline cancels a statement that runs long.
+            server_settings=pooled_settings(session) if self.pooled else session,
+            statement_cache_size=0 if self.pooled else 100,
             reset=_keep_session,
             timeout=self.connect_timeout_seconds,
         )
@@ -186,6 +199,11 @@ class PostgresReads:
         seconds = deadline - time.monotonic()
         if seconds <= 0:
             raise ReadTimeout()
+        limited = self.pooled and self.statement_timeout_ms / 1000 < seconds
+        if limited:
+            # No statement_timeout in the session behind a pooler: the same limit from here (a
+            # statement stopped waiting for is cancelled on the server, through PgBouncer).
+            seconds = self.statement_timeout_ms / 1000
         for listener in self.listeners:
             listener(sql, arguments)
         try:
@@ -197,6 +215,8 @@ class PostgresReads:
                     with self.trace(sql):
                         return await run(sql, *arguments)
         except TimeoutError:
+            if limited:  # as PostgreSQL's statement_timeout fails it: the resolvers answer then
+                raise ReadFailed("canceling statement due to statement timeout") from None
             raise ReadTimeout() from None
         except _UNREACHABLE as error:
             raise ReadUnreachable(str(error)) from error
@@ -213,6 +233,11 @@ _UNREACHABLE = (
     asyncpg.CannotConnectNowError,
     asyncpg.CrashShutdownError,
 )
+
+
+def pooled_settings(session: dict[str, str]) -> dict[str, str]:
+    """The session settings a transaction-mode PgBouncer takes at connect and keeps per client."""
+    return {name: value for name, value in session.items() if name in ("TimeZone", "application_name")}
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:

@@ -91,6 +91,7 @@ class Replicas:
     max_lag_seconds: float
     check_seconds: float
     connect_timeout_seconds: float
+    pooled: bool = False  # behind a transaction-mode pooler: no kept prepared statements
     listeners: list[StateListener] = field(default_factory=list)
     _pins: dict[str, _Pin] = field(default_factory=dict)
     _samples: deque[tuple[float, int]] = field(default_factory=deque)  # (monotonic, primary LSN)
@@ -172,7 +173,11 @@ class Replicas:
 
     async def start(self) -> None:
         self._primary = await asyncpg.create_pool(
-            self.primary_dsn, min_size=1, max_size=2, timeout=self.connect_timeout_seconds
+            self.primary_dsn,
+            min_size=1,
+            max_size=2,
+            timeout=self.connect_timeout_seconds,
+            statement_cache_size=self._statement_cache_size,
         )
         await self.check()  # a replica down at start-up joins once a check finds it well
         self._task = asyncio.create_task(self._keep_checking(), name="replica checks")
@@ -222,7 +227,11 @@ class Replicas:
             async with asyncio.timeout(max(seconds, 0.001)):
                 if replica.checks is None:
                     replica.checks = await asyncpg.create_pool(
-                        replica.dsn, min_size=0, max_size=1, timeout=self.connect_timeout_seconds
+                        replica.dsn,
+                        min_size=0,
+                        max_size=1,
+                        timeout=self.connect_timeout_seconds,
+                        statement_cache_size=self._statement_cache_size,
                     )
                 in_recovery, replayed = await replica.checks.fetchrow(_REPLICA_STATE)
         except Exception as error:  # noqa: BLE001 - whatever it is, the replica is not usable
@@ -274,6 +283,10 @@ class Replicas:
             lsn: int = await self._primary.fetchval(_PRIMARY_LSN)
         return lsn
 
+    @property
+    def _statement_cache_size(self) -> int:
+        return 0 if self.pooled else 100
+
     def states(self) -> list[dict[str, Any]]:
         return [replica.state() for replica in self.replicas]
 
@@ -299,6 +312,7 @@ def replicas_from(
         max_lag_seconds=settings.replica_max_lag_seconds,
         check_seconds=settings.replica_check_seconds,
         connect_timeout_seconds=settings.connect_timeout_seconds,
+        pooled=settings.database_pooler == "transaction",
     )
 
 

@@ -42,12 +42,15 @@ from starlette.applications import Starlette
 from db.models import Base, User
 from server import create_app
 from settings import Settings, async_database_url
-from tests.servers import TEST_ENV, Server
+from tests.pgbouncer_rig import pgbouncer
+from tests.servers import TEST_ENV, Server, database_env
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_MARIADB_URL = "mysql://root@127.0.0.1:3306"
 ENGINES = ("sqlite", "postgresql", "mariadb")
+# PostgreSQL through PgBouncer in transaction mode (make test-pgbouncer).
+POOLED = os.environ.get("TEST_DATABASE_POOLER") == "pgbouncer"
 CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|SET|SHOW|SELECT pg_advisory)", re.I)
 
 
@@ -56,7 +59,7 @@ def alembic(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "alembic", *args],
         cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url},
+        env={**os.environ, **database_env(url)},
         capture_output=True,
         text=True,
         check=False,
@@ -125,13 +128,19 @@ def redis_url() -> str:
 
 @pytest.fixture(scope="session")
 def postgres_database(postgres_server: PostgresServer) -> Iterator[str]:
-    """A migrated database of our own for this test session, dropped at the end."""
+    """A migrated database of our own for this test session, dropped at the end; with
+    TEST_DATABASE_POOLER=pgbouncer, its URL is through a real PgBouncer in transaction mode
+    (tests/pgbouncer_rig.py), as `make test-pgbouncer` runs the PostgreSQL tests."""
     name = f"quill_test_{uuid.uuid4().hex[:10]}"
     postgres_server.run(f'CREATE DATABASE "{name}"')
     url = postgres_server.url_for(name)
     try:
         migrate(url)
-        yield url
+        if not POOLED:
+            yield url
+        else:
+            with pgbouncer(postgres_server.admin_url) as bouncer:
+                yield bouncer.url(name)
     finally:
         postgres_server.run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -241,6 +250,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         argon2_memory_kib=1024,
         argon2_parallelism=1,
         event_broker_url=TEST_ENV["EVENT_BROKER_URL"],
+        database_pooler="transaction" if POOLED and database_url.startswith("postgres") else "none",
         # `make test` runs the suite a second time with COMPILED_READS=0 (the resolvers only).
         compiled_reads=os.environ.get("COMPILED_READS", "1").strip().lower()
         not in {"0", "false", "no", "off"},

@@ -29,6 +29,15 @@ TEST_ENV = {
 }
 
 
+def database_env(url: str) -> dict[str, str]:
+    """The environment that points a process at `url`: with TEST_DATABASE_POOLER=pgbouncer a
+    PostgreSQL URL is PgBouncer's (tests/conftest.py), and the process is told so."""
+    env = {"DATABASE_URL": url}
+    if os.environ.get("TEST_DATABASE_POOLER") == "pgbouncer" and url.startswith("postgres"):
+        env["DATABASE_POOLER"] = "transaction"
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -71,7 +80,7 @@ class Server:
                 str(bin_dir / "gunicorn"), "server:app", "-k", "uvicorn_worker.UvicornWorker",
                 "-w", str(self.workers), "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "10",
             ]  # fmt: skip
-        env = {**os.environ, **TEST_ENV, **self.env, "DATABASE_URL": self.database_url}
+        env = {**os.environ, **TEST_ENV, **database_env(self.database_url), **self.env}
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True

@@ -12,7 +12,7 @@ import pytest
 
 from tests.api import LOGIN, mutate
 from tests.conftest import ROOT, GraphQLClient, truncate_all
-from tests.servers import TEST_ENV, Server, running
+from tests.servers import TEST_ENV, Server, database_env, running
 
 pytestmark = pytest.mark.one_path  # the resolver pass skips it (pyproject.toml: markers)
 
@@ -23,7 +23,7 @@ def quill(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(QUILL), *args],
         cwd=ROOT,
-        env={**os.environ, **TEST_ENV, "DATABASE_URL": database_url},
+        env={**os.environ, **TEST_ENV, **database_env(database_url)},
         capture_output=True,
         text=True,
         timeout=120,
@@ -39,7 +39,7 @@ def test_migrate_brings_a_new_database_to_head(tmp_path: Path) -> None:
     current = subprocess.run(
         [sys.executable, "-m", "alembic", "current"],
         cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url},
+        env={**os.environ, **database_env(url)},
         capture_output=True,
         text=True,
         check=False,

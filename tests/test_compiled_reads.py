@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import TaskStatus, User
 from db.sqlite_functions import b64, b64url
-from tests.conftest import StatementCounter
+from tests.conftest import POOLED, StatementCounter
 from tests.factories import make_comment, make_note, make_post, make_task, make_user, make_users_with_posts
 from tests.generated import Draw, Pools, SchemaShape
 from tests.pairs import Executors, Pair
@@ -514,6 +514,8 @@ async def test_postgres_reads_run_with_one_plan_for_all_values(
 ) -> None:
     """The sessions of compiled reads use generic plans (whose shapes tests/test_deep_pages.py
     checks): left to choose, PostgreSQL plans a statement with a LIMIT parameter every time."""
+    if POOLED:
+        pytest.skip("behind PgBouncer 1.18 no statement stays prepared: each read is planned anew")
     if engine_name != "postgresql":
         pytest.skip("a PostgreSQL setting")
     async with app_with(compiled_reads=True) as client:

@@ -12,9 +12,9 @@ import pytest
 from graphql import FragmentDefinitionNode, OperationDefinitionNode, get_introspection_query, parse
 from graphql.execution.values import get_variable_values
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.applications import Starlette
 
+from db.engine import create_engine
 from db.errors import is_statement_timeout
 from db.seed import Shape, generate
 from schema import build_schema
@@ -193,7 +193,7 @@ async def test_statement_timeout_is_a_clear_error(
     if engine_name == "sqlite":
         pytest.skip("SQLite has no statement time limit (the overall operation timeout applies)")
     # 100,000 posts: counting titles that contain "zz" reads them all, far past 10 ms.
-    loader = create_async_engine(settings.database_url)
+    loader = create_engine(settings)
     await generate(loader, Shape(users=200, posts_per_user=500, tasks_per_user=0, notes_per_task=0), "x")
     await loader.dispose()
     async with app_with(statement_timeout_ms=10) as client:

@@ -44,7 +44,7 @@ from tests.api import (
 )
 from tests.conftest import ROOT, GraphQLClient, StatementCounter
 from tests.factories import make_post, make_user
-from tests.servers import TEST_ENV, Server
+from tests.servers import TEST_ENV, Server, database_env
 from tests.ws import TRANSPORT_WS, GraphQLWS, SilentSocket, close_code
 
 MODERN = {"Accept": "application/graphql-response+json"}
@@ -243,7 +243,7 @@ async def test_revocations_older_than_a_token_lives_are_forgotten(
 async def test_taking_back_superuser_rights_closes_their_sockets(server: Server, database_url: str) -> None:
     """`quill superuser --revoke`: the old token said superuser; its socket ends within a second."""
     root = await _account(server, "root")
-    env = {**TEST_ENV, "DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"}
+    env = {**TEST_ENV, **database_env(database_url), "PATH": "/usr/bin:/bin"}
     grant = [sys.executable, "-m", "cli", "superuser", "--username", "root", "--grant"]
     await asyncio.to_thread(subprocess.run, grant, cwd=ROOT, env=env, check=True, capture_output=True)
     assert (

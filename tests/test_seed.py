@@ -15,6 +15,7 @@ from db.passwords import Passwords
 from db.seed import DEMO_PASSWORD, Shape, run
 from settings import Settings
 from tests.conftest import ROOT
+from tests.servers import database_env
 
 pytestmark = pytest.mark.one_path  # the resolver pass skips it (pyproject.toml: markers)
 
@@ -77,7 +78,7 @@ def test_command_line(database_url: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "db.seed", "--users", "5", "--posts-per-user", "2"],
         cwd=ROOT,
-        env={"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin", "ARGON2_MEMORY_KIB": "1024"},
+        env={**database_env(database_url), "PATH": "/usr/bin:/bin", "ARGON2_MEMORY_KIB": "1024"},
         capture_output=True,
         text=True,
         timeout=120,
@@ -90,7 +91,7 @@ def test_a_large_seed_shows_its_progress(database_url: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "db.seed", "--users", "250", "--posts-per-user", "100",
          "--tasks-per-user", "1", "--notes-per-task", "0"],
-        cwd=ROOT, env={"DATABASE_URL": database_url, "PATH": "/usr/bin:/bin", "ARGON2_MEMORY_KIB": "1024"},
+        cwd=ROOT, env={**database_env(database_url), "PATH": "/usr/bin:/bin", "ARGON2_MEMORY_KIB": "1024"},
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

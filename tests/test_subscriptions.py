@@ -43,7 +43,7 @@ from tests.api import (
 )
 from tests.conftest import ROOT
 from tests.factories import make_post, make_task, make_user
-from tests.servers import TEST_ENV, Server
+from tests.servers import TEST_ENV, Server, database_env
 from tests.ws import LEGACY_WS, TRANSPORT_WS, GraphQLWS, close_code
 
 tasks = table_of(Task)
@@ -446,7 +446,7 @@ def _expired_token(valid: str) -> str:
 
 async def _superuser_token(server: Server, database_url: str) -> str:
     """A superuser made by the seed command, logged in through the API."""
-    env = {**TEST_ENV, "DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"}
+    env = {**TEST_ENV, **database_env(database_url), "PATH": "/usr/bin:/bin"}
     env |= {"FIRST_SUPERUSER_EMAIL": "root@example.com", "FIRST_SUPERUSER_PASSWORD": "root-password"}
     command = [sys.executable, "-m", "db.seed"]
     await asyncio.to_thread(subprocess.run, command, cwd=ROOT, env=env, check=True, capture_output=True)

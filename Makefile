@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run serve migrate seed schema test lint bench bench-writes bench-search bench-aggregates bench-subscriptions breakdown clean
+.PHONY: install run serve migrate seed schema test lint bench bench-writes bench-search bench-aggregates bench-scale-out bench-subscriptions breakdown clean
 
 GRAPHIQL := web/graphiql/node_modules/.package-lock.json
 
@@ -69,6 +69,10 @@ bench-search: install
 # Aggregates (groupBy) against a hand-written server (after `make bench`).
 bench-aggregates: install
 	$(BIN)/python bench/aggregates.py
+
+# Reads on a streaming replica vs the primary, PgBouncer vs direct (after `make bench`; ~6 minutes).
+bench-scale-out: install
+	$(BIN)/python bench/scale_out.py
 
 # Subscribers one process holds and how fast an event reaches the last (PostgreSQL + Redis; ~10 minutes).
 bench-subscriptions: install

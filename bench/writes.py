@@ -112,12 +112,14 @@ end
 
 
 class Server:
-    def __init__(self, database_url: str, workers: int, pin: str | None) -> None:
+    def __init__(
+        self, database_url: str, workers: int, pin: str | None, env: dict[str, str] | None = None
+    ) -> None:
         command = [sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT), "server:app", "--host", "127.0.0.1",
                    "--port", str(PORT), "--workers", str(workers), "--log-level", "warning", "--no-access-log"]  # fmt: skip
         if pin is not None:
             command = ["taskset", "-c", pin, *command]
-        env = {**SERVER_ENV, "DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"}
+        env = {**SERVER_ENV, **(env or {}), "DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"}
         self.process = subprocess.Popen(
             command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )

@@ -13,8 +13,7 @@ Queries go to a healthy replica, mutations to the primary. The rules, and why th
   commit) is kept for its viewer and for its client address: a query by either is answered on
   the primary until a replica's replayed LSN has passed it (then by that replica). A pin lasts at
   most the lag bound plus two checks: a replica still behind by then is no longer healthy.
-  Pins live in this process: a client that writes through one process and reads through
-  another right away is not covered (README, "Read replicas").
+  With REDIS_URL, every process sees every process's pins (db/replica_pins.py).
 - **Subscription events.** An event is read after its write committed, and a subscriber must see
   it: the primary's LSN is sampled when the event is read, and a replica answers only once it has
   replayed that far (it is asked again for up to `_EVENT_WAIT_SECONDS`), else the primary does.
@@ -37,6 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from db.read_connections import PostgresReads, ReadConnections
+from db.replica_pins import UNKNOWN, Coalesced, Pins
 from settings import Settings
 
 log = logging.getLogger("quill.replicas")
@@ -79,12 +79,6 @@ class Replica:
 
 
 @dataclass
-class _Pin:
-    lsn: int
-    until: float  # time.monotonic()
-
-
-@dataclass
 class Replicas:
     replicas: list[Replica]
     primary_dsn: str
@@ -92,26 +86,26 @@ class Replicas:
     check_seconds: float
     connect_timeout_seconds: float
     pooled: bool = False  # behind a transaction-mode pooler: no kept prepared statements
+    pins: Pins = field(default_factory=Pins)
     listeners: list[StateListener] = field(default_factory=list)
-    _pins: dict[str, _Pin] = field(default_factory=dict)
     _samples: deque[tuple[float, int]] = field(default_factory=deque)  # (monotonic, primary LSN)
     _turn: count[int] = field(default_factory=count)
     _primary: asyncpg.Pool | None = None
     _task: asyncio.Task[None] | None = None
 
+    def __post_init__(self) -> None:
+        # The primary's position as of after the caller asked, one read for many callers.
+        self._position = Coalesced(self._primary_lsn)
+
     # Choosing.
 
-    def for_query(self, keys: tuple[str, ...]) -> Replica | None:
+    async def for_query(self, keys: tuple[str, ...]) -> Replica | None:
         """The replica a query by these clients reads from, or None for the primary."""
-        now = time.monotonic()
-        floor = -1
-        for key in keys:
-            pin = self._pins.get(key)
-            if pin is not None:
-                if pin.until < now:
-                    del self._pins[key]
-                else:
-                    floor = max(floor, pin.lsn)
+        floor = self.pins.local_floor(keys)
+        if not self._eligible(floor):
+            return None  # no replica is that far yet: no need to ask the other processes
+        if self.pins.shared:
+            floor = max(floor, await self.pins.shared_floor(keys))
         return self._pick(floor)
 
     async def for_event(self) -> Replica | None:
@@ -119,7 +113,7 @@ class Replicas:
         if not self._usable():
             return None
         try:
-            target = await self._primary_lsn()
+            target = await self._position()
         except Exception as error:  # noqa: BLE001 - the primary answers the read then, or says why
             log.warning("reading the primary's WAL position failed: %s", error)
             return None
@@ -136,9 +130,12 @@ class Replicas:
     def _usable(self) -> bool:
         return any(replica.healthy for replica in self.replicas)
 
+    def _eligible(self, floor: int) -> list[Replica]:
+        return [replica for replica in self.replicas if replica.healthy and replica.replayed >= floor]
+
     def _pick(self, floor: int) -> Replica | None:
         """A healthy replica that has replayed past `floor`, taking turns among them."""
-        eligible = [r for r in self.replicas if r.healthy and r.replayed >= floor]
+        eligible = self._eligible(floor)
         if not eligible:
             return None
         chosen = eligible[next(self._turn) % len(eligible)]
@@ -151,16 +148,11 @@ class Replicas:
         if not self.replicas:
             return
         try:
-            lsn = await self._primary_lsn()
+            lsn = await self._position()
         except Exception as error:  # noqa: BLE001 - then pin past anything a replica can have
             log.warning("reading the primary's WAL position failed: %s", error)
-            lsn = 2**63 - 1
-        until = time.monotonic() + self.max_lag_seconds + 2 * self.check_seconds
-        for key in keys:
-            self._pins[key] = _Pin(lsn, until)
-        if len(self._pins) > 100_000:  # a flood of clients: forget the ones past their time
-            now = time.monotonic()
-            self._pins = {key: pin for key, pin in self._pins.items() if pin.until >= now}
+            lsn = UNKNOWN
+        await self.pins.pin(keys, lsn, self.max_lag_seconds + 2 * self.check_seconds)
 
     def failed(self, replica: Replica, error: object) -> None:
         """A read on the replica failed: skip it until a check finds it well."""
@@ -195,6 +187,7 @@ class Replicas:
             await replica.engine.dispose()
         if self._primary is not None:
             await self._primary.close()
+        await self.pins.close()
 
     async def _keep_checking(self) -> None:
         while True:
@@ -313,6 +306,7 @@ def replicas_from(
         check_seconds=settings.replica_check_seconds,
         connect_timeout_seconds=settings.connect_timeout_seconds,
         pooled=settings.database_pooler == "transaction",
+        pins=Pins(settings.redis_url),
     )
 
 

@@ -21,12 +21,14 @@ import pytest
 from asgi_lifespan import LifespanManager
 from starlette.applications import Starlette
 
+from db.replica_pins import UNKNOWN, Coalesced, Pins
 from server import create_app
 from settings import Settings, SettingsError, async_database_url
 from tests.api import CREATE_POST, REGISTER
 from tests.conftest import RELIABILITY_REPORT, GraphQLClient, migrate, truncate_all
+from tests.pgbouncer_rig import pgbouncer
 from tests.replica_rig import ReplicaRig, RigUnavailable, replica_rig
-from tests.servers import TEST_ENV, Server
+from tests.servers import TEST_ENV, Server, free_port
 from tests.ws import GraphQLWS
 
 POSTS = "{ posts(first: 50) { totalCount edges { node { title } } } }"
@@ -289,3 +291,93 @@ def test_replicas_need_postgresql() -> None:
 def _sample(metrics: str, name: str) -> float:
     (line,) = [line for line in metrics.splitlines() if line.startswith(name + "{")]
     return float(line.rsplit(" ", 1)[1])
+
+
+async def test_two_processes_share_the_primary_the_replica_the_broker_and_the_pins(
+    fresh: ReplicaRig, tmp_path: Any, redis_url: str
+) -> None:
+    """The deployment guide's topology on one machine: two server processes on the same primary
+    (through PgBouncer in transaction mode), replica and Redis. With the replica's replay paused,
+    a write through one is read by its author through the other (the pin travels through Redis),
+    a reader who did not write reads the replica's older rows there, and the write's event
+    reaches the other's subscriber whole."""
+    env = {
+        "DATABASE_REPLICA_URLS": fresh.replica.url("quill"),
+        "REPLICA_CHECK_SECONDS": "0.05",
+        "REDIS_URL": redis_url,
+        "DATABASE_POOLER": "transaction",
+        "COMPILED_READS": os.environ.get("COMPILED_READS", "1"),
+    }
+    with pgbouncer(fresh.primary.url("quill"), pool_size=4) as bouncer:
+        first, second = (
+            Server(bouncer.url("quill"), env=env, log_path=tmp_path / f"uvicorn-{name}.log")
+            for name in ("first", "second")
+        )
+        try:
+            await asyncio.to_thread(first.start)
+            await asyncio.to_thread(second.start)
+            await _write_here_read_there(fresh, first, second)
+        finally:
+            first.stop()
+            second.stop()
+
+
+async def _write_here_read_there(fresh: ReplicaRig, first: Server, second: Server) -> None:
+    async with (
+        httpx.AsyncClient(base_url=first.url, timeout=30) as one,
+        httpx.AsyncClient(base_url=second.url, timeout=30) as other,
+    ):
+        writer_here, writer_there = GraphQLClient(one), GraphQLClient(other)
+        ada = await register(writer_here, "ada")
+        await post(writer_here, ada, "before")
+        await fresh.wait_replayed()
+        subscription = "subscription { postCreated { title author { username } } }"
+        async with GraphQLWS(second.url) as ws:
+            await ws.acknowledged()
+            await ws.subscribe(subscription)
+            await asyncio.sleep(0.3)  # registered once the server ran its resolver
+            await fresh.replica.value("SELECT pg_wal_replay_pause()")
+            await post(writer_here, ada, "after")
+
+            assert titles(await writer_there(POSTS, token=ada)) == ["after", "before"]
+            reader = await _from_another_address(second.url)
+            assert titles(reader) == ["before"]  # the second process reads the replica
+            created = (await ws.next_data())["postCreated"]
+            assert created == {"title": "after", "author": {"username": "ada"}}
+
+
+async def _from_another_address(url: str) -> dict[str, Any]:
+    """POSTS from an address that wrote nothing (through a proxy the server does not trust
+    either: the peer address is what counts, so a second loopback address)."""
+    transport = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+    async with httpx.AsyncClient(base_url=url, timeout=30, transport=transport) as client:
+        response = await client.post("/graphql", json={"query": POSTS})
+    body: dict[str, Any] = response.json()
+    assert "errors" not in body, body
+    return body
+
+
+async def test_a_position_read_is_shared_only_by_those_who_asked_before_it_started() -> None:
+    reads: list[int] = []
+
+    async def read() -> int:
+        reads.append(len(reads) + 1)
+        number = len(reads)
+        await asyncio.sleep(0.02)
+        return number
+
+    position = Coalesced(read)
+    first = asyncio.ensure_future(position())
+    await asyncio.sleep(0.005)  # the first read is under way: these must wait for the next one
+    later = await asyncio.gather(*(position() for _ in range(10)))
+    assert await first == 1
+    assert later == [2] * 10
+    assert len(reads) == 2
+
+
+async def test_without_redis_answering_a_pinned_client_may_not_read_a_replica() -> None:
+    pins = Pins(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    try:
+        assert await pins.shared_floor(("user:1",)) == UNKNOWN
+    finally:
+        await pins.close()

@@ -107,7 +107,7 @@ class Operations:
         deadline_token = DEADLINE.set(admitted.deadline)
         answer = Answer(b"")
         context: Context | None = None  # made only for the resolvers: a compiled read needs none
-        replica = self._replica_for(admitted)
+        replica = await self._replica_for(admitted)
         try:
             # A compiled read keeps the deadline itself (db/read_connections.py, ReadTimeout).
             compiled, replica = await self._compiled_answer(admitted, replica)
@@ -128,12 +128,12 @@ class Operations:
             self._record(admitted, answer, started, statements)
         return answer
 
-    def _replica_for(self, admitted: Admitted) -> Replica | None:
+    async def _replica_for(self, admitted: Admitted) -> Replica | None:
         """The replica a query reads from (db/replicas.py), or None for the primary."""
         replicas = self.services.replicas
         if replicas is None or admitted.prepared.kind is not OperationType.QUERY:
             return None
-        return replicas.for_query(_clients(admitted))
+        return await replicas.for_query(_clients(admitted))
 
     async def _compiled_answer(
         self, admitted: Admitted, replica: Replica | None

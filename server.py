@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if metrics is not None:
             replicas.listeners.append(metrics.replica_checked)
     observer = Observer(metrics)
-    schema = build_schema()
+    schema = build_schema(federation=settings.federation)
     ttl = timedelta(seconds=settings.access_token_ttl_seconds)
     tokens = AccessTokens(settings.signing_key(), ttl, Revocations(ttl.total_seconds()))
     housekeeping_sessions = create_sessionmaker(housekeeping)

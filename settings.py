@@ -132,6 +132,8 @@ class Settings:
     # "transaction": connections go through a transaction-mode pooler (PgBouncer): no named
     # prepared statements and no session settings (db/engine.py, pooler_connect_args).
     database_pooler: str = "none"
+    # Serve as an Apollo Federation v2 subgraph: `_service`, `_entities` (schema/federation.py).
+    federation: bool = False
     replica_max_lag_seconds: float = 5.0
     replica_check_seconds: float = 0.5
     sql_echo: bool = False
@@ -296,6 +298,7 @@ class Settings:
             refresh_token_ttl_seconds=_int("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600),
             database_url=database_url(),
             database_pooler=database_pooler(),
+            federation=_flag("FEDERATION"),
             database_replica_urls=tuple(map(async_database_url, _list("DATABASE_REPLICA_URLS"))),
             replica_max_lag_seconds=_float("REPLICA_MAX_LAG_SECONDS", 5.0),
             replica_check_seconds=_float("REPLICA_CHECK_SECONDS", 0.5),

@@ -20,10 +20,16 @@ from schema.scalars import DATETIME
 
 
 @functools.cache
-def build_schema() -> strawberry.Schema:
-    """The schema (built once per process: it holds no state of any app that serves it)."""
+def build_schema(federation: bool = False) -> strawberry.Schema:
+    """The schema (built once per process: it holds no state of any app that serves it); with
+    `federation`, as an Apollo Federation v2 subgraph (schema/federation.py)."""
+    queries = types.roots("Queries")
+    if federation:
+        from schema.federation import federation_queries
+
+        queries = (*queries, federation_queries(build_schema().as_str()))
     return strawberry.Schema(
-        query=merge_types("Query", types.roots("Queries")),
+        query=merge_types("Query", queries),
         mutation=merge_types("Mutation", types.roots("Mutations")),
         subscription=merge_types("Subscription", types.roots("Subscriptions")),
         scalar_overrides={datetime: DATETIME},

@@ -417,8 +417,9 @@ def node_tools() -> Path:
     """The pinned npm packages of tests/node, installed if missing; Node itself is required."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.fail("Node.js and npm are needed for the client and protocol tests (tests/node)")
-    # tests/node/apollo4 holds Apollo Client 4, which cannot share node_modules with 3.
-    for folder in (NODE_DIR, NODE_DIR / "apollo4"):
+    # tests/node/apollo4 holds Apollo Client 4, which cannot share node_modules with 3;
+    # tests/node/federation, the Apollo gateway and a second subgraph (tests/test_federation.py).
+    for folder in (NODE_DIR, NODE_DIR / "apollo4", NODE_DIR / "federation"):
         installed = folder / "node_modules" / ".package-lock.json"  # npm writes it on every install
         lock = folder / "package-lock.json"
         if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:

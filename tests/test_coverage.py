@@ -30,6 +30,7 @@ from schema.declare.nodes import find_node_type
 from schema.declare.specs import (
     ColumnSpec,
     ConnectionSpec,
+    EntitySpec,
     ExpressionSpec,
     LookupSpec,
     NodeSpec,
@@ -44,7 +45,7 @@ from schema.relay import Connection, Edge, Node, PageInfo
 pytestmark = pytest.mark.one_path  # the resolver pass skips it (pyproject.toml: markers)
 
 COMPILED_ON_NODES = (ColumnSpec, ExpressionSpec, ToOneSpec, ConnectionSpec)
-COMPILED_AT_THE_ROOT = (ConnectionSpec, LookupSpec, ViewerSpec, NodeSpec, SubscriptionSpec)
+COMPILED_AT_THE_ROOT = (ConnectionSpec, LookupSpec, ViewerSpec, NodeSpec, EntitySpec, SubscriptionSpec)
 STRUCTURE = {Connection: {"edges", "pageInfo", "totalCount"}, Edge: {"cursor", "node"}, PageInfo: None}
 
 
@@ -104,6 +105,12 @@ def test_every_field_is_compiled_or_says_why_not() -> None:
     for field, reason in resolver_only.items():
         print(f"resolver only: {field}: {reason}")
         assert reason.strip()
+
+
+def test_every_field_of_the_federation_subgraph_is_compiled_or_says_why_not() -> None:
+    resolver_only, undeclared = coverage(build_schema(federation=True)._schema)
+    assert undeclared == [], f"fields that would fall back to the resolvers undeclared: {undeclared}"
+    assert "Query._service" in resolver_only
 
 
 @node(models.Post, visible=everyone)

@@ -40,6 +40,9 @@ from strawberry.types.field import StrawberryField
 from schema.declare.aggregates import DEFAULT_GROUPS, MAX_GROUPS
 from schema.relay import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
+# List arguments whose length is the number of objects a field returns (nodes, _entities).
+_LISTED = frozenset({"ids", "representations"})
+
 MUTATION_COST = 10  # a write costs more than the objects its payload returns
 COST = "quill:cost"  # a field's own price, in its Strawberry metadata (`metadata=price(500)`)
 SCHEMA_INTROSPECTION_COST = 2000  # about the objects `__schema { types { fields ... } }` returns
@@ -119,8 +122,8 @@ class _Estimate:
             aggregated = self._aggregates(target, field.selection_set)
             return searched + aggregated + inner + self.nodes(target, field.selection_set, inner)
         of_type = definition.type.of_type if isinstance(definition.type, GraphQLNonNull) else definition.type
-        if isinstance(of_type, GraphQLList) and "ids" in definition.args:
-            inner = self._length(definition, field, "ids")
+        if isinstance(of_type, GraphQLList) and (listed := _LISTED.intersection(definition.args)):
+            inner = self._length(definition, field, min(listed))
             return inner + self.nodes(target, field.selection_set, inner)
         return self.nodes(target, field.selection_set, 1)
 

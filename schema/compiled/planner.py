@@ -69,6 +69,7 @@ from schema.declare.nodes import NodeType, find_node_type, node_type_named
 from schema.declare.specs import (
     ColumnSpec,
     ConnectionSpec,
+    EntitySpec,
     ExpressionSpec,
     LookupSpec,
     NodeSpec,
@@ -180,6 +181,8 @@ class ReadPlanner:
             return self.by_id(self._node_type(definition), nodes, self.viewer.id)
         if isinstance(spec, NodeSpec):
             return self._nodes(query, nodes, spec)
+        if isinstance(spec, EntitySpec):
+            return self._entities(query, nodes)
         raise NotCompilable(f"Query.{name}")
 
     def _lookup(self, query: GraphQLObjectType, nodes: list[FieldNode], spec: LookupSpec) -> Value:
@@ -215,6 +218,23 @@ class ReadPlanner:
         if len(ids) > MAX_PAGE_SIZE:
             raise NotCompilable("too many ids")  # the resolver's error
         return Array(tuple(self._node(nodes, global_id, "ids") for global_id in ids))
+
+    def _entities(self, query: GraphQLObjectType, nodes: list[FieldNode]) -> Value:
+        """Federation's `_entities`, as the loaders read it (schema/execution/loaders.py)."""
+        representations = self.arguments(query, nodes[0])["representations"]
+        if len(representations) > MAX_PAGE_SIZE:
+            raise NotCompilable("too many representations")  # the resolver's error
+        named = [EntitySpec.representation(value) for value in representations]
+        if any(found is None for found in named):
+            raise NotCompilable("a representation without a key")  # the resolver's error
+        return Array(tuple(self._entity(nodes, *found) for found in named if found))
+
+    def _entity(self, nodes: list[FieldNode], typename: str, global_id: str) -> Value:
+        type_name, pk = from_global_id(global_id, argument="representations")
+        node_type = find_node_type(type_name)
+        if node_type is None or not node_type.entity or type_name != typename:
+            return Null()
+        return self.by_id(node_type, nodes, pk)
 
     def _node(self, nodes: list[FieldNode], global_id: str, argument: str) -> Value:
         type_name, pk = from_global_id(global_id, argument=argument)

@@ -37,6 +37,7 @@ from schema.declare.specs import (
     Condition,
     ConnectionSpec,
     CountCondition,
+    EntitySpec,
     ExpressionSpec,
     Key,
     LookupSpec,
@@ -252,6 +253,24 @@ def node_lookup(*, many: bool, description: str | None = None) -> Any:
         base_resolver=StrawberryResolver(resolve), description=description, metadata={SPEC: spec}
     )
     field.arguments = [argument("ids", list[strawberry.ID])] if many else [argument("id", strawberry.ID)]
+    return field
+
+
+def entity_lookup(any_scalar: Any) -> Any:
+    """`_entities(representations: [_Any!]!)` of a federation subgraph (schema/federation.py)."""
+
+    def resolve(root: Any, info: strawberry.Info, representations: list[Any]) -> Any:
+        return info.context.loaders.entities(info, representations)
+
+    field = StrawberryField(
+        python_name="entities_",
+        graphql_name="_entities",
+        base_resolver=StrawberryResolver(resolve),
+        description="The entities the representations name, as the viewer may see them; null "
+        "where there is none (or it is not an entity type).",
+        metadata={SPEC: EntitySpec()},
+    )
+    field.arguments = [argument("representations", list[any_scalar])]
     return field
 
 

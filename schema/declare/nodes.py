@@ -58,6 +58,7 @@ class NodeType:
     filter: type | None
     order: type
     searchable: bool = False  # its lists take `search` (db/search.py; migration 0010 made the index)
+    entity: bool = False  # a federation entity, keyed by its global ID (schema/federation.py)
     # Python field name -> what it reads; GraphQL field name -> Python field name.
     fields: dict[str, Spec] = field(default_factory=dict)
     graphql_names: dict[str, str] = field(default_factory=dict)
@@ -226,6 +227,11 @@ def node_types() -> list[NodeType]:
     return list(_BY_NAME.values())
 
 
+def entity_types() -> list[NodeType]:
+    """The node types a federation subgraph offers as entities (`@node(..., entity=True)`)."""
+    return [node_type for node_type in node_types() if node_type.entity]
+
+
 def node(
     model: type[Base],
     *,
@@ -234,13 +240,15 @@ def node(
     filter: type | None = None,
     searchable: bool = False,
     plural: str | None = None,
+    entity: bool = False,
 ) -> Callable[[type[T]], type[T]]:
     """Declare a Strawberry type (decorated first) as backed by `model`'s table.
 
     `visible`: the rule (db/visibility.py) that says which rows a viewer sees; `sort`: the
     columns its lists can be ordered by besides id; `filter`: the input type whose fields are
     conditions (schema/declare/fields.py); `searchable`: its lists take `search`, and can be
-    ordered by RELEVANCE (db/search.py)."""
+    ordered by RELEVANCE (db/search.py); `entity`: a federation subgraph (FEDERATION=1) offers it
+    as an entity keyed by its global ID (schema/federation.py)."""
 
     def declare(cls: type[T]) -> type[T]:
         definition: StrawberryObjectDefinition = cls.__strawberry_definition__  # type: ignore[attr-defined]
@@ -254,6 +262,7 @@ def node(
             filter=filter,
             order=_order_input(definition.name, sort, noun, searchable),
             searchable=searchable,
+            entity=entity,
         )
         for strawberry_field in definition.fields:
             spec = spec_of(strawberry_field)

@@ -108,6 +108,22 @@ class NodeSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class EntitySpec:
+    """A federation subgraph's `_entities(representations:)`: entity rows by their __typename and
+    global ID, read as `nodes(ids:)` reads them (schema/federation.py)."""
+
+    @staticmethod
+    def representation(value: Any) -> tuple[str, str] | None:
+        """(__typename, id) of a representation, or None where it is not one an entity has."""
+        if not isinstance(value, dict):
+            return None
+        typename, global_id = value.get("__typename"), value.get("id")
+        if not isinstance(typename, str) or not isinstance(global_id, str):
+            return None
+        return typename, global_id
+
+
+@dataclass(frozen=True, slots=True)
 class ResolverOnly:
     """A field that only the resolvers answer, and why (the coverage test lists these)."""
 

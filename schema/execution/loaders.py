@@ -27,7 +27,7 @@ from db.visibility import Viewer
 from db.where import Where
 from schema.declare.aggregates import GroupRequest, measured_columns
 from schema.declare.nodes import NodeType, find_node_type
-from schema.declare.specs import ConnectionSpec, LookupSpec, ToOneSpec
+from schema.declare.specs import ConnectionSpec, EntitySpec, LookupSpec, ToOneSpec
 from schema.errors import BadInput
 from schema.execution.selection import CONNECTION_NODE, Related, columns_for, related_for, selects
 from schema.relay import (
@@ -137,6 +137,29 @@ class Loaders:
         type_name, pk = from_global_id(global_id, argument=argument)
         node_type = find_node_type(type_name)
         if node_type is None:  # an ID of a type that has no nodes is as absent as a deleted row
+            return _none()
+        return self.row(node_type, "id").load((pk, columns_for(info, node_type)))
+
+    async def entities(self, info: Info, representations: list[Any]) -> list[Any]:
+        """Federation's `_entities`: each representation's row (schema/federation.py), batched
+        per type like `nodes`; null for a type that is not an entity, or an ID of another type."""
+        if len(representations) > MAX_PAGE_SIZE:
+            raise BadInput(
+                f"representations: at most {MAX_PAGE_SIZE} at once, got {len(representations)}.",
+                argument="representations",
+            )
+        named = [EntitySpec.representation(value) for value in representations]
+        if any(found is None for found in named):
+            raise BadInput(
+                "representations: each needs a __typename and an id (a global ID).",
+                argument="representations",
+            )
+        return list(await asyncio.gather(*(self._entity(info, *found) for found in named if found)))
+
+    def _entity(self, info: Info, typename: str, global_id: str) -> Awaitable[Any]:
+        type_name, pk = from_global_id(global_id, argument="representations")
+        node_type = find_node_type(type_name)
+        if node_type is None or not node_type.entity or type_name != typename:
             return _none()
         return self.row(node_type, "id").load((pk, columns_for(info, node_type)))
 

@@ -52,7 +52,7 @@ class CommentFilter:
     created_after: datetime | None = after("created_at")
 
 
-@node(models.Comment, visible=everyone, sort=("created_at",), filter=CommentFilter)
+@node(models.Comment, visible=everyone, sort=("created_at",), filter=CommentFilter, entity=True)
 @strawberry.type(description="A comment on a post. Public, like the post.")
 class Comment(Node):
     body: str = column()

@@ -65,7 +65,14 @@ class PostFilter:
     )
 
 
-@node(models.Post, visible=everyone, sort=("date_posted", "title"), filter=PostFilter, searchable=True)
+@node(
+    models.Post,
+    visible=everyone,
+    sort=("date_posted", "title"),
+    filter=PostFilter,
+    searchable=True,
+    entity=True,
+)
 @strawberry.type(description="A blog post. Public: anyone may read it.")
 class Post(Node):
     title: str = column()

@@ -56,7 +56,7 @@ class UserFilter:
     )
 
 
-@node(models.User, visible=everyone, sort=("username", "created_at"), filter=UserFilter)
+@node(models.User, visible=everyone, sort=("username", "created_at"), filter=UserFilter, entity=True)
 @strawberry.type(description="Someone with an account: writes posts and owns tasks.")
 class User(Node):
     username: str = column()

@@ -23,11 +23,14 @@ log = logging.getLogger("quill.replicas")
 
 UNKNOWN = 2**63 - 1  # past any position: the primary answers
 _PREFIX = "quill:pin:"
-# Each key keeps the highest position pinned and the later end: a pin only ever grows.
+# Each key keeps the highest position pinned and the later end: a pin only ever grows. The
+# position is stored as the text it came as (Lua's numbers would print a large one rounded).
 _PIN = """
 for _, key in ipairs(KEYS) do
-  local held = tonumber(redis.call('GET', key) or '-1')
-  redis.call('SET', key, math.max(held, tonumber(ARGV[1])), 'PX', ARGV[2])
+  local held = redis.call('GET', key)
+  local kept = ARGV[1]
+  if held and tonumber(held) > tonumber(ARGV[1]) then kept = held end
+  redis.call('SET', key, kept, 'PX', ARGV[2])
 end
 """
 

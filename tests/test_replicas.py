@@ -12,6 +12,7 @@ import asyncio
 import os
 import statistics
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -379,5 +380,16 @@ async def test_without_redis_answering_a_pinned_client_may_not_read_a_replica() 
     pins = Pins(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     try:
         assert await pins.shared_floor(("user:1",)) == UNKNOWN
+    finally:
+        await pins.close()
+
+
+async def test_shared_pins_keep_the_highest_position_exactly(redis_url: str) -> None:
+    pins, key = Pins(redis_url), f"user:{uuid.uuid4().hex}"
+    try:
+        large = 2**62 + 1  # past what a double holds exactly
+        await pins.pin((key,), large, 5)
+        await pins.pin((key,), 7, 5)  # an older write's position never lowers the pin
+        assert await pins.shared_floor((key, "ip:nobody")) == large
     finally:
         await pins.close()

@@ -86,6 +86,17 @@ class RequestDb:
         takes it, and so does a write made on a connection of its own (schema/mutations.py)."""
         return self._write_turns if self._write_turns is not None else contextlib.nullcontext()
 
+    async def read_from(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        """Read through these sessions from now on (a subscription's next event, on a replica or
+        the primary: db/replicas.py); the current session, if any, is closed first."""
+        if sessionmaker is self._sessionmaker:
+            return
+        async with self._lock:
+            session, self._session = self._session, None
+            self._sessionmaker = sessionmaker
+        if session is not None:
+            await session.close()
+
     def after_commit(self, callback: AfterCommit) -> None:
         self._after_commit.append(callback)
 

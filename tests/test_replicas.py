@@ -252,6 +252,9 @@ async def test_subscription_events_are_read_where_the_write_is_visible(
                     "title": "streamed",
                     "author": {"username": "ada"},
                 }
+                await asyncio.sleep(0.3)  # a check publishes the count
+                # Nothing else read: the event's read is what the replica answered (either executor).
+                assert _sample((await http.get("/metrics")).text, "quill_replica_reads_total") >= 1
                 await fresh.replica.value("SELECT pg_wal_replay_pause()")
                 await post(gql, ada, "while paused")
                 assert (await ws.next_data())["postCreated"] == {

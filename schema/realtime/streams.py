@@ -188,9 +188,14 @@ async def events(info: Info, topic: str, after: str | None = None) -> AsyncItera
     for the next event."""
     context = info.context
     timeout = context.services.settings.operation_timeout_seconds
+    replicas = context.services.replicas
     try:
         async with context.services.broker.subscribe(topic, after=after) as subscription:
             async for event in subscription:
+                if replicas is not None:  # a replica that has replayed the event's write, or the primary
+                    replica = await replicas.for_event()
+                    sessions = context.services.sessionmaker if replica is None else replica.sessionmaker
+                    await context.db.read_from(sessions)
                 context.renew_loaders()
                 context.deadline = time.monotonic() + timeout
                 yield event

@@ -30,10 +30,12 @@ from tests.conftest import RELIABILITY_REPORT, GraphQLClient, migrate, truncate_
 from tests.pgbouncer_rig import pgbouncer
 from tests.replica_rig import ReplicaRig, RigUnavailable, replica_rig
 from tests.servers import TEST_ENV, Server, free_port
+from tests.test_incremental import MULTIPART, parts_of
 from tests.ws import GraphQLWS
 
 POSTS = "{ posts(first: 50) { totalCount edges { node { title } } } }"
 TITLES = "{ posts(first: 50) { edges { node { title author { username } } } } }"
+DEFERRED = "{ posts(first: 50) { edges { node { title } } ... @defer { totalCount } } }"
 
 
 @pytest.fixture(scope="module")
@@ -134,17 +136,24 @@ async def test_queries_read_the_replica_and_a_writer_reads_its_own_writes(fresh:
         # The reader, who wrote nothing, reads the replica: its replay is paused before "after".
         assert titles(await reader(POSTS)) == ["before"]
         assert served(app) == before + 1
+        # An answer in parts (@defer) reads the replica too, part by part.
+        response = await reader.client.post("/graphql", json={"query": DEFERRED}, headers=MULTIPART)
+        first, *rest = parts_of(response)
+        deferred = [item["data"] for part in rest for item in part.get("incremental", [])]
+        assert [edge["node"]["title"] for edge in first["data"]["posts"]["edges"]] == ["before"]
+        assert deferred == [{"totalCount": 1}]  # the replica has one post: the primary two
+        assert served(app) == before + 2
         # The writer reads its own write, on the primary, as a user and from its address.
         assert titles(await writer(POSTS, token=ada)) == ["after", "before"]
         assert titles(await writer(POSTS)) == ["after", "before"]
-        assert served(app) == before + 1
+        assert served(app) == before + 2
 
         await fresh.replica.value("SELECT pg_wal_replay_resume()")
         await fresh.wait_replayed()
         await asyncio.sleep(0.2)  # a check sees the replica past the write: the pin is over
         assert titles(await reader(TITLES)) == ["after", "before"]
         assert titles(await writer(POSTS, token=ada)) == ["after", "before"]
-        assert served(app) == before + 3
+        assert served(app) == before + 4
 
 
 async def test_a_new_account_reads_itself_at_once(fresh: ReplicaRig) -> None:

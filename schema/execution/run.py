@@ -29,10 +29,11 @@ from db.engine import DEADLINE
 from db.read_connections import ReadFailed, ReadUnreachable
 from db.replicas import Replica
 from db.session import RequestDb
-from schema.admission.admission import Admitted
+from db.visibility import Viewer
+from schema.admission.admission import Admitted, Prepared
 from schema.compiled.parts import Parts as CompiledParts
 from schema.compiled.parts import parts_of
-from schema.compiled.plans import CompiledReads
+from schema.compiled.plans import CompiledReads, Plan
 from schema.execution.answers import (
     Answer,
     WriteNow,
@@ -146,17 +147,25 @@ class Operations:
         plan = compiled.plan(prepared, viewer)
         if plan is None:
             return None, replica
-        if replica is not None and replica.reads is not None:
-            try:
-                body = await compiled.read(prepared, plan, viewer, admitted.deadline, on=replica.reads)
-                return (None if body is None else Answer(body, executor="compiled")), replica
-            except ReadFailed as error:  # the primary answers: a replica down, or a recovery conflict
-                if isinstance(error, ReadUnreachable):
-                    assert self.services.replicas is not None
-                    self.services.replicas.failed(replica, error)
-                replica = None
-        body = await compiled.read(prepared, plan, viewer, admitted.deadline)
+        body, replica = await self._read(prepared, plan, viewer, admitted.deadline, replica)
         return (None if body is None else Answer(body, executor="compiled")), replica
+
+    async def _read(
+        self, prepared: Prepared, plan: Plan, viewer: Viewer, deadline: float, replica: Replica | None
+    ) -> tuple[bytes | None, Replica | None]:
+        """A compiled read on the replica (db/replicas.py) or the primary; and the replica the
+        rest of the operation reads from: None (the primary) once the read failed on it."""
+        compiled = self.compiled
+        assert compiled is not None
+        if replica is None or replica.reads is None:
+            return await compiled.read(prepared, plan, viewer, deadline), replica
+        try:
+            return await compiled.read(prepared, plan, viewer, deadline, on=replica.reads), replica
+        except ReadFailed as error:  # the primary answers: a replica down, or a recovery conflict
+            if isinstance(error, ReadUnreachable):
+                assert self.services.replicas is not None
+                self.services.replicas.failed(replica, error)
+        return await compiled.read(prepared, plan, viewer, deadline), None
 
     async def _answer(self, admitted: Admitted, context: Context) -> Answer:
         prepared, compiled = admitted.prepared, self.compiled
@@ -175,8 +184,9 @@ class Operations:
         per part where schema/compiled/parts.py takes the shape, else the resolvers."""
         statements = self._count_statements()
         started = time.perf_counter()
+        replica = await self._replica_for(admitted)
         try:
-            compiled = await self._compiled_parts(admitted, (started, statements))
+            compiled = await self._compiled_parts(admitted, (started, statements), replica)
         except TimeoutError:
             compiled = timeout_answer(self.timeout_seconds)
         except Exception as bug:  # noqa: BLE001 - masked like any answer's
@@ -185,10 +195,10 @@ class Operations:
             if compiled.rest is None:
                 self._record(admitted, compiled, started, statements)
             return compiled
-        return await self._resolved_parts(admitted, started, statements)
+        return await self._resolved_parts(admitted, started, statements, replica)
 
     async def _compiled_parts(
-        self, admitted: Admitted, measured: tuple[float, list[int] | None]
+        self, admitted: Admitted, measured: tuple[float, list[int] | None], replica: Replica | None
     ) -> Answer | None:
         compiled, prepared, viewer = self.compiled, admitted.prepared, admitted.authentication.viewer
         if compiled is None or (parts := parts_of(self.schema, prepared)) is None:
@@ -198,7 +208,7 @@ class Operations:
         ]
         if any(plan is None for plan in plans):
             return None
-        body = await compiled.read(parts.initial, plans[0], viewer, admitted.deadline)  # type: ignore[arg-type]
+        body, replica = await self._read(parts.initial, plans[0], viewer, admitted.deadline, replica)  # type: ignore[arg-type]
         if body is None:
             return None
         answer = orjson.loads(body)
@@ -207,7 +217,7 @@ class Operations:
         first, later = compiled_parts(parts, answer["data"])
         if not later.pending:
             return Answer(orjson.dumps({"data": answer["data"]}), executor="compiled")
-        rest = self._compiled_later(admitted, parts, plans[1:], first, later, measured)
+        rest = self._compiled_later(admitted, parts, plans[1:], first, later, measured, replica)
         return Answer(first, executor="compiled", rest=rest)
 
     async def _compiled_later(
@@ -218,11 +228,11 @@ class Operations:
         first: bytes,
         later: LaterParts,
         measured: tuple[float, list[int] | None],
+        replica: Replica | None,
     ) -> AsyncIterator[bytes]:
         """The cut lists' other items, then each streamed connection's rest of the page and each
         deferred fragment, from its own statement."""
-        compiled, viewer = self.compiled, admitted.authentication.viewer
-        assert compiled is not None
+        viewer = admitted.authentication.viewer
         try:
             if later.streamed:
                 yield later.streamed_part(has_next=bool(later.reads))
@@ -230,7 +240,7 @@ class Operations:
                 if index not in later.reads:
                     continue
                 try:
-                    body = await compiled.read(read.prepared, plan, viewer, admitted.deadline)
+                    body, replica = await self._read(read.prepared, plan, viewer, admitted.deadline, replica)
                 except TimeoutError:
                     yield later.stopped(orjson.loads(timeout_answer(self.timeout_seconds).body)["errors"][0])
                     return
@@ -239,12 +249,12 @@ class Operations:
             self._record(admitted, Answer(first, tuple(sorted(later.codes)), "compiled"), *measured)
 
     async def _resolved_parts(
-        self, admitted: Admitted, started: float, statements: list[int] | None
+        self, admitted: Admitted, started: float, statements: list[int] | None, replica: Replica | None
     ) -> Answer:
         """graphql-core's incremental executor; the session lives until the last part was read,
         and gives its connection back while each part is sent."""
         deadline_token = DEADLINE.set(admitted.deadline)
-        context = self._context(admitted)
+        context = self._context(admitted, replica)
         executor = self._executor(admitted, context, StrawberryGraphQLCoreExecutionContext)
         try:
             async with asyncio.timeout(max(admitted.deadline - time.monotonic(), 0)):

@@ -96,7 +96,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     # relay) has connections of its own: requests never wait for it, and it is not counted as a
     # request's SQL.
     housekeeping = create_engine(replace(settings, pool_size=2, pool_max_overflow=2))
-    reads = _read_connections_for(settings)(settings.database_url)
+    # Behind a pooler, DATABASE_DIRECT_URL gives compiled reads a direct pool of their own.
+    reads = _read_connections_for(settings)(settings.database_direct_url or settings.database_url)
     statements = StatementCounter(engine, reads)
     metrics = _metrics(settings)
     replicas = replicas_from(settings, create_engine, create_sessionmaker, _read_connections_for(settings))
@@ -307,7 +308,7 @@ def _read_connections_for(settings: Settings) -> Callable[[str], ReadConnections
             statement_timeout_ms=settings.statement_timeout_ms,
             connect_timeout_seconds=settings.connect_timeout_seconds,
             sqlite_synchronous=settings.sqlite_synchronous,
-            pooler=settings.database_pooler,
+            pooler="none" if url == settings.database_direct_url else settings.database_pooler,
         )
 
     return connections

@@ -63,6 +63,11 @@ def database_pooler() -> str:
     return (os.environ.get("DATABASE_POOLER") or "none").strip().lower()
 
 
+def _url_or_none(name: str) -> str | None:
+    value = os.environ.get(name)
+    return async_database_url(value) if value else None
+
+
 def _flag(name: str, default: bool = False) -> bool:
     value = os.environ.get(name)
     if value is None or value == "":
@@ -132,6 +137,9 @@ class Settings:
     # "transaction": connections go through a transaction-mode pooler (PgBouncer): no named
     # prepared statements and no session settings (db/engine.py, pooler_connect_args).
     database_pooler: str = "none"
+    # Behind such a pooler: a direct URL of the primary for the compiled reads' own small pool
+    # (DB_READ_POOL_SIZE per process), which then keeps its prepared statements and generic plans.
+    database_direct_url: str | None = None
     # Serve as an Apollo Federation v2 subgraph: `_service`, `_entities` (schema/federation.py).
     federation: bool = False
     replica_max_lag_seconds: float = 5.0
@@ -283,6 +291,10 @@ class Settings:
                 raise SettingsError(f"DATABASE_REPLICA_URLS: {url.partition('://')[0]!r} is not PostgreSQL")
         if self.database_pooler not in {"none", "transaction"}:
             raise SettingsError(f"DATABASE_POOLER must be none or transaction, not {self.database_pooler!r}")
+        if self.database_direct_url and not self.database_direct_url.startswith("postgresql"):
+            raise SettingsError(
+                "DATABASE_DIRECT_URL must be a PostgreSQL URL (the primary, not through the pooler)"
+            )
         if self.database_pooler != "none" and not self.database_url.startswith("postgresql"):
             raise SettingsError("DATABASE_POOLER is for PostgreSQL (PgBouncer)")
         if self.replica_check_seconds <= 0 or self.replica_max_lag_seconds <= 0:
@@ -298,6 +310,7 @@ class Settings:
             refresh_token_ttl_seconds=_int("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600),
             database_url=database_url(),
             database_pooler=database_pooler(),
+            database_direct_url=_url_or_none("DATABASE_DIRECT_URL"),
             federation=_flag("FEDERATION"),
             database_replica_urls=tuple(map(async_database_url, _list("DATABASE_REPLICA_URLS"))),
             replica_max_lag_seconds=_float("REPLICA_MAX_LAG_SECONDS", 5.0),

@@ -166,3 +166,18 @@ async def asyncpg_connect(url: str) -> Any:
     import asyncpg
 
     return await asyncpg.connect(url.replace("postgresql://", "postgres://"), timeout=5)
+
+
+async def test_a_direct_url_keeps_the_compiled_reads_generic_plans(
+    pooled: Settings, postgres_database: str
+) -> None:
+    """DATABASE_DIRECT_URL: the compiled reads' small pool bypasses PgBouncer, so its sessions
+    keep their settings (generic plans, the statement limit) while everything else is pooled."""
+    direct = async_database_url(postgres_database)
+    async with client_of(replace(pooled, database_direct_url=direct)) as (app, gql):
+        reads = app.state.reads
+        if reads is None or not app.state.compiled_reads.enabled:
+            pytest.skip("compiled reads are off")
+        setting = "SELECT convert_to(current_setting('plan_cache_mode'), 'UTF8')"
+        assert await reads.fetch(setting, (), asyncio.get_running_loop().time() + 5) == b"force_generic_plan"
+        assert (await gql("{ posts(first: 1) { totalCount } }"))["data"]["posts"]["totalCount"] == 0

@@ -169,11 +169,12 @@ async def asyncpg_connect(url: str) -> Any:
 
 
 async def test_a_direct_url_keeps_the_compiled_reads_generic_plans(
-    pooled: Settings, postgres_database: str
+    pooled: Settings, postgres_server: PostgresServer, postgres_database: str
 ) -> None:
     """DATABASE_DIRECT_URL: the compiled reads' small pool bypasses PgBouncer, so its sessions
     keep their settings (generic plans, the statement limit) while everything else is pooled."""
-    direct = async_database_url(postgres_database)
+    # The server's own URL: in the PgBouncer pass the fixture's URL is itself through a pooler.
+    direct = async_database_url(postgres_server.url_for(postgres_database.rsplit("/", 1)[1]))
     async with client_of(replace(pooled, database_direct_url=direct)) as (app, gql):
         reads = app.state.reads
         if reads is None or not app.state.compiled_reads.enabled:

@@ -48,6 +48,7 @@ from schema.execution.incremental import LaterParts, Parts, compiled_parts
 from schema.execution.loaders import Loaders
 from schema.execution.masking import internal_error
 from schema.execution.object_reads import ObjectReads
+from schema.execution.root_field import RootField, root_field
 from schema.realtime.multiplex import Hub
 from schema.telemetry import OperationRecord
 
@@ -169,9 +170,15 @@ class Operations:
 
     async def _answer(self, admitted: Admitted, context: Context) -> Answer:
         prepared, compiled = admitted.prepared, self.compiled
+        executor = self._executor(admitted, context)
         if compiled is not None and prepared.kind is OperationType.MUTATION:
             context.objects = ObjectReads(compiled, prepared, admitted.deadline)
-        executor = self._executor(admitted, context)
+            if (one := self._root_field(prepared, executor)) is not None:
+                ran, compiled_row = await one.run(executor)
+                answer = result_answer(ran)
+                if compiled_row:
+                    answer.executor = "compiled"
+                return answer
         result: Any = executor.execute_operation()
         if executor.is_awaitable(result):
             result = await result
@@ -392,6 +399,20 @@ class Operations:
             default_type_resolver,
             default_field_resolver,
         )
+
+    def _root_field(
+        self, prepared: Prepared, executor: StrawberryGraphQLCoreExecutionContext
+    ) -> RootField | None:
+        """The mutation's one root field, run without graphql-core's framing (root_field.py),
+        kept with the document; None where graphql-core runs the operation."""
+        if executor.middleware_manager is not None:
+            return None
+        key = ("root field",)
+        if key not in prepared.plans:
+            found = root_field(self.schema, executor.operation, executor.fragment_definitions)
+            prepared.plans[key] = found
+        one: RootField | None = prepared.plans[key]
+        return one
 
     def _count_statements(self) -> list[int] | None:
         counter = self.services.statements

@@ -126,7 +126,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         tokens=tokens,
         passwords=Passwords.from_settings(settings),
         avatars=Avatars(settings.media_dir, settings.max_avatar_bytes),
-        broker=_broker(settings, housekeeping_sessions),
+        broker=_broker(settings, housekeeping_sessions, turns),
         housekeeping=housekeeping_sessions,
         login_attempts=_login_attempts(settings),
         write_turns=turns,
@@ -350,11 +350,13 @@ def _query_store(settings: Settings) -> QueryStore | None:
     return LocalQueryStore(settings.persisted_query_cache_bytes)
 
 
-def _broker(settings: Settings, housekeeping: async_sessionmaker[AsyncSession]) -> Broker:
+def _broker(
+    settings: Settings, housekeeping: async_sessionmaker[AsyncSession], turns: asyncio.Lock | None
+) -> Broker:
     """Where change events are kept and how they cross processes (db/events.py)."""
     size, retention = settings.subscription_queue_size, settings.event_retention_seconds
     if is_sqlite(settings.database_url):
-        return DatabaseLog(housekeeping, size, retention)
+        return DatabaseLog(housekeeping, size, retention, write_turns=turns)
     if settings.event_broker_url:
         return RedisStreams(settings.event_broker_url, housekeeping, settings.database_url, size, retention)
     log.warning(

@@ -29,6 +29,7 @@ out to bounded per-subscriber queues. No GraphQL in here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -347,9 +348,11 @@ class DatabaseLog(Broker):
         queue_size: int,
         retention_seconds: float = 86400.0,
         poll_seconds: float = 0.25,
+        write_turns: asyncio.Lock | None = None,
     ) -> None:
         super().__init__(queue_size, retention_seconds)
         self._sessions = sessions
+        self._write_turns = write_turns
         self._last = 0
         self._trimmed_at = 0.0
         self._follower = _Follower("quill-events-log", self._read_new, poll_seconds)
@@ -357,6 +360,8 @@ class DatabaseLog(Broker):
     async def start(self) -> None:
         async with self._sessions() as session:
             self._last = (await session.execute(select(func.max(outbox.c.id)))).scalar() or 0
+        # The first trim a minute in, not beside the first writes (SQLite: a writer at a time).
+        self._trimmed_at = time.monotonic()
         self._follower.start()
 
     async def stop(self) -> None:
@@ -392,7 +397,10 @@ class DatabaseLog(Broker):
     async def _trim(self) -> None:
         self._trimmed_at = time.monotonic()
         cutoff = utcnow() - timedelta(seconds=self.retention_seconds)
-        async with self._sessions() as session, session.begin():
+        # In turn with this process's other writers (db/engine.py's write_turns): a compiled
+        # write that met this DELETE's lock would go the slower ORM way instead.
+        turns = self._write_turns if self._write_turns is not None else contextlib.nullcontext()
+        async with turns, self._sessions() as session, session.begin():
             await session.execute(delete(outbox).where(outbox.c.created_at < cutoff))
 
     def order_key(self, position: str) -> tuple[int, ...]:

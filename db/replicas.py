@@ -122,7 +122,9 @@ class Replicas:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            await self._check_replicas(remaining)  # it may have replayed since the last check
+            # It may have replayed since the last check. Out of time is not out of order: only
+            # the periodic checks, with their full timeout, judge a replica unreachable.
+            await self._check_replicas(remaining, judge=False)
             if not any(r.healthy and r.replayed >= target for r in self.replicas):
                 await asyncio.sleep(0.002)
         return chosen
@@ -212,10 +214,12 @@ class Replicas:
             for listener in self.listeners:
                 listener(replica)
 
-    async def _check_replicas(self, seconds: float) -> None:
-        await asyncio.gather(*(self._check(replica, seconds) for replica in self.replicas))
+    async def _check_replicas(self, seconds: float, *, judge: bool = True) -> None:
+        await asyncio.gather(*(self._check(replica, seconds, judge=judge) for replica in self.replicas))
 
-    async def _check(self, replica: Replica, seconds: float) -> None:
+    async def _check(self, replica: Replica, seconds: float, *, judge: bool = True) -> None:
+        """Read the replica's state; `judge=False` (a wait of its own, shorter than a check's
+        timeout): running out of that time leaves the replica as the last check found it."""
         try:
             async with asyncio.timeout(max(seconds, 0.001)):
                 if replica.checks is None:
@@ -227,6 +231,12 @@ class Replicas:
                         statement_cache_size=self._statement_cache_size,
                     )
                 in_recovery, replayed = await replica.checks.fetchrow(_REPLICA_STATE)
+        except TimeoutError:
+            if not judge:
+                return
+            replica.broken = True
+            self._set(replica, False, "unreachable: TimeoutError")
+            return
         except Exception as error:  # noqa: BLE001 - whatever it is, the replica is not usable
             replica.broken = True
             self._set(replica, False, f"unreachable: {type(error).__name__}")

@@ -274,6 +274,31 @@ async def test_subscription_events_are_read_where_the_write_is_visible(
         server.stop()
 
 
+async def test_an_event_s_short_wait_for_a_replica_does_not_judge_it(fresh: ReplicaRig) -> None:
+    """An event waits at most 50 ms for a replica to replay its write; when a check of the replica
+    takes longer than that (here its one check connection is busy), the primary answers the event
+    and the replica stays as healthy as the last full check found it (it was marked unreachable,
+    sending every query to the primary: a flaky two-process test)."""
+    async with running(replica_settings(fresh, replica_check_seconds=30)) as app:
+        replicas = app.state.replicas
+        [replica] = replicas.replicas
+        await replicas.check()
+        assert replica.healthy
+        await fresh.replica.value("SELECT pg_wal_replay_pause()")
+        try:
+            async with (
+                running(replica_settings(fresh)) as writer_app,
+                client_at(writer_app, "10.0.0.1") as writer,
+            ):
+                await post(writer, await register(writer, "ada"), "not replayed")
+            assert replica.checks is not None
+            async with replica.checks.acquire():  # the check's one connection is busy
+                assert await replicas.for_event() is None  # the primary answers the event
+            assert replica.healthy and not replica.broken
+        finally:
+            await fresh.replica.value("SELECT pg_wal_replay_resume()")
+
+
 async def test_replica_lag_after_a_write(fresh: ReplicaRig) -> None:
     """How long the replica takes to replay a createPost (reported, and bounded loosely)."""
     async with running(replica_settings(fresh)) as app, client_at(app, "10.0.0.1") as writer:

@@ -63,7 +63,7 @@ _LINKS: WeakKeyDictionary[GraphQLSchema, dict[tuple[str, str], tuple[NodeType, s
 )
 
 
-def _link(parent_type: GraphQLObjectType, field_name: str) -> tuple[NodeType, str] | None:
+def payload_link(parent_type: GraphQLObjectType, field_name: str) -> tuple[NodeType, str] | None:
     """(the node type, the payload's key for its id) of a payload's `to_one` field."""
     field_def = parent_type.fields.get(field_name)
     if field_def is None or field_def.args or find_node_type(parent_type.name) is not None:
@@ -76,7 +76,7 @@ def _link(parent_type: GraphQLObjectType, field_name: str) -> tuple[NodeType, st
     return node_type, spec.link
 
 
-def _plan(parent_type: GraphQLObjectType, field_name: str) -> Plan | None:
+def attribute_plan(parent_type: GraphQLObjectType, field_name: str) -> Plan | None:
     field_def = parent_type.fields.get(field_name)
     if field_def is None or field_def.args:
         return None
@@ -129,11 +129,11 @@ class FastPathExecutor(StrawberryGraphQLCoreExecutionContext):
                 if key in plans:
                     plan = plans[key]
                 else:
-                    plan = plans[key] = _plan(parent_type, node.name.value)
+                    plan = plans[key] = attribute_plan(parent_type, node.name.value)
                 result = _SLOW
                 if links is not None and not node.directives:
                     if key not in links:
-                        links[key] = _link(parent_type, node.name.value)
+                        links[key] = payload_link(parent_type, node.name.value)
                     link = links[key]
                     if link is not None:
                         result = self._read_object(

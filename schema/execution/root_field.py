@@ -47,7 +47,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from schema.declare.nodes import NodeType
 from schema.execution.context import Context
-from schema.execution.executor import _link, _plan
+from schema.execution.executor import attribute_plan, payload_link
 from schema.execution.object_reads import NOT_READ
 
 TYPENAME = "__typename"
@@ -55,6 +55,8 @@ TYPENAME = "__typename"
 
 @dataclass(frozen=True, slots=True)
 class Leaf:
+    """A plain attribute printed as its scalar or enum prints it."""
+
     attribute: str
     type: GraphQLLeafType
     non_null: bool
@@ -223,12 +225,12 @@ def _shape(
         if name == TYPENAME:
             entries.append((key, TYPENAME))
             continue
-        if (link := _link(kind, name)) is not None:
+        if (link := payload_link(kind, name)) is not None:
             if len(nodes) != 1:  # the compiled write reads one node's selection
                 return None
             entries.append((key, Row(nodes[0], *link)))
             continue
-        plan = _plan(kind, name)
+        plan = attribute_plan(kind, name)
         if plan is None or plan.kind != "leaf" or any(node.selection_set for node in nodes):
             return None
         entries.append(

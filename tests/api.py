@@ -92,3 +92,12 @@ async def register(
     )
     assert payload["__typename"] == "AuthPayload", payload
     return payload
+
+
+def without_keys(answer: Any, *keys: str) -> Any:
+    """The answer without these keys at any depth (ids and times two writes cannot share)."""
+    if isinstance(answer, dict):
+        return {key: without_keys(value, *keys) for key, value in answer.items() if key not in keys}
+    if isinstance(answer, list):
+        return [without_keys(item, *keys) for item in answer]
+    return answer

@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from db.events import Event, EventOf
 from db.models import Note, Post, User
 from schema.relay import from_global_id, to_global_id
-from tests.api import ADD_NOTE
+from tests.api import ADD_NOTE, without_keys
 from tests.conftest import GraphQLClient, StatementCounter
 from tests.factories import make_post, make_task, make_user
 
@@ -47,11 +47,7 @@ def _variables(title: str) -> dict[str, Any]:
 
 
 def _without_ids(answer: Any) -> Any:
-    if isinstance(answer, dict):
-        return {key: _without_ids(value) for key, value in answer.items() if key not in ("id", "datePosted")}
-    if isinstance(answer, list):
-        return [_without_ids(item) for item in answer]
-    return answer
+    return without_keys(answer, "id", "datePosted")
 
 
 async def test_the_payload_is_the_one_the_orm_path_gives(

@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from db.models import User
 from schema.execution.root_field import Leaf, Row, root_field
 from schema.relay import to_global_id
+from tests.api import without_keys
 from tests.factories import make_post, make_user
 from tests.pairs import Pair
 
@@ -61,11 +62,7 @@ def test_the_shapes_it_prints_and_the_ones_it_leaves(app: Starlette) -> None:
 
 
 def _without_ids(answer: Any) -> Any:
-    if isinstance(answer, dict):
-        return {key: _without_ids(value) for key, value in answer.items() if key not in ("id", "deletedId")}
-    if isinstance(answer, list):
-        return [_without_ids(item) for item in answer]
-    return answer
+    return without_keys(answer, "id", "deletedId")
 
 
 async def _both(

@@ -28,6 +28,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from graphql import (
+    FieldNode,
     GraphQLLeafType,
     GraphQLList,
     GraphQLNonNull,
@@ -41,6 +42,7 @@ from graphql.pyutils import Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.field import StrawberryField
 
+from db.visibility import Viewer
 from schema.declare.nodes import NodeType, find_node_type
 from schema.declare.specs import ToOneSpec, spec_of
 from schema.execution.object_reads import NOT_READ
@@ -74,6 +76,20 @@ def payload_link(parent_type: GraphQLObjectType, field_name: str) -> tuple[NodeT
     if not isinstance(spec, ToOneSpec) or node_type is None:
         return None
     return node_type, spec.link
+
+
+def payload_row(source: Any, key: str, node: FieldNode) -> tuple[Any, Any, Viewer | None]:
+    """A payload's linked row as a compiled read takes it: its id (None where there is none to
+    read: no row, or the row came with its fields), its JSON if the statement that wrote it built
+    it for `node` (else NOT_READ), and the viewer it is seen as, if not the request's."""
+    state = getattr(source, "__dict__", {})
+    row = state.get("_row")
+    if row is None or state.get("_with"):
+        return None, NOT_READ, None
+    pk = getattr(row, "_mapping", row).get(key)
+    already = state.get("_read")
+    found = already[id(node)] if already is not None and id(node) in already else NOT_READ
+    return pk, found, state.get("_seen_by")
 
 
 def attribute_plan(parent_type: GraphQLObjectType, field_name: str) -> Plan | None:
@@ -195,18 +211,14 @@ class FastPathExecutor(StrawberryGraphQLCoreExecutionContext):
     ) -> Any:
         """The linked row as one compiled read gives it, else graphql-core's own path."""
         node_type, key = link
-        state = getattr(source_value, "__dict__", {})
-        row = state.get("_row")
-        if row is None or state.get("_with"):
-            return _SLOW
-        pk = getattr(row, "_mapping", row).get(key)
+        nodes = [details.node for details in field_details_list]
+        pk, already, seen_by = payload_row(source_value, key, nodes[0])
         if pk is None:
             return _SLOW
-        nodes = [details.node for details in field_details_list]
-        if (already := state.get("_read")) is not None and id(nodes[0]) in already:
-            return already[id(nodes[0])]  # read by the statement that wrote it
+        if already is not NOT_READ:
+            return already  # read by the statement that wrote it
         context = self.context_value
-        viewer = state.get("_seen_by") or context.viewer
+        viewer = seen_by or context.viewer
 
         async def read() -> Any:
             found = await context.objects.read(node_type, nodes, pk, viewer)

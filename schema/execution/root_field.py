@@ -47,7 +47,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from schema.declare.nodes import NodeType
 from schema.execution.context import Context
-from schema.execution.executor import attribute_plan, payload_link
+from schema.execution.executor import attribute_plan, payload_link, payload_row
 from schema.execution.object_reads import NOT_READ
 
 TYPENAME = "__typename"
@@ -126,7 +126,6 @@ class RootField:
         entries = self.shapes.get(name) if name is not None else None
         if entries is None:
             return Undefined, False
-        state = getattr(result, "__dict__", {})
         completed: dict[str, Any] = {}
         row = False
         for key, entry in entries:
@@ -148,7 +147,7 @@ class RootField:
                 completed[key] = coerced
             else:
                 assert isinstance(entry, Row)
-                found = await _row(entry, state, context)
+                found = await _row(entry, result, context)
                 if found is NOT_READ:
                     return Undefined, False
                 completed[key] = found
@@ -156,18 +155,14 @@ class RootField:
         return completed, row
 
 
-async def _row(entry: Row, state: dict[str, Any], context: Context) -> Any:
+async def _row(entry: Row, result: Any, context: Context) -> Any:
     """The payload's row as its selection wants it, or NOT_READ (as executor.py's _read_object)."""
-    row = state.get("_row")
-    if row is None or state.get("_with") or context.objects is None:
-        return NOT_READ
-    if (read := state.get("_read")) is not None and id(entry.node) in read:
-        return read[id(entry.node)]
-    pk = getattr(row, "_mapping", row).get(entry.link)
+    pk, found, seen_by = payload_row(result, entry.link, entry.node)
     if pk is None:
         return NOT_READ
-    viewer = state.get("_seen_by") or context.viewer
-    return await context.objects.read(entry.node_type, [entry.node], pk, viewer)
+    if found is not NOT_READ or context.objects is None:
+        return found
+    return await context.objects.read(entry.node_type, [entry.node], pk, seen_by or context.viewer)
 
 
 def root_field(
